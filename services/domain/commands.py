@@ -1,0 +1,138 @@
+"""Commands: every input to the engine, imperative, keyed by the aggregate they address.
+
+JSON-valued fields (definition, params, outputs) are canonical JSON text: the domain owns
+their meaning, the wire only carries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.domain.statuses import FailureKind, RestartMode
+
+
+@dataclass(frozen=True, slots=True)
+class PushWorkflow:
+    workflow_id: str
+    definition: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartInstance:
+    instance_id: str
+    workflow_id: str
+    version: int
+    definition: str
+    params: str
+    initiator: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopInstance:
+    instance_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KillInstance:
+    instance_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartInstance:
+    instance_id: str
+    mode: RestartMode = RestartMode.FROM_INCOMPLETE
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAttemptStarted:
+    instance_id: str
+    step_id: str
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAttemptSucceeded:
+    instance_id: str
+    step_id: str
+    attempt: int
+    outputs: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAttemptFailed:
+    instance_id: str
+    step_id: str
+    attempt: int
+    kind: FailureKind
+    message: str
+    output_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAttemptHeartbeat:
+    instance_id: str
+    step_id: str
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FireTimers:
+    """Internal: the engine's clock reached a deadline recorded in this instance's state."""
+
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireHeartbeat:
+    """Internal: no heartbeat or report arrived for a running attempt within the limit."""
+
+    instance_id: str
+    step_id: str
+    attempt: int
+    silent_seconds: float
+
+
+InstanceCommand = (
+    StartInstance
+    | StopInstance
+    | KillInstance
+    | RestartInstance
+    | ReportAttemptStarted
+    | ReportAttemptSucceeded
+    | ReportAttemptFailed
+    | ReportAttemptHeartbeat
+    | FireTimers
+    | ExpireHeartbeat
+)
+WorkflowCommand = PushWorkflow
+Command = InstanceCommand | WorkflowCommand
+
+# Commands that travel on the commands topic (the internal ones never leave the engine).
+WIRE_COMMANDS: tuple[type[Command], ...] = (
+    PushWorkflow,
+    StartInstance,
+    StopInstance,
+    KillInstance,
+    RestartInstance,
+    ReportAttemptStarted,
+    ReportAttemptSucceeded,
+    ReportAttemptFailed,
+    ReportAttemptHeartbeat,
+)
+
+
+def command_key(cmd: Command) -> str:
+    """The partition key: co-partitions a command with its aggregate's events."""
+    return cmd.workflow_id if isinstance(cmd, PushWorkflow) else cmd.instance_id
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEnvelope:
+    command_id: str
+    issued_at: int  # UTC microseconds
+    payload: Command

@@ -1,0 +1,404 @@
+"""decide(state, command, now) -> events: every rule of the instance lifecycle.
+
+Pure: time comes in as `now` (UTC microseconds), event ids are derived from the aggregate id
+and sequence number. A command that no longer applies (a duplicate, a report for an old
+attempt, a stop of a finished instance) decides no events. A command that can never apply
+raises `Rejected`, and the engine dead-letters it with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from services.domain.commands import (
+    Command,
+    ExpireHeartbeat,
+    FireTimers,
+    KillInstance,
+    PushWorkflow,
+    ReportAttemptFailed,
+    ReportAttemptHeartbeat,
+    ReportAttemptStarted,
+    ReportAttemptSucceeded,
+    RestartInstance,
+    StartInstance,
+    StopInstance,
+)
+from services.domain.definition import (
+    ENGINE_STEP_TYPES,
+    DefinitionError,
+    ExponentialBackoff,
+    RetryPolicy,
+    load_workflow,
+    parse_workflow,
+    resolve_params,
+)
+from services.domain.events import (
+    Event,
+    EventPayload,
+    InstanceFailed,
+    InstanceRestarted,
+    InstanceStarted,
+    InstanceStopped,
+    InstanceSucceeded,
+    InstanceTimedOut,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepStopped,
+    WorkflowVersionCreated,
+)
+from services.domain.evolve import evolve, evolve_workflow
+from services.domain.state import InstanceState, StepState, WorkflowState
+from services.domain.statuses import (
+    FailureKind,
+    FailureMode,
+    InstanceStatus,
+    RestartMode,
+    StepStatus,
+)
+
+MICROS = 1_000_000
+
+
+class Rejected(ValueError):
+    """The command can never apply; the reason is recorded with the dead-lettered command."""
+
+
+class _Draft:
+    """Applies each decided event at once, so later rules see the state it leads to."""
+
+    def __init__(self, state: InstanceState | None, instance_id: str, now: int) -> None:
+        self.state = state
+        self.instance_id = instance_id
+        self.now = now
+        self.events: list[Event] = []
+
+    @property
+    def s(self) -> InstanceState:
+        assert self.state is not None
+        return self.state
+
+    def emit(self, payload: EventPayload, workflow_id: str | None = None) -> None:
+        seq = (self.state.seq if self.state else 0) + 1
+        event = Event(
+            event_id=f"{self.instance_id}:{seq}",
+            instance_id=self.instance_id,
+            workflow_id=workflow_id or self.s.workflow_id,
+            seq=seq,
+            occurred_at=self.now,
+            payload=payload,
+        )
+        self.state = evolve(self.state, event)
+        self.events.append(event)
+
+
+def _live(d: _Draft) -> bool:
+    return d.state is not None and d.state.status is InstanceStatus.IN_PROGRESS
+
+
+def _current(d: _Draft, step_id: str, attempt: int, *statuses: StepStatus) -> bool:
+    """True when the report is about the step's newest attempt, in one of `statuses`."""
+    if not _live(d):
+        return False
+    st = d.s.steps.get(step_id)
+    return st is not None and st.attempt == attempt and st.status in statuses
+
+
+# --- rules shared by several commands -------------------------------------------------
+
+
+def _create_attempt(d: _Draft, step_id: str) -> None:
+    wf = d.s.workflow
+    step = wf.dag.steps[step_id]
+    attempt = d.s.steps[step_id].attempt + 1
+    params = json.loads(d.s.params)
+    params.update({k: p.value for k, p in step.params.items()})
+    engine_run = step.type in ENGINE_STEP_TYPES
+    d.emit(
+        StepAttemptCreated(
+            step_id=step_id,
+            attempt=attempt,
+            run=d.s.run,
+            step_type=step.type,
+            queue=None if engine_run else step.queue,
+            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+        )
+    )
+    if step.type == "sleep":
+        wake_at = d.now + round(step.duration * MICROS)
+        d.emit(StepAttemptStarted(step_id, attempt, "engine", timeout_at=None, wake_at=wake_at))
+
+
+def retry_delay(policy: RetryPolicy, kind: FailureKind, retry_number: int) -> float:
+    """Seconds before retry number `retry_number` (1-based) of a failure class."""
+    b = policy.backoff
+    if isinstance(b, ExponentialBackoff):
+        cap = {
+            FailureKind.USER: b.user_max_seconds,
+            FailureKind.PLATFORM: b.platform_max_seconds,
+            FailureKind.TIMEOUT: b.timeout_max_seconds,
+        }[kind]
+        return float(min(cap, b.base_seconds * b.exponent ** (retry_number - 1)))
+    return {
+        FailureKind.USER: b.user_seconds,
+        FailureKind.PLATFORM: b.platform_seconds,
+        FailureKind.TIMEOUT: b.timeout_seconds,
+    }[kind]
+
+
+def _fail_attempt(
+    d: _Draft, step_id: str, kind: FailureKind, message: str, output_tail: str = ""
+) -> None:
+    step = d.s.workflow.dag.steps[step_id]
+    st = d.s.steps[step_id]
+    policy = step.retry_policy
+    used = st.failures(kind) + 1
+    limit = {
+        FailureKind.USER: policy.user_limit,
+        FailureKind.PLATFORM: policy.platform_limit,
+        FailureKind.TIMEOUT: policy.timeout_limit,
+    }[kind]
+    retry_at: int | None = None
+    if policy.retryable and used <= limit:
+        status = StepStatus.WAITING_FOR_RETRY
+        retry_at = d.now + round(retry_delay(policy, kind, used) * MICROS)
+    elif step.failure_mode is FailureMode.IGNORE_FAILURE:
+        status = StepStatus.COMPLETED_WITH_ERROR
+    elif not policy.retryable:
+        status = StepStatus.FATALLY_FAILED
+    else:
+        status = kind.step_status
+    d.emit(
+        StepAttemptFailed(
+            step_id=step_id,
+            attempt=st.attempt,
+            kind=kind,
+            message=message,
+            output_tail=output_tail,
+            step_status=status,
+            retry_at=retry_at,
+        )
+    )
+
+
+def _stop_active(d: _Draft, status: StepStatus, reason: str) -> None:
+    for sid in d.s.workflow.dag.order:
+        st = d.s.steps[sid]
+        if st.status.is_active:
+            d.emit(StepStopped(step_id=sid, attempt=st.attempt, status=status, reason=reason))
+
+
+def _advance(d: _Draft) -> None:
+    """Start every step whose predecessors all succeeded; end the run when nothing can run."""
+    if not _live(d):
+        return
+    dag = d.s.workflow.dag
+    steps = d.s.steps
+    failed = tuple(sid for sid in dag.order if steps[sid].status.is_failure)
+    fatal = [f for f in failed if dag.steps[f].failure_mode is FailureMode.FAIL_IMMEDIATELY]
+    if fatal:
+        _stop_active(d, StepStatus.STOPPED, f"step {fatal[0]} failed (FAIL_IMMEDIATELY)")
+        d.emit(InstanceFailed(d.s.run, f"step {fatal[0]} failed", failed, killed=False))
+        return
+    for sid in dag.order:
+        if steps[sid].status is StepStatus.NOT_CREATED and all(
+            steps[p].status.is_success for p in dag.predecessors[sid]
+        ):
+            _create_attempt(d, sid)
+    if any(st.status.is_active for st in d.s.steps.values()):
+        return
+    if failed:
+        d.emit(InstanceFailed(d.s.run, "step(s) failed: " + ", ".join(failed), failed, False))
+    else:
+        d.emit(InstanceSucceeded(d.s.run))
+
+
+# --- one handler per command ------------------------------------------------------------
+
+
+def _start(d: _Draft, c: StartInstance) -> None:
+    if d.state is not None:
+        return  # idempotent: the instance id is derived from the idempotency key
+    try:
+        wf = load_workflow(c.definition)
+        overrides = json.loads(c.params)
+        if not isinstance(overrides, dict):
+            raise Rejected("params must be a JSON object")
+        params = resolve_params(wf, overrides)
+    except DefinitionError as err:
+        raise Rejected(str(err)) from None
+    except json.JSONDecodeError as err:
+        raise Rejected(f"definition or params are not JSON: {err}") from None
+    d.emit(
+        InstanceStarted(
+            version=c.version,
+            definition=c.definition,
+            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+            initiator=c.initiator,
+            idempotency_key=c.idempotency_key,
+            timeout_at=d.now + round(wf.timeout * MICROS),
+        ),
+        workflow_id=c.workflow_id,
+    )
+    _advance(d)
+
+
+def _stop(d: _Draft, c: StopInstance) -> None:
+    if not d.state or d.s.status.is_terminal:
+        return
+    _stop_active(d, StepStatus.STOPPED, c.reason or "instance stopped")
+    d.emit(InstanceStopped(d.s.run, c.reason or "stopped by request"))
+
+
+def _kill(d: _Draft, c: KillInstance) -> None:
+    if not d.state or d.s.status.is_terminal:
+        return
+    _stop_active(d, StepStatus.STOPPED, c.reason or "instance killed")
+    d.emit(InstanceFailed(d.s.run, c.reason or "killed by request", (), killed=True))
+
+
+def _restart(d: _Draft, c: RestartInstance) -> None:
+    if not d.state or not d.s.status.is_terminal:
+        return
+    wf = d.s.workflow
+    if c.mode is RestartMode.FROM_BEGINNING:
+        reset = wf.dag.order
+    else:
+        reset = tuple(sid for sid in wf.dag.order if not d.s.steps[sid].status.is_success)
+    timeout_at = d.now + round(wf.timeout * MICROS)
+    d.emit(InstanceRestarted(d.s.run + 1, c.mode, reset, timeout_at))
+    _advance(d)
+
+
+def _report_started(d: _Draft, c: ReportAttemptStarted) -> None:
+    if not _current(d, c.step_id, c.attempt, StepStatus.STARTING):
+        return
+    timeout = d.s.workflow.dag.steps[c.step_id].timeout
+    timeout_at = None if timeout is None else d.now + round(timeout * MICROS)
+    d.emit(StepAttemptStarted(c.step_id, c.attempt, c.worker_id, timeout_at, wake_at=None))
+
+
+def _report_succeeded(d: _Draft, c: ReportAttemptSucceeded) -> None:
+    if not _current(d, c.step_id, c.attempt, StepStatus.STARTING, StepStatus.RUNNING):
+        return
+    d.emit(StepAttemptSucceeded(c.step_id, c.attempt, c.outputs))
+    _advance(d)
+
+
+def _report_failed(d: _Draft, c: ReportAttemptFailed) -> None:
+    if not _current(d, c.step_id, c.attempt, StepStatus.STARTING, StepStatus.RUNNING):
+        return
+    _fail_attempt(d, c.step_id, c.kind, c.message, c.output_tail)
+    _advance(d)
+
+
+def _heartbeat(d: _Draft, c: ReportAttemptHeartbeat) -> None:
+    return  # liveness only: the engine notes it outside the fold; no transition
+
+
+def _expire_heartbeat(d: _Draft, c: ExpireHeartbeat) -> None:
+    if not _current(d, c.step_id, c.attempt, StepStatus.RUNNING):
+        return
+    if d.s.workflow.dag.steps[c.step_id].type in ENGINE_STEP_TYPES:
+        return
+    msg = f"worker silent for {c.silent_seconds:.0f}s (no heartbeat): presumed dead"
+    _fail_attempt(d, c.step_id, FailureKind.PLATFORM, msg)
+    _advance(d)
+
+
+def _fire_timers(d: _Draft, c: FireTimers) -> None:
+    if not _live(d):
+        return
+    now = d.now
+    if now >= d.s.timeout_at:
+        _stop_active(d, StepStatus.TIMED_OUT, "workflow timeout")
+        d.emit(InstanceTimedOut(d.s.run))
+        return
+    for sid in d.s.workflow.dag.order:
+        st = d.s.steps[sid]
+        if st.status is StepStatus.WAITING_FOR_RETRY and st.retry_at is not None:
+            if st.retry_at <= now:
+                _create_attempt(d, sid)
+        elif st.status is StepStatus.RUNNING and st.wake_at is not None:
+            if st.wake_at <= now:
+                d.emit(StepAttemptSucceeded(sid, st.attempt, "{}"))
+        elif st.status.is_active and st.timeout_at is not None and st.timeout_at <= now:
+            timeout = d.s.workflow.dag.steps[sid].timeout
+            _fail_attempt(d, sid, FailureKind.TIMEOUT, f"step timed out after {timeout:g}s")
+    _advance(d)
+
+
+_HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
+    StartInstance: _start,
+    StopInstance: _stop,
+    KillInstance: _kill,
+    RestartInstance: _restart,
+    ReportAttemptStarted: _report_started,
+    ReportAttemptSucceeded: _report_succeeded,
+    ReportAttemptFailed: _report_failed,
+    ReportAttemptHeartbeat: _heartbeat,
+    ExpireHeartbeat: _expire_heartbeat,
+    FireTimers: _fire_timers,
+}
+
+
+def decide(state: InstanceState | None, command: Command, now: int) -> list[Event]:
+    if isinstance(command, PushWorkflow):
+        raise TypeError("PushWorkflow addresses a workflow: use decide_workflow")
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        raise TypeError(f"no rule for {type(command).__name__}")
+    d = _Draft(state, command.instance_id, now)
+    handler(d, command)
+    return d.events
+
+
+def decide_workflow(state: WorkflowState | None, command: PushWorkflow, now: int) -> list[Event]:
+    try:
+        wf = parse_workflow(json.loads(command.definition))
+    except DefinitionError as err:
+        raise Rejected(str(err)) from None
+    except json.JSONDecodeError as err:
+        raise Rejected(f"definition is not JSON: {err}") from None
+    if wf.id != command.workflow_id:
+        raise Rejected(f"definition id {wf.id!r} differs from workflow id {command.workflow_id!r}")
+    seq = (state.seq if state else 0) + 1
+    version = (state.latest_version if state else 0) + 1
+    event = Event(
+        event_id=f"{command.workflow_id}:{seq}",
+        instance_id=None,
+        workflow_id=command.workflow_id,
+        seq=seq,
+        occurred_at=now,
+        payload=WorkflowVersionCreated(version=version, definition=wf.to_json()),
+    )
+    evolve_workflow(state, event)  # the same fold replay uses; raises if the log is wrong
+    return [event]
+
+
+def next_deadline(state: InstanceState) -> int | None:
+    """The earliest recorded time at which `FireTimers` has something to do."""
+    if state.status is not InstanceStatus.IN_PROGRESS:
+        return None
+    due = [state.timeout_at]
+    for st in state.steps.values():
+        if st.status is StepStatus.WAITING_FOR_RETRY and st.retry_at is not None:
+            due.append(st.retry_at)
+        elif st.status.is_active:
+            due.extend(t for t in (st.wake_at, st.timeout_at) if t is not None)
+    return min(due)
+
+
+def running_on_workers(state: InstanceState) -> list[tuple[str, StepState]]:
+    """Attempts a worker has reported started: the ones whose heartbeats are watched."""
+    if state.status is not InstanceStatus.IN_PROGRESS:
+        return []
+    return [
+        (sid, st)
+        for sid, st in state.steps.items()
+        if st.status is StepStatus.RUNNING and st.wake_at is None
+    ]

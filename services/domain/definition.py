@@ -1,0 +1,360 @@
+"""The workflow language: a definition's model, its validation, and its DAG.
+
+A definition arrives as JSON or YAML text, is validated into a frozen `Workflow`, and is
+stored in events as canonical JSON. Every fault is reported with the exact path of the
+value at fault (`steps[3].retry_policy.user_limit`), so users can fix all faults at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from services.domain.params import ParamType, check_value, infer_type, normalise
+from services.domain.statuses import FailureMode
+
+MAX_STEPS = 300
+MAX_DEFINITION_BYTES = 1_000_000
+DEFAULT_WORKFLOW_TIMEOUT_S = 10 * 86_400
+MAX_WORKFLOW_TIMEOUT_S = 120 * 86_400
+ENGINE_STEP_TYPES = frozenset({"sleep"})
+
+_ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+_QUEUE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class DefinitionError(ValueError):
+    """A definition or request is invalid; `faults` lists (path, message) pairs."""
+
+    def __init__(self, faults: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{p}: {m}" for p, m in faults))
+        self.faults = faults
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as `90`, `30s`, `1h30m`, `250ms`."""
+    if isinstance(value, bool):
+        raise ValueError("expected seconds as a number or a duration such as '30s', '1h30m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f"invalid duration {value!r}; use e.g. '30s', '10m', '1h30m'")
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ValueError("expected seconds as a number or a duration such as '30s', '1h30m'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Param(_Model):
+    type: ParamType
+    value: Any
+
+    @field_validator("value")
+    @classmethod
+    def _check(cls, value: Any, info: Any) -> Any:
+        ptype = info.data.get("type")
+        if ptype is None:
+            return value
+        fault = check_value(ptype, value)
+        if fault:
+            raise ValueError(fault)
+        return normalise(ptype, value)
+
+
+def _param_shorthand(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    ptype = infer_type(value)
+    if ptype is None:
+        raise ValueError(
+            "cannot infer the type of this value; write it as {type: ..., value: ...}"
+        )
+    return {"type": ptype, "value": value}
+
+
+ParamSpec = Annotated[Param, BeforeValidator(_param_shorthand)]
+Params = Annotated[dict[str, ParamSpec], Field(max_length=500)]
+
+
+class FixedBackoff(_Model):
+    type: Literal["fixed"]
+    user_seconds: Duration = 60.0
+    platform_seconds: Duration = 60.0
+    timeout_seconds: Duration = 60.0
+
+
+class ExponentialBackoff(_Model):
+    type: Literal["exponential"] = "exponential"
+    base_seconds: Duration = 60.0
+    exponent: float = Field(2.0, ge=1.0, le=10.0)
+    user_max_seconds: Duration = 600.0
+    platform_max_seconds: Duration = 3600.0
+    timeout_max_seconds: Duration = 3600.0
+
+
+class RetryPolicy(_Model):
+    """Three separate retry budgets, as in Maestro: a user error never eats platform retries."""
+
+    user_limit: int = Field(2, ge=0, le=99)
+    platform_limit: int = Field(10, ge=0, le=99)
+    timeout_limit: int = Field(0, ge=0, le=99)
+    retryable: bool = True
+    backoff: Annotated[FixedBackoff | ExponentialBackoff, Field(discriminator="type")] = (
+        ExponentialBackoff()
+    )
+
+
+class _StepBase(_Model):
+    id: str = Field(pattern=_ID)
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=10_000)
+    tags: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=32)
+    next: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+    timeout: Duration | None = None
+    failure_mode: Annotated[FailureMode, BeforeValidator(_upper)] = FailureMode.FAIL_AFTER_RUNNING
+    retry_policy: RetryPolicy = RetryPolicy()
+    params: Params = Field(default_factory=dict)
+    queue: str = Field("default", pattern=_QUEUE)
+
+
+class NoopStep(_StepBase):
+    type: Literal["noop"]
+
+
+class SleepStep(_StepBase):
+    """Runs in the engine as a durable timer; no worker sleeps."""
+
+    type: Literal["sleep"]
+    duration: Duration
+
+
+class ShellStep(_StepBase):
+    """`command` runs under /bin/sh; params reach it only as environment variables."""
+
+    type: Literal["shell"]
+    command: str = Field(min_length=1, max_length=100_000)
+
+
+class PythonStep(_StepBase):
+    """`function` is `module:function`, called with the params as keyword arguments."""
+
+    type: Literal["python"]
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+Step = Annotated[NoopStep | SleepStep | ShellStep | PythonStep, Field(discriminator="type")]
+
+
+class Workflow(_Model):
+    id: str = Field(pattern=_ID)
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=10_000)
+    tags: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=32)
+    timeout: Duration = Field(DEFAULT_WORKFLOW_TIMEOUT_S, gt=0, le=MAX_WORKFLOW_TIMEOUT_S)
+    params: Params = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @functools.cached_property
+    def dag(self) -> Dag:
+        return Dag(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON: what events store, so equal definitions encode byte-identically."""
+        return json.dumps(
+            self.model_dump(mode="json", exclude_defaults=False),
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+class Dag:
+    """Graph views of a validated workflow (built once per definition)."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self.steps: dict[str, NoopStep | SleepStep | ShellStep | PythonStep] = {
+            s.id: s for s in wf.steps
+        }
+        preds: dict[str, list[str]] = {s.id: [] for s in wf.steps}
+        for s in wf.steps:
+            for n in s.next:
+                preds[n].append(s.id)
+        self.predecessors: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in preds.items()}
+        self.order: tuple[str, ...] = tuple(s.id for s in wf.steps)
+        self.roots: tuple[str, ...] = tuple(k for k in self.order if not preds[k])
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        prev = loc[i - 1] if i else None
+        # Pydantic puts the discriminator tag of a union member into the location; users
+        # never wrote it, so it is dropped from the path.
+        if isinstance(part, str) and (
+            (isinstance(prev, int) and part in ("noop", "sleep", "shell", "python"))
+            or (prev == "backoff" and part in ("fixed", "exponential"))
+            or part.startswith("function-")
+        ):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _faults(err: ValidationError) -> list[tuple[str, str]]:
+    faults = []
+    for e in err.errors(include_url=False):
+        path = _path(tuple(e["loc"]))
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "union_tag_invalid":
+            path = f"{path}.type" if path else "type"
+            msg = f"unknown type {e['input'].get('type')!r}" if isinstance(e["input"], dict) else msg
+            if "steps" in path:
+                msg += "; expected one of noop, sleep, shell, python"
+        elif e["type"] == "union_tag_not_found":
+            path = f"{path}.type" if path else "type"
+            msg = "missing: every step needs a type (noop, sleep, shell, python)"
+        faults.append((path, msg))
+    return faults
+
+
+def _graph_faults(wf: Workflow) -> list[tuple[str, str]]:
+    faults: list[tuple[str, str]] = []
+    index: dict[str, int] = {}
+    for i, s in enumerate(wf.steps):
+        if s.id in index:
+            faults.append((f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])"))
+        else:
+            index[s.id] = i
+    for i, s in enumerate(wf.steps):
+        seen: set[str] = set()
+        for j, n in enumerate(s.next):
+            if n not in index:
+                faults.append((f"steps[{i}].next[{j}]", f"unknown step {n!r}"))
+            elif n == s.id:
+                faults.append((f"steps[{i}].next[{j}]", "a step cannot be its own successor"))
+            elif n in seen:
+                faults.append((f"steps[{i}].next[{j}]", f"duplicate successor {n!r}"))
+            seen.add(n)
+    if faults:
+        return faults
+    cycle = _find_cycle(wf)
+    if cycle:
+        i = index[cycle[0]]
+        j = wf.steps[i].next.index(cycle[1])
+        faults.append((f"steps[{i}].next[{j}]", "cycle: " + " -> ".join(cycle)))
+    return faults
+
+
+def _find_cycle(wf: Workflow) -> list[str] | None:
+    nexts = {s.id: s.next for s in wf.steps}
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(nexts, white)
+    for root in nexts:
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path = [root]
+        color[root] = grey
+        while stack:
+            node, k = stack[-1]
+            if k < len(nexts[node]):
+                stack[-1] = (node, k + 1)
+                child = nexts[node][k]
+                if color[child] == grey:
+                    return [*path[path.index(child) :], child]
+                if color[child] == white:
+                    color[child] = grey
+                    stack.append((child, 0))
+                    path.append(child)
+            else:
+                color[node] = black
+                stack.pop()
+                path.pop()
+    return None
+
+
+def parse_workflow(data: Any) -> Workflow:
+    """Validate a decoded definition; raises DefinitionError listing every fault."""
+    if not isinstance(data, dict):
+        raise DefinitionError([("", "a workflow definition must be an object")])
+    try:
+        wf = Workflow.model_validate(data)
+    except ValidationError as err:
+        raise DefinitionError(_faults(err)) from None
+    faults = _graph_faults(wf)
+    if faults:
+        raise DefinitionError(faults)
+    return wf
+
+
+def parse_workflow_text(text: str | bytes) -> Workflow:
+    """Parse JSON or YAML text (YAML is a superset of JSON) and validate it."""
+    if len(text) > MAX_DEFINITION_BYTES:
+        raise DefinitionError([("", f"a definition may be at most {MAX_DEFINITION_BYTES} bytes")])
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
+    return parse_workflow(data)
+
+
+@functools.lru_cache(maxsize=4096)
+def load_workflow(canonical_json: str) -> Workflow:
+    """The definition stored in an event. Cached: every instance of a version shares one."""
+    return parse_workflow(json.loads(canonical_json))
+
+
+def resolve_params(wf: Workflow, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Workflow params with start-time overrides, each checked against its declared type.
+
+    A start may also bring params the definition does not declare; their type is inferred.
+    """
+    faults: list[tuple[str, str]] = []
+    resolved = {name: p.value for name, p in wf.params.items()}
+    for name, value in overrides.items():
+        declared = wf.params.get(name)
+        ptype = declared.type if declared else infer_type(value)
+        if ptype is None:
+            faults.append((f"params.{name}", "cannot infer the type of this value"))
+            continue
+        fault = check_value(ptype, value)
+        if fault:
+            faults.append((f"params.{name}", f"{fault} (declared {ptype.value})"))
+            continue
+        resolved[name] = normalise(ptype, value)
+    if faults:
+        raise DefinitionError(faults)
+    return resolved

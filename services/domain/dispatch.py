@@ -1,0 +1,38 @@
+"""Which tasks a batch of decided events sends to workers (a pure function of the events)."""
+
+from __future__ import annotations
+
+import json
+
+from services.domain.events import Event, StepAttemptCreated
+from services.domain.state import InstanceState
+from services.domain.tasks import Task
+
+_CONFIG_FIELDS = ("command", "function")
+
+
+def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
+    tasks = []
+    dag = state.workflow.dag
+    for e in events:
+        p = e.payload
+        if not isinstance(p, StepAttemptCreated) or p.queue is None:
+            continue
+        step = dag.steps[p.step_id]
+        config = {f: getattr(step, f) for f in _CONFIG_FIELDS if hasattr(step, f)}
+        tasks.append(
+            Task(
+                instance_id=state.instance_id,
+                workflow_id=state.workflow_id,
+                step_id=p.step_id,
+                attempt=p.attempt,
+                run=p.run,
+                step_type=p.step_type,
+                queue=p.queue,
+                config=json.dumps(config, sort_keys=True, separators=(",", ":")),
+                params=p.params,
+                timeout_seconds=step.timeout,
+                created_at=e.occurred_at,
+            )
+        )
+    return tasks

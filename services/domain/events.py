@@ -1,0 +1,155 @@
+"""Events: immutable facts, past tense. Each state transition is exactly one event.
+
+Payloads carry what `evolve` needs and nothing it could derive; decisions (a retry time, the
+status a failure ends in) are recorded, never recomputed on replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.domain.statuses import FailureKind, RestartMode, StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowVersionCreated:
+    version: int
+    definition: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStarted:
+    version: int
+    definition: str
+    params: str
+    initiator: str
+    idempotency_key: str | None
+    timeout_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRestarted:
+    run: int
+    mode: RestartMode
+    reset_steps: tuple[str, ...]
+    timeout_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSucceeded:
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFailed:
+    run: int
+    reason: str
+    failed_steps: tuple[str, ...]
+    killed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStopped:
+    run: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceTimedOut:
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptCreated:
+    step_id: str
+    attempt: int
+    run: int
+    step_type: str
+    queue: str | None  # None: the engine runs it (sleep)
+    params: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptStarted:
+    step_id: str
+    attempt: int
+    worker_id: str
+    timeout_at: int | None
+    wake_at: int | None  # sleep steps: when the engine completes the attempt
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptSucceeded:
+    step_id: str
+    attempt: int
+    outputs: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptFailed:
+    step_id: str
+    attempt: int
+    kind: FailureKind
+    message: str
+    output_tail: str
+    step_status: StepStatus  # WAITING_FOR_RETRY or the terminal status decided
+    retry_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepStopped:
+    step_id: str
+    attempt: int
+    status: StepStatus  # STOPPED or TIMED_OUT
+    reason: str
+
+
+InstanceEvent = (
+    InstanceStarted
+    | InstanceRestarted
+    | InstanceSucceeded
+    | InstanceFailed
+    | InstanceStopped
+    | InstanceTimedOut
+    | StepAttemptCreated
+    | StepAttemptStarted
+    | StepAttemptSucceeded
+    | StepAttemptFailed
+    | StepStopped
+)
+EventPayload = InstanceEvent | WorkflowVersionCreated
+
+EVENT_TYPES: tuple[type[EventPayload], ...] = (
+    WorkflowVersionCreated,
+    InstanceStarted,
+    InstanceRestarted,
+    InstanceSucceeded,
+    InstanceFailed,
+    InstanceStopped,
+    InstanceTimedOut,
+    StepAttemptCreated,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepAttemptFailed,
+    StepStopped,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The envelope. `event_id` is `<aggregate id>:<seq>`: unique and derived, never random."""
+
+    event_id: str
+    instance_id: str | None  # None for workflow-level events
+    workflow_id: str
+    seq: int  # per aggregate, gapless from 1
+    occurred_at: int  # UTC microseconds
+    payload: EventPayload
+
+    @property
+    def type(self) -> str:
+        return type(self.payload).__name__
+
+    @property
+    def key(self) -> str:
+        return self.instance_id if self.instance_id is not None else self.workflow_id

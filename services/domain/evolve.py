@@ -1,0 +1,166 @@
+"""evolve(state, event) -> state: the pure, total fold. It never rejects an event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from services.domain.definition import load_workflow
+from services.domain.events import (
+    Event,
+    InstanceFailed,
+    InstanceRestarted,
+    InstanceStarted,
+    InstanceStopped,
+    InstanceSucceeded,
+    InstanceTimedOut,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepStopped,
+    WorkflowVersionCreated,
+)
+from services.domain.state import InstanceState, StepState, WorkflowState
+from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+
+
+class CorruptLog(RuntimeError):
+    """An event that cannot follow the state it is applied to: the log itself is wrong."""
+
+
+def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceState:
+    assert e.instance_id is not None
+    wf_steps = _step_ids(p.definition)
+    return InstanceState(
+        instance_id=e.instance_id,
+        workflow_id=e.workflow_id,
+        version=p.version,
+        definition=p.definition,
+        params=p.params,
+        run=1,
+        status=InstanceStatus.IN_PROGRESS,
+        timeout_at=p.timeout_at,
+        seq=e.seq,
+        steps=dict.fromkeys(wf_steps, StepState()),
+    )
+
+
+def _step_ids(definition: str) -> tuple[str, ...]:
+    return load_workflow(definition).dag.order
+
+
+def _restarted(s: InstanceState, e: Event, p: InstanceRestarted) -> InstanceState:
+    steps = dict(s.steps)
+    for sid in p.reset_steps:
+        steps[sid] = StepState(attempt=steps[sid].attempt)
+    return replace(
+        s,
+        run=p.run,
+        status=InstanceStatus.IN_PROGRESS,
+        timeout_at=p.timeout_at,
+        steps=steps,
+        failed_steps=(),
+        seq=e.seq,
+    )
+
+
+def _ended(status: InstanceStatus) -> Callable[[InstanceState, Event, Any], InstanceState]:
+    def apply(s: InstanceState, e: Event, p: Any) -> InstanceState:
+        failed = p.failed_steps if isinstance(p, InstanceFailed) else s.failed_steps
+        return replace(s, status=status, seq=e.seq, failed_steps=failed)
+
+    return apply
+
+
+def _set_step(s: InstanceState, e: Event, step_id: str, step: StepState) -> InstanceState:
+    steps = dict(s.steps)
+    steps[step_id] = step
+    return replace(s, steps=steps, seq=e.seq)
+
+
+def _attempt_created(s: InstanceState, e: Event, p: StepAttemptCreated) -> InstanceState:
+    old = s.steps[p.step_id]
+    return _set_step(
+        s,
+        e,
+        p.step_id,
+        replace(old, status=StepStatus.STARTING, attempt=p.attempt, retry_at=None),
+    )
+
+
+def _attempt_started(s: InstanceState, e: Event, p: StepAttemptStarted) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(old, status=StepStatus.RUNNING, timeout_at=p.timeout_at, wake_at=p.wake_at)
+    return _set_step(s, e, p.step_id, new)
+
+
+def _attempt_succeeded(s: InstanceState, e: Event, p: StepAttemptSucceeded) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(old, status=StepStatus.SUCCEEDED, timeout_at=None, wake_at=None)
+    return _set_step(s, e, p.step_id, new)
+
+
+def _attempt_failed(s: InstanceState, e: Event, p: StepAttemptFailed) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(
+        old,
+        status=p.step_status,
+        retry_at=p.retry_at,
+        timeout_at=None,
+        wake_at=None,
+        user_failures=old.user_failures + (p.kind is FailureKind.USER),
+        platform_failures=old.platform_failures + (p.kind is FailureKind.PLATFORM),
+        timeout_failures=old.timeout_failures + (p.kind is FailureKind.TIMEOUT),
+    )
+    return _set_step(s, e, p.step_id, new)
+
+
+def _step_stopped(s: InstanceState, e: Event, p: StepStopped) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(old, status=p.status, retry_at=None, timeout_at=None, wake_at=None)
+    return _set_step(s, e, p.step_id, new)
+
+
+_INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
+    InstanceStarted: _started,
+    InstanceRestarted: _restarted,
+    InstanceSucceeded: _ended(InstanceStatus.SUCCEEDED),
+    InstanceFailed: _ended(InstanceStatus.FAILED),
+    InstanceStopped: _ended(InstanceStatus.STOPPED),
+    InstanceTimedOut: _ended(InstanceStatus.TIMED_OUT),
+    StepAttemptCreated: _attempt_created,
+    StepAttemptStarted: _attempt_started,
+    StepAttemptSucceeded: _attempt_succeeded,
+    StepAttemptFailed: _attempt_failed,
+    StepStopped: _step_stopped,
+}
+
+
+def evolve(state: InstanceState | None, event: Event) -> InstanceState:
+    handler = _INSTANCE_HANDLERS.get(type(event.payload))
+    if handler is None:
+        raise CorruptLog(f"{event.type} is not an instance event")
+    if state is None and not isinstance(event.payload, InstanceStarted):
+        raise CorruptLog(f"{event.event_id}: {event.type} before InstanceStarted")
+    if state is not None and event.seq != state.seq + 1:
+        raise CorruptLog(f"{event.event_id}: seq {event.seq} after {state.seq}")
+    return handler(state, event, event.payload)
+
+
+def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
+    p = event.payload
+    if not isinstance(p, WorkflowVersionCreated):
+        raise CorruptLog(f"{event.type} is not a workflow event")
+    return WorkflowState(workflow_id=event.workflow_id, latest_version=p.version, seq=event.seq)
+
+
+def fold(events: list[Event], state: InstanceState | None = None) -> InstanceState | None:
+    for e in events:
+        state = evolve(state, e)
+    return state
+
+
+def handled_event_types() -> frozenset[type]:
+    return frozenset(_INSTANCE_HANDLERS) | {WorkflowVersionCreated}

@@ -1,0 +1,54 @@
+"""In-memory state of one aggregate, as folded from its events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.domain.definition import Workflow, load_workflow
+from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    status: StepStatus = StepStatus.NOT_CREATED
+    attempt: int = 0  # the newest attempt's number; attempts count on across runs
+    user_failures: int = 0  # failures per class in the current run, against the retry limits
+    platform_failures: int = 0
+    timeout_failures: int = 0
+    retry_at: int | None = None
+    timeout_at: int | None = None
+    wake_at: int | None = None
+
+    def failures(self, kind: FailureKind) -> int:
+        if kind is FailureKind.USER:
+            return self.user_failures
+        if kind is FailureKind.PLATFORM:
+            return self.platform_failures
+        return self.timeout_failures
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    instance_id: str
+    workflow_id: str
+    version: int
+    definition: str
+    params: str
+    run: int
+    status: InstanceStatus
+    timeout_at: int
+    seq: int
+    steps: Mapping[str, StepState]
+    failed_steps: tuple[str, ...] = ()
+
+    @property
+    def workflow(self) -> Workflow:
+        return load_workflow(self.definition)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowState:
+    workflow_id: str
+    latest_version: int
+    seq: int
