@@ -100,9 +100,7 @@ def _param_shorthand(value: Any) -> Any:
         return value
     ptype = infer_type(value)
     if ptype is None:
-        raise ValueError(
-            "cannot infer the type of this value; write it as {type: ..., value: ...}"
-        )
+        raise ValueError("cannot infer the type of this value; write it as {type: ..., value: ...}")
     return {"type": ptype, "value": value}
 
 
@@ -233,19 +231,20 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_UNION_CHOICES = {"step": "noop, sleep, shell, python", "backoff": "fixed, exponential"}
+
+
 def _faults(err: ValidationError) -> list[tuple[str, str]]:
     faults = []
     for e in err.errors(include_url=False):
         path = _path(tuple(e["loc"]))
         msg = str(e["msg"]).removeprefix("Value error, ")
-        if e["type"] == "union_tag_invalid":
-            path = f"{path}.type" if path else "type"
-            msg = f"unknown type {e['input'].get('type')!r}" if isinstance(e["input"], dict) else msg
-            if "steps" in path:
-                msg += "; expected one of noop, sleep, shell, python"
-        elif e["type"] == "union_tag_not_found":
-            path = f"{path}.type" if path else "type"
-            msg = "missing: every step needs a type (noop, sleep, shell, python)"
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            choices = _UNION_CHOICES["backoff" if path.endswith("backoff") else "step"]
+            tag = e["input"].get("type") if isinstance(e["input"], dict) else None
+            msg = f"unknown type {tag!r}" if tag is not None else "missing type"
+            msg += f"; expected one of {choices}"
+            path = f"{path}.type"
         faults.append((path, msg))
     return faults
 
@@ -255,7 +254,9 @@ def _graph_faults(wf: Workflow) -> list[tuple[str, str]]:
     index: dict[str, int] = {}
     for i, s in enumerate(wf.steps):
         if s.id in index:
-            faults.append((f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])"))
+            faults.append(
+                (f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])")
+            )
         else:
             index[s.id] = i
     for i, s in enumerate(wf.steps):

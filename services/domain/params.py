@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -51,7 +52,7 @@ def _is_json(v: object, depth: int = 0) -> bool:
     return False
 
 
-_SCALAR_CHECKS = {
+_SCALAR_CHECKS: dict[ParamType, Callable[[object], bool]] = {
     ParamType.STRING: _is_string,
     ParamType.LONG: _is_long,
     ParamType.DOUBLE: _is_double,

@@ -1,0 +1,109 @@
+"""Properties of the fold and the decider over random command sequences (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.domain.commands import (
+    Command,
+    FireTimers,
+    KillInstance,
+    ReportAttemptFailed,
+    ReportAttemptStarted,
+    ReportAttemptSucceeded,
+    RestartInstance,
+    StopInstance,
+)
+from services.domain.decide import decide
+from services.domain.events import Event
+from services.domain.evolve import fold
+from services.domain.statuses import FailureKind, InstanceStatus
+from tests.unit.domain_fixtures import IID, S, diamond, start
+
+FIXED = {"type": "fixed", "user_seconds": 1, "platform_seconds": 1, "timeout_seconds": 1}
+DEFINITION = diamond(
+    {"timeout": "1h"},
+    timeout="10s",
+    retry_policy={"user_limit": 2, "platform_limit": 1, "backoff": FIXED},
+)
+
+steps = st.sampled_from(["a", "b", "c", "d", "zz"])
+attempts = st.integers(min_value=1, max_value=4)
+commands: st.SearchStrategy[Command] = st.one_of(
+    st.builds(ReportAttemptStarted, st.just(IID), steps, attempts, st.just("w")),
+    st.builds(ReportAttemptSucceeded, st.just(IID), steps, attempts, st.just("{}")),
+    st.builds(
+        ReportAttemptFailed,
+        st.just(IID),
+        steps,
+        attempts,
+        st.sampled_from(FailureKind),
+        st.just("x"),
+    ),
+    st.builds(FireTimers, st.just(IID)),
+    st.builds(StopInstance, st.just(IID)),
+    st.builds(KillInstance, st.just(IID)),
+    st.builds(RestartInstance, st.just(IID)),
+)
+
+
+def run(cmds: list[Command], gaps: list[int]) -> list[Event]:
+    events = decide(None, start(DEFINITION), 0)
+    state = fold(events)
+    now = 0
+    for cmd, gap in zip(cmds, gaps, strict=False):
+        now += gap
+        new = decide(state, cmd, now)
+        state = fold(new, state)
+        events += new
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(commands, max_size=40), st.lists(st.integers(0, 20 * S), min_size=40, max_size=40))
+def test_fold_of_prefix_then_rest_equals_fold_of_all(cmds: list[Command], gaps: list[int]) -> None:
+    events = run(cmds, gaps)
+    whole = fold(events)
+    for cut in range(len(events) + 1):
+        assert fold(events[cut:], fold(events[:cut])) == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(commands, max_size=40), st.lists(st.integers(0, 20 * S), min_size=40, max_size=40))
+def test_sequence_numbers_are_gapless_and_terminal_is_final(
+    cmds: list[Command], gaps: list[int]
+) -> None:
+    events = run(cmds, gaps)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len({e.event_id for e in events}) == len(events)
+    state = fold(events)
+    assert state is not None
+    if state.status.is_terminal:
+        assert not any(s.status.is_active for s in state.steps.values())
+    else:
+        assert state.status is InstanceStatus.IN_PROGRESS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(commands, max_size=40), st.lists(st.integers(0, 20 * S), min_size=40, max_size=40))
+def test_decide_is_deterministic(cmds: list[Command], gaps: list[int]) -> None:
+    assert run(cmds, gaps) == run(cmds, gaps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(commands, max_size=40), st.lists(st.integers(0, 20 * S), min_size=40, max_size=40))
+def test_no_step_has_two_successful_attempts_in_one_run(
+    cmds: list[Command], gaps: list[int]
+) -> None:
+    seen: set[tuple[int, str]] = set()
+    run_no = 1
+    for e in run(cmds, gaps):
+        name = e.type
+        if name == "InstanceRestarted":
+            run_no = e.payload.run  # type: ignore[union-attr]
+            seen = {k for k in seen if k[0] != run_no}
+        if name == "StepAttemptSucceeded":
+            key = (run_no, e.payload.step_id)  # type: ignore[union-attr]
+            assert key not in seen
+            seen.add(key)
