@@ -1,0 +1,125 @@
+"""Kafka: topic names and settings, and the clients every process builds the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+TOPIC_COMMANDS = "baton.commands"
+TOPIC_EVENTS = "baton.events"
+TOPIC_DEADLETTER = "baton.deadletter"
+DEFAULT_QUEUE = "default"
+
+
+def task_topic(queue: str) -> str:
+    return f"baton.tasks.{queue}"
+
+
+def _topic_specs(partitions: int, queues: Iterable[str]) -> list[NewTopic]:
+    # Commands and events are co-partitioned: same count, same key -> same partition number,
+    # so the engine shard that owns commands partition p owns events partition p.
+    specs = [
+        NewTopic(TOPIC_COMMANDS, partitions, 1, topic_configs={"retention.ms": "604800000"}),
+        # The source of truth: kept forever.
+        NewTopic(
+            TOPIC_EVENTS,
+            partitions,
+            1,
+            topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+        ),
+        NewTopic(TOPIC_DEADLETTER, 1, 1, topic_configs={"retention.ms": "-1"}),
+    ]
+    specs += [
+        NewTopic(task_topic(q), partitions, 1, topic_configs={"retention.ms": "604800000"})
+        for q in queues
+    ]
+    return specs
+
+
+async def ensure_topics(
+    bootstrap: str, partitions: int, queues: Iterable[str] = (DEFAULT_QUEUE,)
+) -> None:
+    """Create Baton's topics if missing (idempotent, safe to race with other processes)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in _topic_specs(partitions, queues) if t.name not in existing]
+        if missing:
+            # Another process may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        await _wait_for_metadata(admin, [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    for _ in range(100):
+        if set(names) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+
+
+def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
+    """Idempotent, acks=all. Linger is short: latency matters more than batch size here."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 0,
+        "max_batch_size": 1 << 20,
+        "max_request_size": 4 << 20,
+    }
+    kw.update(overrides)
+    return AIOKafkaProducer(**kw)
+
+
+def new_transactional_producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
+    return new_producer(bootstrap, transactional_id=transactional_id, transaction_timeout_ms=30000)
+
+
+def new_consumer(
+    bootstrap: str, group_id: str | None, *topics: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    """read_committed: aborted engine transactions are never seen. Offsets are committed
+    explicitly by each process after its effect is durable."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "isolation_level": "read_committed",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": 10,
+        "max_partition_fetch_bytes": 4 << 20,
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 1000,
+    }
+    kw.update(overrides)
+    return AIOKafkaConsumer(*topics, **kw)
+
+
+async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
+    """Until the broker answers a metadata request, or raise TimeoutError."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaConnectionError, OSError) as err:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"Kafka at {bootstrap} did not answer: {err}") from err
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()

@@ -1,0 +1,32 @@
+"""Sending commands to the engine: the one way the API, CLI and workers talk to it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from services.adapters.avro import Codec
+from services.adapters.kafka import TOPIC_COMMANDS
+from services.domain.commands import Command, CommandEnvelope, command_key
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def envelope(command: Command) -> CommandEnvelope:
+    return CommandEnvelope(command_id=uuid.uuid4().hex, issued_at=now_micros(), payload=command)
+
+
+async def send_command(
+    producer: AIOKafkaProducer, codec: Codec, command: Command
+) -> tuple[CommandEnvelope, RecordMetadata]:
+    """Publish and wait for the broker's ack. Keyed by aggregate id, so per-instance order holds."""
+    env = envelope(command)
+    meta = await producer.send_and_wait(
+        TOPIC_COMMANDS, codec.encode_command(env), key=command_key(command).encode()
+    )
+    return env, meta

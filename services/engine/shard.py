@@ -1,0 +1,272 @@
+"""One engine shard: the live state of commands partition p, and its way out.
+
+The shard owns the instances and workflows whose keys hash to partition p. For each input
+it runs the pure decider, then writes the decided events (events partition p), the tasks
+they imply and the consumed input offsets in ONE Kafka transaction. Its transactional id is
+fixed per partition, so a new owner's `init_transactions` fences any zombie of the old one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.adapters.avro import Codec, DecodeError
+from services.adapters.kafka import (
+    TOPIC_COMMANDS,
+    TOPIC_DEADLETTER,
+    TOPIC_EVENTS,
+    new_consumer,
+    task_topic,
+)
+from services.domain.commands import (
+    Command,
+    ExpireHeartbeat,
+    FireTimers,
+    PushWorkflow,
+    ReportAttemptHeartbeat,
+)
+from services.domain.decide import Rejected, decide, decide_workflow, next_deadline
+from services.domain.dispatch import tasks_for
+from services.domain.events import Event, StepAttemptStarted, WorkflowVersionCreated
+from services.domain.evolve import evolve, evolve_workflow
+from services.domain.state import InstanceState, WorkflowState
+from services.domain.statuses import StepStatus
+from services.domain.tasks import Task
+
+log = logging.getLogger(__name__)
+
+AttemptKey = tuple[str, str, int]
+
+
+@dataclass
+class Outbox:
+    """What one transaction writes besides the input offsets."""
+
+    events: list[Event] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[Any, Any], str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.tasks or self.dead)
+
+
+class Shard:
+    def __init__(
+        self,
+        partition: int,
+        producer: AIOKafkaProducer,
+        codec: Codec,
+        group_id: str,
+        heartbeat_timeout_s: float,
+        ensure_queue: Callable[[str], Any],
+    ) -> None:
+        self.partition = partition
+        self.producer = producer
+        self.codec = codec
+        self.group_id = group_id
+        self.heartbeat_timeout_us = int(heartbeat_timeout_s * 1_000_000)
+        self.ensure_queue = ensure_queue
+        self.instances: dict[str, InstanceState] = {}
+        self.workflows: dict[str, WorkflowState] = {}
+        # Timers: a heap of (due, instance id) with one live entry per instance (`scheduled`);
+        # an entry whose due differs from `scheduled` is stale and skipped when popped.
+        self._heap: list[tuple[int, str]] = []
+        self._scheduled: dict[str, int] = {}
+        # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
+        # so after recovery every running attempt gets a full timeout of grace).
+        self.last_seen: dict[AttemptKey, int] = {}
+        self.events_tp = TopicPartition(TOPIC_EVENTS, partition)
+        self.commands_tp = TopicPartition(TOPIC_COMMANDS, partition)
+
+    # --- recovery ------------------------------------------------------------------------
+
+    async def load(self, bootstrap: str, now: int) -> int:
+        """Fold every committed event of events partition p. Returns the number folded."""
+        consumer = new_consumer(bootstrap, None)
+        await consumer.start()
+        count = 0
+        try:
+            consumer.assign([self.events_tp])
+            end = (await consumer.end_offsets([self.events_tp]))[self.events_tp]
+            await consumer.seek_to_beginning(self.events_tp)
+            while await consumer.position(self.events_tp) < end:
+                batch = await consumer.getmany(self.events_tp, timeout_ms=500, max_records=5000)
+                for record in batch.get(self.events_tp, []):
+                    try:
+                        event = self.codec.decode_event(record.value)
+                    except DecodeError as err:
+                        log.error(
+                            "p%d: undecodable event at %d: %s", self.partition, record.offset, err
+                        )
+                        continue
+                    self._apply(event)
+                    count += 1
+        finally:
+            await consumer.stop()
+        for iid, state in self.instances.items():
+            self._schedule(iid, state)
+            for sid, st in state.steps.items():
+                if st.status is StepStatus.RUNNING and st.wake_at is None:
+                    self.last_seen[(iid, sid, st.attempt)] = now
+        return count
+
+    async def committed_offset(self, consumer: AIOKafkaConsumer) -> int | None:
+        offset: int | None = await consumer.committed(self.commands_tp)
+        return offset
+
+    # --- the fold, kept in memory ----------------------------------------------------------
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event.payload, WorkflowVersionCreated):
+            wid = event.workflow_id
+            self.workflows[wid] = evolve_workflow(self.workflows.get(wid), event)
+            return
+        assert event.instance_id is not None
+        iid = event.instance_id
+        self.instances[iid] = evolve(self.instances.get(iid), event)
+
+    def _schedule(self, iid: str, state: InstanceState) -> None:
+        due = next_deadline(state)
+        if due is None:
+            self._scheduled.pop(iid, None)
+            return
+        if self._scheduled.get(iid) != due:
+            self._scheduled[iid] = due
+            heapq.heappush(self._heap, (due, iid))
+
+    def next_due(self) -> int | None:
+        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def _handle(self, cmd: Command, now: int, out: Outbox) -> None:
+        if isinstance(cmd, PushWorkflow):
+            events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now)
+            for e in events:
+                self._apply(e)
+            out.events.extend(events)
+            return
+        iid = cmd.instance_id
+        if isinstance(cmd, ReportAttemptHeartbeat):
+            key = (iid, cmd.step_id, cmd.attempt)
+            if key in self.last_seen:
+                self.last_seen[key] = now
+            return
+        state = self.instances.get(iid)
+        events = decide(state, cmd, now)
+        if not events:
+            return
+        for e in events:
+            state = evolve(state, e)
+            self._track_liveness(iid, e, now)
+        assert state is not None
+        self.instances[iid] = state
+        self._schedule(iid, state)
+        out.events.extend(events)
+        out.tasks.extend(tasks_for(state, events))
+
+    def _track_liveness(self, iid: str, e: Event, now: int) -> None:
+        p = e.payload
+        step_id = getattr(p, "step_id", None)
+        if step_id is None:
+            return
+        key = (iid, step_id, p.attempt)  # type: ignore[union-attr]
+        if isinstance(p, StepAttemptStarted) and p.wake_at is None:
+            self.last_seen[key] = now
+        elif not isinstance(p, StepAttemptStarted):
+            self.last_seen.pop(key, None)
+
+    def _due_commands(self, now: int) -> list[Command]:
+        cmds: list[Command] = []
+        while self._heap and self._heap[0][0] <= now:
+            due, iid = heapq.heappop(self._heap)
+            if self._scheduled.get(iid) == due:
+                del self._scheduled[iid]
+                cmds.append(FireTimers(iid))
+        limit = self.heartbeat_timeout_us
+        for (iid, sid, attempt), seen in list(self.last_seen.items()):
+            if now - seen > limit:
+                del self.last_seen[(iid, sid, attempt)]
+                cmds.append(ExpireHeartbeat(iid, sid, attempt, (now - seen) / 1_000_000))
+        return cmds
+
+    def decide_batch(self, records: Sequence[ConsumerRecord[Any, Any]], now: int) -> Outbox:
+        out = Outbox()
+        for record in records:
+            try:
+                cmd = self.codec.decode_command(record.value).payload
+                self._handle(cmd, now, out)
+            except DecodeError as err:
+                out.dead.append((record, f"undecodable command: {err}"))
+            except Rejected as err:
+                out.dead.append((record, f"rejected: {err}"))
+        for cmd in self._due_commands(now):
+            self._handle(cmd, now, out)
+        for iid in {e.instance_id for e in out.events if e.instance_id}:
+            state = self.instances.get(iid)
+            if state is not None:
+                self._schedule(iid, state)
+        return out
+
+    # --- the one transaction -------------------------------------------------------------
+
+    async def commit(self, out: Outbox, next_offset: int | None) -> None:
+        """Events, tasks, dead letters and the input position: all or nothing."""
+        if not out and next_offset is None:
+            return
+        for queue in {t.queue for t in out.tasks}:
+            await self.ensure_queue(queue)
+        p = self.partition
+        async with self.producer.transaction():
+            futures = []
+            for e in out.events:
+                futures.append(
+                    await self.producer.send(
+                        TOPIC_EVENTS,
+                        self.codec.encode_event(e),
+                        key=e.key.encode(),
+                        partition=p,
+                        timestamp_ms=e.occurred_at // 1000,
+                    )
+                )
+            for t in out.tasks:
+                futures.append(
+                    await self.producer.send(
+                        task_topic(t.queue), self.codec.encode_task(t), key=t.instance_id.encode()
+                    )
+                )
+            for record, reason in out.dead:
+                log.warning("p%d offset %d dead-lettered: %s", p, record.offset, reason)
+                futures.append(
+                    await self.producer.send(
+                        TOPIC_DEADLETTER,
+                        record.value,
+                        key=record.key,
+                        headers=[
+                            ("reason", reason[:4000].encode()),
+                            ("source_topic", record.topic.encode()),
+                            ("source_partition", str(record.partition).encode()),
+                            ("source_offset", str(record.offset).encode()),
+                        ],
+                    )
+                )
+            for f in futures:
+                await f
+            if next_offset is not None:
+                await self.producer.send_offsets_to_transaction(
+                    {self.commands_tp: next_offset}, self.group_id
+                )
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000

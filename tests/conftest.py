@@ -1,0 +1,61 @@
+"""Session plumbing: settings and the real Kafka and PostgreSQL, started only when asked for.
+
+Tests run against their own stack (``.baton-test/``, other ports) so they never clobber a
+developer's ``make run``. The environment is set at import, before any ``Settings`` is built,
+so processes that tests start inherit the same values. Unit tests request none of these
+fixtures and so start no servers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from services.adapters import infra
+from services.adapters.embedded_pg import recreate_database
+from services.adapters.settings import REPO_ROOT, Settings
+
+TEST_ENV = {
+    "BATON_HOME": str(REPO_ROOT / ".baton-test"),
+    "KAFKA_PORT": "39192",
+    "KAFKA_CONTROLLER_PORT": "39193",
+    "BATON_PG_PORT": "35532",
+    "BATON_API_PORT": "18080",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+KAFKA_READY_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: Settings) -> Iterator[str]:
+    """The bootstrap servers of a Kafka cluster; a managed one starts empty each session."""
+    if settings.kafka_managed:
+        infra.stop_kafka(settings)  # a broker left over from an interrupted session
+        shutil.rmtree(settings.home / "kafka", ignore_errors=True)
+    infra.start_kafka(settings)
+    try:
+        infra.wait_kafka(settings, KAFKA_READY_TIMEOUT_S)
+        yield settings.kafka_bootstrap
+    finally:
+        infra.stop_kafka(settings)
+
+
+@pytest.fixture(scope="session")
+def postgres(settings: Settings) -> Iterator[str]:
+    """The URL of an empty database ``baton``, recreated each session."""
+    infra.start_postgres(settings)
+    try:
+        recreate_database(settings.database_url)
+        yield settings.database_url
+    finally:
+        infra.stop_postgres(settings)

@@ -1,0 +1,48 @@
+"""Test helpers. Tests wait for conditions with these, never with bare sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str | None = None,
+) -> None:
+    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(_failure(predicate, timeout, message))
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    predicate: Callable[[], object] | Callable[[], Awaitable[object]],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str | None = None,
+) -> None:
+    """As ``wait_until``, in a coroutine; ``predicate`` may be sync or async."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(_failure(predicate, timeout, message))
+        await asyncio.sleep(interval)
+
+
+def _failure(predicate: Callable[..., object], timeout: float, message: str | None) -> str:
+    what = message or getattr(predicate, "__qualname__", repr(predicate))
+    return f"condition not met within {timeout:g}s: {what}"

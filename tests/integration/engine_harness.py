@@ -1,0 +1,150 @@
+"""An in-process engine on real Kafka, and a scripted worker, for engine integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from services.adapters.avro import Codec
+from services.adapters.kafka import (
+    TOPIC_EVENTS,
+    ensure_topics,
+    new_consumer,
+    new_producer,
+    task_topic,
+)
+from services.adapters.publish import send_command
+from services.domain.commands import (
+    Command,
+    PushWorkflow,
+    ReportAttemptFailed,
+    ReportAttemptStarted,
+    ReportAttemptSucceeded,
+    StartInstance,
+)
+from services.domain.definition import parse_workflow
+from services.domain.events import Event
+from services.domain.statuses import FailureKind
+from services.domain.tasks import Task
+from services.engine.engine import Engine
+
+PARTITIONS = 8
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    bootstrap: str, heartbeat_timeout_s: float = 30.0
+) -> AsyncIterator[Engine]:
+    engine = Engine(bootstrap, range(PARTITIONS), PARTITIONS, Codec(), heartbeat_timeout_s)
+    await engine.start()
+    task = asyncio.create_task(engine.run())
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        await task
+        await engine.close()
+
+
+@dataclass
+class EventLog:
+    """Every committed event, read as any downstream subscriber would (read_committed)."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def of(self, instance_id: str) -> list[Event]:
+        return [e for e in self.events if e.instance_id == instance_id]
+
+    def types(self, instance_id: str) -> list[str]:
+        return [e.type for e in self.of(instance_id)]
+
+
+@contextlib.asynccontextmanager
+async def following_events(bootstrap: str) -> AsyncIterator[EventLog]:
+    log = EventLog()
+    codec = Codec()
+    consumer = new_consumer(bootstrap, None, TOPIC_EVENTS, auto_offset_reset="earliest")
+    await consumer.start()
+
+    async def pump() -> None:
+        async for record in consumer:
+            log.events.append(codec.decode_event(record.value))
+
+    task = asyncio.create_task(pump())
+    try:
+        yield log
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+
+Behaviour = Callable[[Task], FailureKind | None]
+
+
+@contextlib.asynccontextmanager
+async def scripted_worker(
+    bootstrap: str, queue: str, behaviour: Behaviour
+) -> AsyncIterator[list[Task]]:
+    """Reports Started then Succeeded, or Failed with the kind `behaviour` returns."""
+    codec = Codec()
+    seen: list[Task] = []
+    consumer = new_consumer(bootstrap, f"itest-worker-{queue}", task_topic(queue))
+    producer = new_producer(bootstrap)
+    await consumer.start()
+    await producer.start()
+
+    async def work() -> None:
+        async for record in consumer:
+            t = codec.decode_task(record.value)
+            seen.append(t)
+            await send_command(
+                producer, codec, ReportAttemptStarted(t.instance_id, t.step_id, t.attempt, "w")
+            )
+            kind = behaviour(t)
+            if kind is None:
+                report: Command = ReportAttemptSucceeded(t.instance_id, t.step_id, t.attempt, "{}")
+            else:
+                report = ReportAttemptFailed(t.instance_id, t.step_id, t.attempt, kind, "scripted")
+            await send_command(producer, codec, report)
+            await consumer.commit()
+
+    task = asyncio.create_task(work())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+        await producer.stop()
+
+
+async def prepare_topics(bootstrap: str, *queues: str) -> None:
+    await ensure_topics(bootstrap, PARTITIONS, ["default", *queues])
+
+
+def definition(workflow_id: str, steps: list[dict[str, object]], **fields: object) -> str:
+    return parse_workflow({"id": workflow_id, "steps": steps, **fields}).to_json()
+
+
+async def start_instance(
+    producer: AIOKafkaProducer, workflow_id: str, definition_json: str, params: str = "{}"
+) -> str:
+    iid = uuid.uuid4().hex
+    await send_command(
+        producer,
+        Codec(),
+        StartInstance(iid, workflow_id, 1, definition_json, params, "itest", None),
+    )
+    return iid
+
+
+async def push(producer: AIOKafkaProducer, workflow_id: str, definition_json: str) -> None:
+    await send_command(producer, Codec(), PushWorkflow(workflow_id, definition_json))

@@ -1,0 +1,146 @@
+"""The engine on real Kafka: transactions out, recovery by folding, dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.adapters.avro import Codec
+from services.adapters.kafka import TOPIC_COMMANDS, TOPIC_DEADLETTER, new_consumer, new_producer
+from services.domain.statuses import FailureKind
+from services.domain.tasks import Task
+from tests.helpers import wait_until_async
+from tests.integration.engine_harness import (
+    definition,
+    following_events,
+    prepare_topics,
+    push,
+    running_engine,
+    scripted_worker,
+    start_instance,
+)
+
+pytestmark = pytest.mark.integration
+
+DIAMOND = [
+    {"id": "a", "type": "noop", "next": ["b", "c"]},
+    {"id": "b", "type": "noop", "next": ["d"]},
+    {"id": "c", "type": "sleep", "duration": "200ms", "next": ["d"]},
+    {"id": "d", "type": "noop"},
+]
+
+
+@pytest.fixture
+async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
+    await prepare_topics(kafka, "itest-engine")
+    p = new_producer(kafka)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+def succeed_all(task: Task) -> FailureKind | None:
+    return None
+
+
+async def test_diamond_runs_to_success_with_gapless_events(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    wf = definition("diamond", DIAMOND)
+    async with (
+        following_events(kafka) as log,
+        running_engine(kafka),
+        scripted_worker(kafka, "default", succeed_all) as tasks,
+    ):
+        await push(producer, "diamond", wf)
+        iid = await start_instance(producer, "diamond", wf)
+        await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=30)
+        await wait_until_async(
+            lambda: any(e.type == "WorkflowVersionCreated" for e in log.events), timeout=10
+        )
+    events = log.of(iid)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    succeeded = [e.payload.step_id for e in events if e.type == "StepAttemptSucceeded"]  # type: ignore[union-attr]
+    assert sorted(succeeded) == ["a", "b", "c", "d"]
+    assert sorted(t.step_id for t in tasks if t.instance_id == iid) == ["a", "b", "d"]
+
+
+async def test_retries_then_success(kafka: str, producer: AIOKafkaProducer) -> None:
+    steps = [
+        {
+            "id": "flaky",
+            "type": "noop",
+            "queue": "itest-engine",
+            "retry_policy": {"user_limit": 2, "backoff": {"type": "fixed", "user_seconds": 0.1}},
+        }
+    ]
+    wf = definition("flaky", steps)
+
+    def fail_twice(task: Task) -> FailureKind | None:
+        return FailureKind.USER if task.attempt < 3 else None
+
+    async with (
+        following_events(kafka) as log,
+        running_engine(kafka),
+        scripted_worker(kafka, "itest-engine", fail_twice),
+    ):
+        iid = await start_instance(producer, "flaky", wf)
+        await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=30)
+    assert log.types(iid).count("StepAttemptFailed") == 2
+    assert log.types(iid).count("StepAttemptCreated") == 3
+
+
+async def test_a_new_engine_resumes_from_the_log(kafka: str, producer: AIOKafkaProducer) -> None:
+    """State lives only in the event log: a second engine continues where the first stopped."""
+    wf = definition(
+        "resume",
+        [
+            {"id": "s", "type": "sleep", "duration": "1s", "next": ["n"]},
+            {"id": "n", "type": "noop"},
+        ],
+    )
+    async with following_events(kafka) as log:
+        async with running_engine(kafka):
+            iid = await start_instance(producer, "resume", wf)
+            await wait_until_async(lambda: "StepAttemptStarted" in log.types(iid), timeout=30)
+        assert "StepAttemptSucceeded" not in log.types(iid)
+        async with running_engine(kafka), scripted_worker(kafka, "default", succeed_all):
+            await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=30)
+    events = log.of(iid)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_malformed_and_rejected_commands_are_dead_lettered(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    dead = new_consumer(kafka, None, TOPIC_DEADLETTER, auto_offset_reset="latest")
+    await dead.start()
+    await dead.seek_to_end()
+    marker = uuid.uuid4().hex.encode()
+    got: list[dict[str, bytes]] = []
+    wf = definition("after-garbage", [{"id": "n", "type": "noop"}])
+    try:
+        async with (
+            following_events(kafka) as log,
+            running_engine(kafka),
+            scripted_worker(kafka, "default", succeed_all),
+        ):
+            await producer.send_and_wait(TOPIC_COMMANDS, b"garbage", key=marker)
+            iid = await start_instance(producer, "after-garbage", wf)
+            await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=30)
+
+            async def dead_lettered() -> bool:
+                batch = await dead.getmany(timeout_ms=200)
+                for records in batch.values():
+                    got.extend(dict(r.headers) for r in records if r.key == marker)
+                return bool(got)
+
+            await wait_until_async(dead_lettered, timeout=10)
+    finally:
+        await dead.stop()
+    assert b"undecodable command" in got[0]["reason"]
+    assert got[0]["source_topic"] == TOPIC_COMMANDS.encode()
+    assert Codec()  # the codec still decodes after garbage (no shared state corrupted)
