@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -130,8 +130,8 @@ async def prepare_topics(bootstrap: str, *queues: str) -> None:
     await ensure_topics(bootstrap, PARTITIONS, ["default", *queues])
 
 
-def definition(workflow_id: str, steps: list[dict[str, object]], **fields: object) -> str:
-    return parse_workflow({"id": workflow_id, "steps": steps, **fields}).to_json()
+def definition(workflow_id: str, steps: Sequence[Mapping[str, object]], **fields: object) -> str:
+    return parse_workflow({"id": workflow_id, "steps": list(steps), **fields}).to_json()
 
 
 async def start_instance(
