@@ -25,7 +25,7 @@ from tests.integration.engine_harness import (
 
 pytestmark = pytest.mark.integration
 
-DIAMOND = [
+DIAMOND: list[dict[str, object]] = [
     {"id": "a", "type": "noop", "next": ["b", "c"]},
     {"id": "b", "type": "noop", "next": ["d"]},
     {"id": "c", "type": "sleep", "duration": "200ms", "next": ["d"]},
