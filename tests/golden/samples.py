@@ -1,0 +1,294 @@
+"""Golden samples: one realistic value of every event type, wire command and the task.
+
+Their encoded bytes are kept in ``tests/golden/wire/<Type>.bin`` (``python -m
+tests.golden.regenerate`` writes the missing ones); today's codec must still decode them.
+Never edit a sample whose .bin exists: add a new sample instead.
+"""
+
+from __future__ import annotations
+
+from services.domain.commands import (
+    Command,
+    CommandEnvelope,
+    KillInstance,
+    PushWorkflow,
+    ReportAttemptFailed,
+    ReportAttemptHeartbeat,
+    ReportAttemptStarted,
+    ReportAttemptSucceeded,
+    RestartInstance,
+    StartInstance,
+    StopInstance,
+)
+from services.domain.events import (
+    Event,
+    EventPayload,
+    InstanceFailed,
+    InstanceRestarted,
+    InstanceStarted,
+    InstanceStopped,
+    InstanceSucceeded,
+    InstanceTimedOut,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepStopped,
+    WorkflowVersionCreated,
+)
+from services.domain.statuses import FailureKind, RestartMode, StepStatus
+from services.domain.tasks import Task
+
+WORKFLOW = "etl.daily-sales"
+INSTANCE = "etl.daily-sales:7f3c2a9e"
+T0 = 1_763_750_400_000_000  # 2025-11-21T18:40:00Z in UTC microseconds
+SECOND = 1_000_000
+DEFINITION = (
+    '{"id":"etl.daily-sales","steps":[{"id":"extract","type":"shell",'
+    '"command":"./extract.sh"},{"id":"wait","type":"sleep","duration":30},'
+    '{"id":"load","type":"python","function":"etl.load:main","after":["extract","wait"]}],'
+    '"timeout":3600}'
+)
+PARAMS = '{"date":"2025-11-20","region":"eu-west"}'
+
+
+def _event(seq: int, payload: EventPayload, *, instance: bool = True) -> Event:
+    aggregate = INSTANCE if instance else WORKFLOW
+    return Event(
+        event_id=f"{aggregate}:{seq}",
+        instance_id=INSTANCE if instance else None,
+        workflow_id=WORKFLOW,
+        seq=seq,
+        occurred_at=T0 + seq * 1_250,
+        payload=payload,
+    )
+
+
+EVENTS: tuple[Event, ...] = (
+    _event(3, WorkflowVersionCreated(version=3, definition=DEFINITION), instance=False),
+    _event(
+        1,
+        InstanceStarted(
+            version=3,
+            definition=DEFINITION,
+            params=PARAMS,
+            initiator="user:ana@example.com",
+            idempotency_key="req-2025-11-20-eu",
+            timeout_at=T0 + 3600 * SECOND,
+        ),
+    ),
+    _event(
+        12,
+        InstanceRestarted(
+            run=2,
+            mode=RestartMode.FROM_INCOMPLETE,
+            reset_steps=("extract", "load"),
+            timeout_at=T0 + 7200 * SECOND,
+        ),
+    ),
+    _event(20, InstanceSucceeded(run=2)),
+    _event(
+        11,
+        InstanceFailed(
+            run=1,
+            reason="step load failed: USER_FAILED after 3 attempts",
+            failed_steps=("load",),
+            killed=False,
+        ),
+    ),
+    _event(9, InstanceStopped(run=1, reason="stopped by user:ana@example.com")),
+    _event(30, InstanceTimedOut(run=3)),
+    _event(
+        2,
+        StepAttemptCreated(
+            step_id="extract",
+            attempt=1,
+            run=1,
+            step_type="shell",
+            queue="default",
+            params='{"date":"2025-11-20"}',
+        ),
+    ),
+    _event(
+        3,
+        StepAttemptStarted(
+            step_id="extract",
+            attempt=1,
+            worker_id="worker-a1b2:4711",
+            timeout_at=T0 + 600 * SECOND,
+            wake_at=None,
+        ),
+    ),
+    _event(
+        6,
+        StepAttemptSucceeded(
+            step_id="extract", attempt=1, outputs='{"rows":18234,"path":"s3://b/x.parquet"}'
+        ),
+    ),
+    _event(
+        8,
+        StepAttemptFailed(
+            step_id="load",
+            attempt=2,
+            kind=FailureKind.USER,
+            message="exit status 2",
+            output_tail="Traceback (most recent call last):\n  ...\nKeyError: 'région'\n",
+            step_status=StepStatus.WAITING_FOR_RETRY,
+            retry_at=T0 + 40 * SECOND,
+        ),
+    ),
+    _event(10, StepStopped(step_id="load", attempt=3, status=StepStatus.STOPPED, reason="stopped")),
+)
+
+# Variants exercising the other union branches (null, absent times, the engine's steps).
+EVENT_VARIANTS: tuple[Event, ...] = (
+    _event(
+        4,
+        StepAttemptCreated(
+            step_id="wait", attempt=1, run=1, step_type="sleep", queue=None, params="{}"
+        ),
+    ),
+    _event(
+        5,
+        StepAttemptStarted(
+            step_id="wait", attempt=1, worker_id="engine", timeout_at=None, wake_at=T0 + 30 * SECOND
+        ),
+    ),
+    _event(
+        9,
+        StepAttemptFailed(
+            step_id="load",
+            attempt=3,
+            kind=FailureKind.TIMEOUT,
+            message="no heartbeat for 60 s",
+            output_tail="",
+            step_status=StepStatus.TIMEOUT_FAILED,
+            retry_at=None,
+        ),
+    ),
+    _event(
+        2,
+        InstanceStarted(
+            version=1,
+            definition=DEFINITION,
+            params="{}",
+            initiator="schedule:nightly",
+            idempotency_key=None,
+            timeout_at=T0 + 3600 * SECOND,
+        ),
+    ),
+)
+
+
+def _command(n: int, payload: Command) -> CommandEnvelope:
+    return CommandEnvelope(
+        command_id=f"cmd-01JD{n:04d}",
+        issued_at=T0 - 500 + n,
+        payload=payload,
+    )
+
+
+COMMANDS: tuple[CommandEnvelope, ...] = (
+    _command(1, PushWorkflow(workflow_id=WORKFLOW, definition=DEFINITION)),
+    _command(
+        2,
+        StartInstance(
+            instance_id=INSTANCE,
+            workflow_id=WORKFLOW,
+            version=3,
+            definition=DEFINITION,
+            params=PARAMS,
+            initiator="user:ana@example.com",
+            idempotency_key="req-2025-11-20-eu",
+        ),
+    ),
+    _command(3, StopInstance(instance_id=INSTANCE, reason="wrong region")),
+    _command(4, KillInstance(instance_id=INSTANCE, reason="runaway cost")),
+    _command(5, RestartInstance(instance_id=INSTANCE, mode=RestartMode.FROM_BEGINNING)),
+    _command(
+        6,
+        ReportAttemptStarted(
+            instance_id=INSTANCE, step_id="extract", attempt=1, worker_id="worker-a1b2:4711"
+        ),
+    ),
+    _command(
+        7,
+        ReportAttemptSucceeded(
+            instance_id=INSTANCE, step_id="extract", attempt=1, outputs='{"rows":18234}'
+        ),
+    ),
+    _command(
+        8,
+        ReportAttemptFailed(
+            instance_id=INSTANCE,
+            step_id="load",
+            attempt=2,
+            kind=FailureKind.PLATFORM,
+            message="worker lost its lease",
+            output_tail="loading batch 7/12\n",
+        ),
+    ),
+    _command(
+        9,
+        ReportAttemptHeartbeat(
+            instance_id=INSTANCE, step_id="load", attempt=2, worker_id="worker-c3d4:91"
+        ),
+    ),
+)
+
+COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
+    _command(
+        10,
+        StartInstance(
+            instance_id="etl.daily-sales:00aa",
+            workflow_id=WORKFLOW,
+            version=1,
+            definition=DEFINITION,
+            params="{}",
+            initiator="api",
+        ),
+    ),
+    _command(11, RestartInstance(instance_id=INSTANCE)),
+    _command(12, StopInstance(instance_id=INSTANCE)),
+)
+
+TASK = Task(
+    instance_id=INSTANCE,
+    workflow_id=WORKFLOW,
+    step_id="load",
+    attempt=2,
+    run=1,
+    step_type="python",
+    queue="default",
+    config='{"function":"etl.load:main"}',
+    params='{"date":"2025-11-20","rows":18234}',
+    timeout_seconds=900.0,
+    created_at=T0 + 41 * SECOND,
+)
+TASK_VARIANTS: tuple[Task, ...] = (
+    Task(
+        instance_id=INSTANCE,
+        workflow_id=WORKFLOW,
+        step_id="extract",
+        attempt=1,
+        run=1,
+        step_type="shell",
+        queue="gpu",
+        config='{"command":"./extract.sh"}',
+        params="{}",
+        timeout_seconds=None,
+        created_at=T0,
+    ),
+)
+
+
+def golden() -> dict[str, Event | CommandEnvelope | Task]:
+    """The golden value of each type, by the file name stem of its stored bytes."""
+    out: dict[str, Event | CommandEnvelope | Task] = {}
+    values: list[Event | CommandEnvelope | Task] = [*EVENTS, *COMMANDS, TASK]
+    for value in values:
+        name = type(value.payload).__name__ if not isinstance(value, Task) else "Task"
+        if name in out:
+            raise ValueError(f"two golden samples named {name}")
+        out[name] = value
+    return out
