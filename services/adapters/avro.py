@@ -91,7 +91,8 @@ def schema_id(schema: _Schema) -> int:
 
 def expanded_json(schema: _Schema, *, indent: int | None = None) -> str:
     """A parsed schema as self-contained JSON: every named type inlined at its first use."""
-    return json.dumps(_strip_fastavro_keys(schema), indent=indent)
+    # Sorted keys: the registry text must be the same in every process (ids already are).
+    return json.dumps(_strip_fastavro_keys(schema), indent=indent, sort_keys=True)
 
 
 def _strip_fastavro_keys(node: Any) -> Any:
