@@ -64,10 +64,24 @@ async def ensure_topics(
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    for _ in range(100):
-        if set(names) <= set(await admin.list_topics()):
+    """Until every partition of every new topic has a leader: a consumer group that assigns
+    partitions before that sees none, and would not look again until its next metadata
+    refresh."""
+    for _ in range(200):
+        if not names:
             return
-        await asyncio.sleep(0.1)
+        described = await admin.describe_topics(names)
+        ready = {
+            t["topic"]
+            for t in described
+            if t.get("error_code", 0) == 0
+            and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+        }
+        if ready >= set(names):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"topics {names} have no partition leaders yet")
 
 
 def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
@@ -103,6 +117,8 @@ def new_consumer(
         "max_partition_fetch_bytes": 4 << 20,
         "session_timeout_ms": 10000,
         "heartbeat_interval_ms": 1000,
+        # Subscriptions notice new topics (and their partitions) within seconds, not minutes.
+        "metadata_max_age_ms": 5000,
     }
     kw.update(overrides)
     return AIOKafkaConsumer(*topics, **kw)
