@@ -1,0 +1,55 @@
+"""`events`: the full history of every aggregate, one row per event.
+
+This table is also the projection's idempotence guard: an event whose (aggregate id, seq) row
+already exists has been applied, and no other handler sees it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from projections.tables import Batch, Handler, Table, ts
+from services.domain.events import EVENT_TYPES, Event, EventPayload
+
+EVENTS = Table(
+    "events",
+    columns=(
+        ("aggregate_id", "text"),
+        ("seq", "int4"),
+        ("event_id", "text"),
+        ("instance_id", "text"),
+        ("workflow_id", "text"),
+        ("type", "text"),
+        ("occurred_at", "timestamptz"),
+        ("payload", "jsonb"),
+    ),
+    key=("aggregate_id", "seq"),
+)
+TABLES = (EVENTS,)
+
+
+def payload_json(payload: EventPayload) -> str:
+    """The payload's fields as a JSON object: enums as their values, tuples as lists."""
+    return json.dumps(dataclasses.asdict(payload), sort_keys=True, separators=(",", ":"))
+
+
+def history_row(e: Event) -> dict[str, Any]:
+    return {
+        "aggregate_id": e.key,
+        "seq": e.seq,
+        "event_id": e.event_id,
+        "instance_id": e.instance_id,
+        "workflow_id": e.workflow_id,
+        "type": e.type,
+        "occurred_at": ts(e.occurred_at),
+        "payload": payload_json(e.payload),
+    }
+
+
+def _record(b: Batch, e: Event, p: Any) -> None:
+    b.put(EVENTS, history_row(e))
+
+
+HANDLERS: dict[type[EventPayload], Handler] = dict.fromkeys(EVENT_TYPES, _record)

@@ -1,0 +1,148 @@
+"""`instances`: one row per instance, its status and run, as of its newest event.
+
+Every event of the instance advances `last_seq` and `updated_at` (the API's consistency
+token compares against `last_seq`); the lifecycle events also change the status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from projections.tables import Batch, Handler, Key, Table, ts
+from services.domain.events import (
+    Event,
+    EventPayload,
+    InstanceFailed,
+    InstanceRestarted,
+    InstanceStarted,
+    InstanceStopped,
+    InstanceSucceeded,
+    InstanceTimedOut,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepStopped,
+)
+from services.domain.statuses import InstanceStatus
+
+
+def _instance_keys(e: Event) -> Iterator[Key]:
+    if e.instance_id is not None and not isinstance(e.payload, InstanceStarted):
+        yield (e.instance_id,)
+
+
+INSTANCES = Table(
+    "instances",
+    columns=(
+        ("instance_id", "text"),
+        ("workflow_id", "text"),
+        ("version", "int4"),
+        ("run", "int4"),
+        ("status", "text"),
+        ("initiator", "text"),
+        ("idempotency_key", "text"),
+        ("params", "jsonb"),
+        ("failure_reason", "text"),
+        ("failed_steps", "jsonb"),
+        ("created_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+        ("ended_at", "timestamptz"),
+        ("last_seq", "int4"),
+    ),
+    key=("instance_id",),
+    keys_of=_instance_keys,
+)
+TABLES = (INSTANCES,)
+
+
+def _key(e: Event) -> Key:
+    assert e.instance_id is not None, "an instance event names its instance"
+    return (e.instance_id,)
+
+
+def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
+    at = ts(e.occurred_at)
+    b.put(
+        INSTANCES,
+        {
+            "instance_id": _key(e)[0],
+            "workflow_id": e.workflow_id,
+            "version": p.version,
+            "run": 1,
+            "status": InstanceStatus.IN_PROGRESS.value,
+            "initiator": p.initiator,
+            "idempotency_key": p.idempotency_key,
+            "params": p.params,
+            "failure_reason": None,
+            "failed_steps": "[]",
+            "created_at": at,
+            "updated_at": at,
+            "ended_at": None,
+            "last_seq": e.seq,
+        },
+    )
+
+
+def _change(b: Batch, e: Event, **changes: Any) -> None:
+    b.update(INSTANCES, _key(e), updated_at=ts(e.occurred_at), last_seq=e.seq, **changes)
+
+
+def _restarted(b: Batch, e: Event, p: InstanceRestarted) -> None:
+    _change(
+        b,
+        e,
+        run=p.run,
+        status=InstanceStatus.IN_PROGRESS.value,
+        failure_reason=None,
+        failed_steps="[]",
+        ended_at=None,
+    )
+
+
+def _ended(b: Batch, e: Event, status: InstanceStatus, **changes: Any) -> None:
+    _change(b, e, status=status.value, ended_at=ts(e.occurred_at), **changes)
+
+
+def _succeeded(b: Batch, e: Event, p: InstanceSucceeded) -> None:
+    _ended(b, e, InstanceStatus.SUCCEEDED)
+
+
+def _failed(b: Batch, e: Event, p: InstanceFailed) -> None:
+    _ended(
+        b,
+        e,
+        InstanceStatus.FAILED,
+        failure_reason=p.reason,
+        failed_steps=json.dumps(list(p.failed_steps)),
+    )
+
+
+def _stopped(b: Batch, e: Event, p: InstanceStopped) -> None:
+    # The stop reason is why the run ended without success: the API shows it as the reason.
+    _ended(b, e, InstanceStatus.STOPPED, failure_reason=p.reason)
+
+
+def _timed_out(b: Batch, e: Event, p: InstanceTimedOut) -> None:
+    _ended(b, e, InstanceStatus.TIMED_OUT)
+
+
+def _step_event(b: Batch, e: Event, p: Any) -> None:
+    _change(b, e)
+
+
+HANDLERS: dict[type[EventPayload], Handler] = {
+    InstanceStarted: _started,
+    InstanceRestarted: _restarted,
+    InstanceSucceeded: _succeeded,
+    InstanceFailed: _failed,
+    InstanceStopped: _stopped,
+    InstanceTimedOut: _timed_out,
+    StepAttemptCreated: _step_event,
+    StepAttemptStarted: _step_event,
+    StepAttemptSucceeded: _step_event,
+    StepAttemptFailed: _step_event,
+    StepStopped: _step_event,
+}

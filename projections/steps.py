@@ -1,0 +1,123 @@
+"""`steps`: one row per step of an instance's definition, with the step's current status.
+
+Rows are created, all NOT_CREATED, when the instance starts, in definition order; the step
+status follows the same transitions as the domain's `evolve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from projections.tables import Batch, Handler, Key, Table, ts
+from services.domain.definition import load_workflow
+from services.domain.events import (
+    Event,
+    EventPayload,
+    InstanceRestarted,
+    InstanceStarted,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepAttemptStarted,
+    StepAttemptSucceeded,
+    StepStopped,
+)
+from services.domain.statuses import StepStatus
+
+
+def _step_keys(e: Event) -> Iterator[Key]:
+    p = e.payload
+    if isinstance(p, InstanceRestarted):
+        yield from ((e.instance_id, sid) for sid in p.reset_steps)
+    elif isinstance(
+        p,
+        StepAttemptCreated
+        | StepAttemptStarted
+        | StepAttemptSucceeded
+        | StepAttemptFailed
+        | StepStopped,
+    ):
+        yield (e.instance_id, p.step_id)
+
+
+STEPS = Table(
+    "steps",
+    columns=(
+        ("instance_id", "text"),
+        ("step_id", "text"),
+        ("position", "int4"),
+        ("step_type", "text"),
+        ("status", "text"),
+        ("attempt", "int4"),
+        ("run", "int4"),
+        ("updated_at", "timestamptz"),
+    ),
+    key=("instance_id", "step_id"),
+    keys_of=_step_keys,
+)
+TABLES = (STEPS,)
+
+
+def _set(b: Batch, e: Event, step_id: str, status: StepStatus, **changes: Any) -> None:
+    b.update(
+        STEPS,
+        (e.instance_id, step_id),
+        status=status.value,
+        updated_at=ts(e.occurred_at),
+        **changes,
+    )
+
+
+def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
+    at = ts(e.occurred_at)
+    for position, step in enumerate(load_workflow(p.definition).steps):
+        b.put(
+            STEPS,
+            {
+                "instance_id": e.instance_id,
+                "step_id": step.id,
+                "position": position,
+                "step_type": step.type,
+                "status": StepStatus.NOT_CREATED.value,
+                "attempt": 0,
+                "run": 1,
+                "updated_at": at,
+            },
+        )
+
+
+def _restarted(b: Batch, e: Event, p: InstanceRestarted) -> None:
+    # The attempt number is kept: attempts count on across runs.
+    for step_id in p.reset_steps:
+        _set(b, e, step_id, StepStatus.NOT_CREATED, run=p.run)
+
+
+def _attempt_created(b: Batch, e: Event, p: StepAttemptCreated) -> None:
+    _set(b, e, p.step_id, StepStatus.STARTING, attempt=p.attempt, run=p.run)
+
+
+def _attempt_started(b: Batch, e: Event, p: StepAttemptStarted) -> None:
+    _set(b, e, p.step_id, StepStatus.RUNNING)
+
+
+def _attempt_succeeded(b: Batch, e: Event, p: StepAttemptSucceeded) -> None:
+    _set(b, e, p.step_id, StepStatus.SUCCEEDED)
+
+
+def _attempt_failed(b: Batch, e: Event, p: StepAttemptFailed) -> None:
+    _set(b, e, p.step_id, p.step_status)
+
+
+def _step_stopped(b: Batch, e: Event, p: StepStopped) -> None:
+    _set(b, e, p.step_id, p.status)
+
+
+HANDLERS: dict[type[EventPayload], Handler] = {
+    InstanceStarted: _started,
+    InstanceRestarted: _restarted,
+    StepAttemptCreated: _attempt_created,
+    StepAttemptStarted: _attempt_started,
+    StepAttemptSucceeded: _attempt_succeeded,
+    StepAttemptFailed: _attempt_failed,
+    StepStopped: _step_stopped,
+}

@@ -1,0 +1,267 @@
+"""The projector loop: events topic -> read models, positions kept beside the rows.
+
+Delivery contract: the events topic is read `read_committed`; each fetched batch is applied
+to the read models and the next offsets of its partitions are written in ONE PostgreSQL
+transaction, so a crash at any instant neither skips nor double-applies an event. Offsets are
+never committed to Kafka: on every assignment each partition is sought to its stored position
+(or the beginning). The projections are also idempotent per event (belt and braces).
+
+A record that cannot be decoded goes to the dead-letter topic with the reason and its source
+coordinates, and is skipped: its offset advances with the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
+from aiokafka.structs import ConsumerRecord
+
+from projections import apply_batch
+from projections.tables import Conn
+from services.adapters.avro import Codec, DecodeError
+from services.adapters.kafka import TOPIC_DEADLETTER, TOPIC_EVENTS, new_consumer, new_producer
+from services.domain.events import Event
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "baton-projector"
+PROJECTOR_NAME = "read_models"
+MAX_RECORDS = 2000
+FETCH_TIMEOUT_MS = 50
+LAG_LOG_INTERVAL_S = 10.0
+
+_SAVE_OFFSETS = """
+INSERT INTO projector_offsets (projector, topic, partition, next_offset)
+SELECT $1, $2, p, o FROM unnest($3::int4[], $4::int8[]) AS t(p, o)
+ON CONFLICT (projector, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+"""
+_LOAD_OFFSETS = """
+SELECT partition, next_offset FROM projector_offsets WHERE projector = $1 AND topic = $2
+"""
+
+
+async def stored_offsets(conn: Conn, projector: str, topic: str) -> dict[int, int]:
+    rows = await conn.fetch(_LOAD_OFFSETS, projector, topic)
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        await self._projector._invalidate()
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        await self._projector._assigned(assigned)
+
+
+class Projector:
+    """Consumes the events topic and keeps the read models of `projections` up to date."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        pool: asyncpg.Pool,
+        codec: Codec,
+        *,
+        group_id: str = GROUP_ID,
+        topic: str = TOPIC_EVENTS,
+        name: str = PROJECTOR_NAME,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._pool = pool
+        self._codec = codec
+        self._group_id = group_id
+        self._topic = topic
+        self._name = name
+        self._max_records = max_records
+        self._stopping = asyncio.Event()
+        # Held while a batch is applied; a rebalance waits for it, then bumps the generation
+        # so that records fetched before the rebalance are dropped (they are fetched again
+        # from the stored positions).
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._applied: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.applied_events = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; clients are started here and closed on the way out."""
+        consumer = new_consumer(self._bootstrap, self._group_id)
+        producer = new_producer(self._bootstrap)
+        self._consumer, self._producer = consumer, producer
+        consumer.subscribe([self._topic], listener=_SeekToStoredOffsets(self))
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                await self._loop(consumer)
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+            self._consumer = self._producer = None
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        next_lag_log = time.monotonic() + LAG_LOG_INTERVAL_S
+        while not self._stopping.is_set():
+            generation = self._generation
+            fetched = await consumer.getmany(
+                timeout_ms=FETCH_TIMEOUT_MS, max_records=self._max_records
+            )
+            positions = await self._positions(consumer)
+            async with self._lock:
+                if generation != self._generation:
+                    # A rebalance ran while these records were fetched: some may predate
+                    # its seeks. Drop them all and resume from the stored positions.
+                    log.debug("dropping records fetched across a rebalance: %s", _ranges(fetched))
+                    await self._seek_to_stored(consumer, consumer.assignment())
+                    continue
+                if fetched:
+                    await self._apply(fetched, positions)
+                self._applied.update(positions)
+            if time.monotonic() >= next_lag_log:
+                next_lag_log = time.monotonic() + LAG_LOG_INTERVAL_S
+                log.debug("projector %s lag per partition: %s", self._name, self.lag())
+
+    async def _positions(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        # The fetch position is past the records just returned and past any transaction
+        # markers; it is what a restart must resume from.
+        out: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            try:
+                # Returns at once when the position is known (the normal case).
+                out[tp] = await consumer.position(tp)
+            except IllegalStateError:  # revoked meanwhile: the generation check drops it
+                continue
+        return out
+
+    async def _apply(
+        self,
+        fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        positions: Mapping[TopicPartition, int],
+    ) -> None:
+        events: list[Event] = []
+        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        next_offsets: dict[int, int] = {}
+        for tp, records in fetched.items():
+            if not records:
+                continue
+            for record in records:
+                try:
+                    if record.value is None:
+                        raise DecodeError("record has no value")
+                    events.append(self._codec.decode_event(record.value))
+                except DecodeError as err:
+                    dead.append((record, str(err) or type(err).__name__))
+            next_offsets[tp.partition] = max(records[-1].offset + 1, positions.get(tp, 0))
+        if dead:
+            await self._dead_letter(dead)
+        async with self._pool.acquire() as conn, conn.transaction():
+            applied = await apply_batch(conn, events)
+            await conn.execute(
+                _SAVE_OFFSETS,
+                self._name,
+                self._topic,
+                list(next_offsets),
+                list(next_offsets.values()),
+            )
+        self.applied_events += applied
+        log.debug("applied %d new events from %s", applied, _ranges(fetched))
+        self.dead_lettered += len(dead)
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]) -> None:
+        assert self._producer is not None
+        sent = []
+        for record, reason in dead:
+            log.warning(
+                "dead-lettering %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+            )
+            headers = [
+                ("reason", reason.encode()),
+                ("source_topic", record.topic.encode()),
+                ("source_partition", str(record.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ]
+            sent.append(
+                await self._producer.send(
+                    TOPIC_DEADLETTER, record.value, key=record.key, headers=headers
+                )
+            )
+        # Durable on the broker before the offsets that skip these records are committed.
+        await asyncio.gather(*sent)
+
+    async def _invalidate(self) -> None:
+        async with self._lock:
+            self._generation += 1
+            self._applied.clear()
+
+    async def _assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            self._generation += 1
+            stored = await self._seek_to_stored(consumer, assigned)
+        log.info(
+            "projector %s assigned partitions %s; resuming at %s",
+            self._name,
+            sorted(tp.partition for tp in assigned),
+            {tp.partition: stored.get(tp.partition, 0) for tp in assigned},
+        )
+
+    async def _seek_to_stored(
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    ) -> dict[int, int]:
+        """Seek each partition to its stored position, or 0 (the log's start) if none."""
+        async with self._pool.acquire() as conn:
+            stored = await stored_offsets(conn, self._name, self._topic)
+        # No await from here on: every seek lands before the next fetch is handed out.
+        # An offset before the log's start is reset to the start by the consumer.
+        current = consumer.assignment()
+        for tp in partitions:
+            if tp in current:
+                consumer.seek(tp, stored.get(tp.partition, 0))
+        return stored
+
+    def lag(self) -> dict[int, int | None]:
+        """Per assigned partition: records not yet applied (None: not known yet)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[int, int | None] = {}
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            applied = self._applied.get(tp)
+            out[tp.partition] = None if end is None or applied is None else max(0, end - applied)
+        return out
+
+    def caught_up(self) -> bool:
+        """True when partitions are assigned and every one is applied to its known end."""
+        lag = self.lag()
+        return bool(lag) and all(v == 0 for v in lag.values())
+
+
+def _ranges(fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> str:
+    return ", ".join(
+        f"{tp.partition}@{rs[0].offset}..{rs[-1].offset}" for tp, rs in fetched.items() if rs
+    )
