@@ -1,0 +1,99 @@
+"""The worker process: ``python -m services.worker --queue default --concurrency 8``.
+
+Composition root: the one place the worker's dependencies are built from settings and the
+environment (``BATON_WORKER_ID``, ``BATON_HEARTBEAT_SECONDS``, ``BATON_SHUTDOWN_GRACE_SECONDS``).
+SIGTERM or SIGINT stops fetching; running steps get the grace period, then are killed and
+left for the engine to retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+
+from services.adapters.avro import Codec
+from services.adapters.kafka import DEFAULT_QUEUE, ensure_topics, new_consumer, new_producer
+from services.adapters.settings import Settings
+from services.worker.runner import Worker, WorkerOptions, group_id
+from services.worker.runtimes import default_runtimes
+
+log = logging.getLogger("services.worker")
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
+    parser = argparse.ArgumentParser(prog="python -m services.worker", description=__doc__)
+    parser.add_argument("--queue", default=DEFAULT_QUEUE, help="the task queue to serve")
+    parser.add_argument("--concurrency", type=int, default=8, help="tasks run at once (default 8)")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    return WorkerOptions(
+        queue=args.queue,
+        worker_id=env.get("BATON_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        concurrency=args.concurrency,
+        heartbeat_seconds=_float(env, "BATON_HEARTBEAT_SECONDS", 5.0),
+        shutdown_grace_seconds=_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", 30.0),
+    )
+
+
+async def serve(settings: Settings, options: WorkerOptions) -> None:
+    await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
+    producer = new_producer(settings.kafka_bootstrap)
+    consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))
+    worker = Worker(consumer, producer, Codec(), default_runtimes(), options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            log.info(
+                "worker %s serving queue %r, concurrency %d",
+                options.worker_id,
+                options.queue,
+                options.concurrency,
+            )
+            await worker.run()
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    log.info("worker %s stopped", options.worker_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("BATON_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env()
+    options = _options(argv, os.environ)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings, options))
+    else:
+        uvloop.run(serve(settings, options))
+
+
+if __name__ == "__main__":
+    main()

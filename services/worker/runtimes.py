@@ -1,0 +1,432 @@
+"""Step runtimes: how a worker runs one task of each step type, and what it reports.
+
+A runtime turns a ``Task`` into an outcome (``StepSuccess`` or ``StepFailure``); it never talks
+to Kafka. Failures say who failed: the step's own code (USER), Baton (PLATFORM), or the clock
+(TIMEOUT). Steps that run code run it in a child process in its own process group, so a
+timeout or a worker shutdown can end the step and everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.domain.statuses import FailureKind
+from services.domain.tasks import Task
+
+MESSAGE_CHARS = 2_000
+OUTPUT_TAIL_CHARS = 4_096
+# Bytes of output kept while a step runs: a little more than the tail, so multi-byte
+# characters cut at the front still leave OUTPUT_TAIL_CHARS whole characters.
+_KEEP_BYTES = OUTPUT_TAIL_CHARS * 4
+_READ_CHUNK = 64 * 1024
+# After the step's process exits, how long its output pipe may stay open (a straggler
+# holding it) before the tail is taken as it is.
+_DRAIN_SECONDS = 2.0
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class StepSuccess:
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    kind: FailureKind
+    message: str
+    output_tail: str = ""
+
+
+StepOutcome = StepSuccess | StepFailure
+
+
+class StepRuntime(Protocol):
+    """Runs one task of a step type and returns its outcome.
+
+    Delivery contract: **at-least-once**. The same task (same instance, step and attempt) may
+    be run more than once — most often when a worker crashes or is killed after starting it
+    and before its offset was committed, so the task is redelivered to another worker. The
+    engine treats reports as idempotent by (instance, step, attempt): a duplicate or late
+    report changes nothing. Runtimes, and the steps they run, must therefore be idempotent or
+    tolerate being re-run.
+
+    ``run`` returns an outcome for every failure of the step itself (it raises only for bugs
+    in Baton, which the worker reports as PLATFORM failures). If cancelled (worker shutdown
+    past its grace period) it must stop the step's processes before re-raising; the attempt
+    is then not reported and the engine's heartbeat expiry retries it.
+    """
+
+    async def run(self, task: Task) -> StepOutcome: ...
+
+
+def failure(kind: FailureKind, message: str, output_tail: str = "") -> StepFailure:
+    """A failure with its message and output tail bounded to what a report may carry."""
+    if len(message) > MESSAGE_CHARS:
+        message = message[: MESSAGE_CHARS - 1] + "…"
+    return StepFailure(kind, message, output_tail[-OUTPUT_TAIL_CHARS:])
+
+
+class NoopRuntime:
+    """Succeeds at once with no outputs: no process, no thread (the benchmark's hot path)."""
+
+    async def run(self, task: Task) -> StepOutcome:
+        return _EMPTY_SUCCESS
+
+
+_EMPTY_SUCCESS = StepSuccess()
+
+
+@dataclass(frozen=True, slots=True)
+class MissingRuntime:
+    """Stands in for a step type this worker cannot run: the platform's fault, not the step's."""
+
+    step_type: str
+
+    async def run(self, task: Task) -> StepOutcome:
+        return failure(FailureKind.PLATFORM, f"no runtime for step type {self.step_type}")
+
+
+def runtime_for(registry: Mapping[str, StepRuntime], step_type: str) -> StepRuntime:
+    runtime = registry.get(step_type)
+    return runtime if runtime is not None else MissingRuntime(step_type)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Exit:
+    returncode: int
+    timed_out: bool
+    output_tail: str
+
+
+class _StepInputError(Exception):
+    """The task cannot be run as given; carries the failure to report."""
+
+    def __init__(self, outcome: StepFailure) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def _keep_tail(stream: asyncio.StreamReader, tail: bytearray) -> None:
+    while chunk := await stream.read(_READ_CHUNK):
+        tail += chunk
+        if len(tail) > _KEEP_BYTES:
+            del tail[: len(tail) - _KEEP_BYTES]
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        stdin.write(data)
+        await stdin.drain()
+        stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the step does not read its input; that is its business
+
+
+async def _run_process(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stdin: bytes | None,
+    timeout: float | None,
+) -> _Exit:
+    """Run ``argv`` in a new session (its own process group), stdout and stderr merged.
+
+    At the deadline, or on cancellation, the whole process group is killed with SIGKILL; once
+    the main process has exited, whatever it left running in its group is killed too, so a
+    step's processes never outlive it.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    tail = bytearray()
+    reader = asyncio.ensure_future(_keep_tail(proc.stdout, tail))
+    feeder = None
+    if stdin is not None:
+        assert proc.stdin is not None
+        feeder = asyncio.ensure_future(_feed(proc.stdin, stdin))
+    timed_out = False
+    try:
+        try:
+            returncode = await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc.pid)
+            returncode = await proc.wait()
+        _kill_group(proc.pid)
+        await asyncio.wait((reader,), timeout=_DRAIN_SECONDS)
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc.pid)  # cancelled: the worker is shutting down
+        for helper in (reader, feeder):
+            if helper is not None and not helper.done():
+                helper.cancel()
+    text = tail.decode("utf-8", errors="replace")
+    return _Exit(returncode, timed_out, text[-OUTPUT_TAIL_CHARS:])
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _exit_failure(result: _Exit, task: Task) -> StepFailure | None:
+    """The failure an exit status means (None for exit code 0)."""
+    if result.timed_out:
+        return failure(
+            FailureKind.TIMEOUT,
+            f"step timed out after {task.timeout_seconds:g}s",
+            result.output_tail,
+        )
+    if result.returncode < 0:
+        return failure(
+            FailureKind.USER,
+            f"killed by {_signal_name(-result.returncode)}",
+            result.output_tail,
+        )
+    if result.returncode != 0:
+        return failure(FailureKind.USER, f"exit code {result.returncode}", result.output_tail)
+    return None
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise _StepInputError(failure(FailureKind.PLATFORM, f"{what} is not JSON: {err}")) from err
+    if not isinstance(value, dict):
+        raise _StepInputError(
+            failure(FailureKind.PLATFORM, f"{what} is not a JSON object: {type(value).__name__}")
+        )
+    return value
+
+
+def _baton_env(task: Task) -> dict[str, str]:
+    return {
+        "BATON_INSTANCE_ID": task.instance_id,
+        "BATON_WORKFLOW_ID": task.workflow_id,
+        "BATON_STEP_ID": task.step_id,
+        "BATON_ATTEMPT": str(task.attempt),
+        "BATON_RUN": str(task.run),
+    }
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _timeout(task: Task) -> float | None:
+    t = task.timeout_seconds
+    return t if t is not None and t > 0 else None
+
+
+class ShellRuntime:
+    """``config.command`` under ``/bin/sh -c``, in a fresh temporary directory.
+
+    Params reach the command only as environment variables, never interpolated into the
+    command text: each param by its name (strings as-is, other values as JSON), plus
+    ``BATON_INSTANCE_ID``, ``BATON_WORKFLOW_ID``, ``BATON_STEP_ID``, ``BATON_ATTEMPT``,
+    ``BATON_RUN`` (which win over params of the same name) and ``BATON_OUTPUTS``, a file path:
+    a JSON object the command writes there becomes the step's outputs. The rest of the
+    environment is the worker's own (``base_env``).
+
+    Exit code 0 succeeds; a non-zero exit or death by a signal is a USER failure; the step's
+    timeout kills its whole process group and is a TIMEOUT failure.
+    """
+
+    def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
+        self._base_env = dict(os.environ if base_env is None else base_env)
+
+    async def run(self, task: Task) -> StepOutcome:
+        try:
+            command = self._command(task)
+            env = self._env(task)
+        except _StepInputError as err:
+            return err.outcome
+        workdir = tempfile.mkdtemp(prefix="baton-step-")
+        try:
+            outputs_path = Path(workdir) / ".baton-outputs.json"
+            env["BATON_OUTPUTS"] = str(outputs_path)
+            result = await _run_process(
+                ["/bin/sh", "-c", command],
+                env=env,
+                cwd=workdir,
+                stdin=None,
+                timeout=_timeout(task),
+            )
+            bad_exit = _exit_failure(result, task)
+            if bad_exit is not None:
+                return bad_exit
+            return _shell_outputs(_read_text(outputs_path), result.output_tail)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    @staticmethod
+    def _command(task: Task) -> str:
+        command = _json_object(task.config, "task config").get("command")
+        if not isinstance(command, str) or not command:
+            raise _StepInputError(failure(FailureKind.PLATFORM, "task config has no command"))
+        return command
+
+    def _env(self, task: Task) -> dict[str, str]:
+        params = _json_object(task.params, "task params")
+        bad = sorted(name for name in params if not _ENV_NAME.match(name))
+        if bad:
+            names = ", ".join(repr(n) for n in bad)
+            raise _StepInputError(
+                failure(
+                    FailureKind.USER,
+                    f"param names are not valid environment variable names: {names}",
+                )
+            )
+        env = dict(self._base_env)
+        for name, value in params.items():
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            if "\0" in text:
+                raise _StepInputError(
+                    failure(FailureKind.USER, f"param {name!r} contains a NUL character")
+                )
+            env[name] = text
+        env.update(_baton_env(task))
+        return env
+
+
+def _shell_outputs(text: str | None, output_tail: str) -> StepOutcome:
+    if text is None or not text.strip():
+        return StepSuccess()
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        return failure(
+            FailureKind.USER, f"$BATON_OUTPUTS does not hold valid JSON: {err}", output_tail
+        )
+    if not isinstance(value, dict):
+        return failure(
+            FailureKind.USER,
+            f"$BATON_OUTPUTS must hold a JSON object, got {_json_kind(value)}",
+            output_tail,
+        )
+    return StepSuccess(value)
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number")
+
+
+class PythonRuntime:
+    """``config.function`` (``module:function``) called in a child Python process.
+
+    The child is ``sys.executable -m services.worker.pycall module:function`` in its own
+    process group, its working directory ``cwd`` (the worker's own by default, so modules
+    of the current project import); it reads the params as keyword arguments (a JSON object
+    on stdin) and writes its result to the file named by ``BATON_RESULT``. The ``BATON_*``
+    identity variables are set as for shell steps. A dict return value (None means ``{}``) is
+    the outputs; an exception, an import failure or any other return value is a USER failure
+    (the traceback is in the output tail); the timeout is handled as for shell steps.
+    """
+
+    def __init__(self, base_env: Mapping[str, str] | None = None, cwd: str | None = None) -> None:
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._cwd = cwd
+
+    async def run(self, task: Task) -> StepOutcome:
+        try:
+            function = _json_object(task.config, "task config").get("function")
+            params = _json_object(task.params, "task params")
+        except _StepInputError as err:
+            return err.outcome
+        if not isinstance(function, str) or not function:
+            return failure(FailureKind.PLATFORM, "task config has no function")
+        workdir = tempfile.mkdtemp(prefix="baton-step-")
+        try:
+            result_path = Path(workdir) / "result.json"
+            env = dict(self._base_env)
+            env.update(_baton_env(task))
+            env["BATON_RESULT"] = str(result_path)
+            env["PYTHONUNBUFFERED"] = "1"  # output reaches the tail even if the child is killed
+            result = await _run_process(
+                [sys.executable, "-m", "services.worker.pycall", function],
+                env=env,
+                cwd=self._cwd or os.getcwd(),
+                stdin=json.dumps(params).encode(),
+                timeout=_timeout(task),
+            )
+            return _python_outcome(result, _read_text(result_path), task)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _python_outcome(result: _Exit, text: str | None, task: Task) -> StepOutcome:
+    """pycall's result file wins over its exit status: it says what went wrong, precisely."""
+    if result.timed_out:
+        bad_exit = _exit_failure(result, task)
+        assert bad_exit is not None
+        return bad_exit
+    if text is not None:
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            reply = None
+        if isinstance(reply, dict) and isinstance(reply.get("outputs"), dict):
+            return StepSuccess(reply["outputs"])
+        if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+            return failure(FailureKind.USER, reply["error"], result.output_tail)
+    bad_exit = _exit_failure(result, task)
+    if bad_exit is not None:
+        return failure(
+            FailureKind.USER,
+            f"python step ended without a result: {bad_exit.message}",
+            result.output_tail,
+        )
+    return failure(
+        FailureKind.USER, "python step ended without a result (exit code 0)", result.output_tail
+    )
+
+
+def default_runtimes(
+    base_env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> dict[str, StepRuntime]:
+    """The registry: step type -> runtime. ``sleep`` steps never reach a worker."""
+    return {
+        "noop": NoopRuntime(),
+        "shell": ShellRuntime(base_env),
+        "python": PythonRuntime(base_env, cwd),
+    }

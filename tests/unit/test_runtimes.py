@@ -1,0 +1,323 @@
+"""Step runtimes run real processes: shell commands, python functions, process-group kills."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.adapters.settings import REPO_ROOT
+from services.domain.statuses import FailureKind
+from services.domain.tasks import Task
+from services.worker.runtimes import (
+    MESSAGE_CHARS,
+    OUTPUT_TAIL_CHARS,
+    NoopRuntime,
+    PythonRuntime,
+    ShellRuntime,
+    StepFailure,
+    StepOutcome,
+    StepSuccess,
+    default_runtimes,
+    failure,
+    runtime_for,
+)
+from tests.helpers import wait_until
+
+
+def make_task(
+    step_type: str,
+    config: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+) -> Task:
+    return Task(
+        instance_id="inst-1",
+        workflow_id="wf-1",
+        step_id="step-a",
+        attempt=2,
+        run=1,
+        step_type=step_type,
+        queue="default",
+        config=json.dumps(config or {}),
+        params=json.dumps(params or {}),
+        timeout_seconds=timeout,
+        created_at=0,
+    )
+
+
+def shell(command: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Task:
+    return make_task("shell", {"command": command}, params, timeout)
+
+
+def python(
+    function: str, params: dict[str, Any] | None = None, timeout: float | None = None
+) -> Task:
+    return make_task("python", {"function": function}, params, timeout)
+
+
+def succeeded(outcome: StepOutcome) -> dict[str, Any]:
+    assert isinstance(outcome, StepSuccess), outcome
+    return dict(outcome.outputs)
+
+
+def failed(outcome: StepOutcome, kind: FailureKind) -> StepFailure:
+    assert isinstance(outcome, StepFailure), outcome
+    assert outcome.kind is kind, outcome
+    return outcome
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie left (it no longer runs)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+# -- noop and unknown types -------------------------------------------------------------------
+
+
+async def test_noop_succeeds_with_no_outputs() -> None:
+    assert succeeded(await NoopRuntime().run(make_task("noop"))) == {}
+
+
+async def test_unknown_step_type_is_a_platform_failure() -> None:
+    runtime = runtime_for(default_runtimes(), "teleport")
+    outcome = failed(await runtime.run(make_task("teleport")), FailureKind.PLATFORM)
+    assert outcome.message == "no runtime for step type teleport"
+
+
+def test_failure_bounds_message_and_tail() -> None:
+    f = failure(FailureKind.USER, "m" * 5000, "t" * 10_000 + "END")
+    assert len(f.message) == MESSAGE_CHARS
+    assert len(f.output_tail) == OUTPUT_TAIL_CHARS
+    assert f.output_tail.endswith("END")
+
+
+# -- shell ------------------------------------------------------------------------------------
+
+
+async def test_shell_outputs_come_from_baton_outputs_file() -> None:
+    command = (
+        'printf \'{"instance": "%s", "step": "%s", "attempt": %s, "run": %s, "workflow": "%s"}\' '
+        '"$BATON_INSTANCE_ID" "$BATON_STEP_ID" "$BATON_ATTEMPT" "$BATON_RUN" "$BATON_WORKFLOW_ID" '
+        '> "$BATON_OUTPUTS"'
+    )
+    outputs = succeeded(await ShellRuntime().run(shell(command)))
+    assert outputs == {
+        "instance": "inst-1",
+        "step": "step-a",
+        "attempt": 2,
+        "run": 1,
+        "workflow": "wf-1",
+    }
+
+
+async def test_shell_without_outputs_file_succeeds_with_empty_outputs() -> None:
+    assert succeeded(await ShellRuntime().run(shell("echo hello"))) == {}
+
+
+async def test_shell_runs_in_a_fresh_temporary_directory() -> None:
+    command = 'printf \'{"cwd": "%s", "files": "%s"}\' "$PWD" "$(ls -A)" > "$BATON_OUTPUTS"'
+    outputs = succeeded(await ShellRuntime().run(shell(command)))
+    assert Path(outputs["cwd"]).name.startswith("baton-step-")
+    assert outputs["files"] == ""
+    assert not exists(outputs["cwd"])  # removed after the step
+
+
+async def test_shell_params_are_environment_variables_never_interpolated(tmp_path: Path) -> None:
+    victim = tmp_path / "x"
+    victim.mkdir()
+    evil = f"$(rm -rf {victim}); echo"
+    out = tmp_path / "out"
+    params = {
+        "EVIL": evil,
+        "COUNT": 3,
+        "FLAGS": {"a": [1, True, None]},
+        "OUT": str(out),
+    }
+    command = 'printf "%s\\n%s\\n%s" "$EVIL" "$COUNT" "$FLAGS" > "$OUT"; echo $EVIL'
+    outcome = await ShellRuntime().run(shell(command, params))
+    assert succeeded(outcome) == {}
+    assert out.read_text().split("\n") == [evil, "3", '{"a":[1,true,null]}']
+    assert victim.is_dir(), "the param's value was executed by the shell"
+
+
+async def test_shell_params_cannot_override_baton_variables() -> None:
+    command = 'printf \'{"id": "%s"}\' "$BATON_INSTANCE_ID" > "$BATON_OUTPUTS"'
+    outcome = await ShellRuntime().run(shell(command, {"BATON_INSTANCE_ID": "forged"}))
+    assert succeeded(outcome) == {"id": "inst-1"}
+
+
+async def test_shell_param_names_must_be_environment_variable_names() -> None:
+    outcome = await ShellRuntime().run(shell("true", {"ok_name": 1, "bad-name": 2, "1st": 3}))
+    f = failed(outcome, FailureKind.USER)
+    assert "'1st'" in f.message
+    assert "'bad-name'" in f.message
+    assert "ok_name" not in f.message
+
+
+async def test_shell_nonzero_exit_is_a_user_failure_with_output_tail() -> None:
+    outcome = await ShellRuntime().run(shell("echo to-stdout; echo to-stderr >&2; exit 3"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "exit code 3"
+    assert "to-stdout" in f.output_tail
+    assert "to-stderr" in f.output_tail
+
+
+async def test_shell_output_tail_keeps_only_the_last_characters() -> None:
+    command = "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; exit 1"
+    f = failed(await ShellRuntime().run(shell(command)), FailureKind.USER)
+    assert len(f.output_tail) <= OUTPUT_TAIL_CHARS
+    assert f.output_tail.endswith("line-1999\n")
+    assert "line-0\n" not in f.output_tail
+
+
+async def test_shell_killed_by_a_signal_names_it() -> None:
+    f = failed(await ShellRuntime().run(shell("kill -TERM $$")), FailureKind.USER)
+    assert f.message == "killed by SIGTERM"
+
+
+async def test_shell_invalid_outputs_json_is_a_user_failure() -> None:
+    outcome = await ShellRuntime().run(shell("echo '{not json' > \"$BATON_OUTPUTS\""))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message.startswith("$BATON_OUTPUTS does not hold valid JSON")
+
+
+async def test_shell_outputs_must_be_an_object() -> None:
+    outcome = await ShellRuntime().run(shell("echo '[1, 2]' > \"$BATON_OUTPUTS\""))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "$BATON_OUTPUTS must hold a JSON object, got an array"
+
+
+async def test_shell_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    command = 'sleep 30 & echo $! > "$PIDFILE"; echo started; wait'
+    outcome = await ShellRuntime().run(shell(command, {"PIDFILE": str(pidfile)}, timeout=0.5))
+    f = failed(outcome, FailureKind.TIMEOUT)
+    assert f.message == "step timed out after 0.5s"
+    assert "started" in f.output_tail
+    grandchild = int(pidfile.read_text())
+    wait_until(lambda: process_gone(grandchild), timeout=5, message="the shell's `sleep 30`")
+
+
+async def test_shell_processes_left_in_the_background_end_with_the_step(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    command = 'sleep 30 > /dev/null 2>&1 & echo $! > "$PIDFILE"'
+    assert succeeded(await ShellRuntime().run(shell(command, {"PIDFILE": str(pidfile)}))) == {}
+    grandchild = int(pidfile.read_text())
+    wait_until(lambda: process_gone(grandchild), timeout=5, message="the background `sleep 30`")
+
+
+async def test_shell_task_without_command_is_a_platform_failure() -> None:
+    outcome = await ShellRuntime().run(make_task("shell", {}))
+    assert failed(outcome, FailureKind.PLATFORM).message == "task config has no command"
+
+
+# -- python -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def py() -> PythonRuntime:
+    return PythonRuntime(cwd=str(REPO_ROOT))
+
+
+async def test_python_return_value_is_the_outputs(py: PythonRuntime) -> None:
+    assert succeeded(await py.run(python("examples.steps:add", {"a": 2, "b": 3}))) == {"sum": 5}
+
+
+async def test_python_none_return_is_empty_outputs(py: PythonRuntime) -> None:
+    assert succeeded(await py.run(python(f"{__name__}:returns_none"))) == {}
+
+
+async def test_python_sees_baton_identity_in_its_environment(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:flaky", {"fail_times": 1}))
+    assert succeeded(outcome) == {"attempt": 2}  # make_task runs attempt 2
+
+
+async def test_python_exception_is_a_user_failure_with_traceback(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:fail", {"message": "boom"}))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "ValueError: boom"
+    assert "Traceback (most recent call last)" in f.output_tail
+    assert "examples/steps.py" in f.output_tail
+
+
+async def test_python_missing_argument_is_a_user_failure_naming_it(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:add", {"a": 1, "c": 2}))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message.startswith("TypeError: ")
+    assert "'b'" in f.message
+
+
+async def test_python_gets_only_the_params_its_signature_takes(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:add", {"a": 1, "b": 2, "unrelated": "x"}))
+    assert succeeded(outcome) == {"sum": 3}
+
+
+async def test_python_missing_module_is_a_user_failure(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.no_such_module:add"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message.startswith("cannot import module 'examples.no_such_module': ModuleNotFound")
+
+
+async def test_python_missing_function_is_a_user_failure(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:no_such_function"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "module 'examples.steps' has no function 'no_such_function'"
+
+
+async def test_python_return_value_must_be_a_json_object(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:not_an_object"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "function must return a dict (a JSON object) or None, got list"
+
+
+async def test_python_return_value_must_be_json_serialisable(py: PythonRuntime) -> None:
+    outcome = await py.run(python(f"{__name__}:returns_a_set"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message.startswith("return value is not a JSON object: ")
+
+
+async def test_python_print_output_reaches_the_tail(py: PythonRuntime) -> None:
+    outcome = await py.run(python(f"{__name__}:prints_then_fails"))
+    f = failed(outcome, FailureKind.USER)
+    assert f.message == "RuntimeError: after printing"
+    assert "printed by the step" in f.output_tail
+
+
+async def test_python_async_function_is_awaited(py: PythonRuntime) -> None:
+    assert succeeded(await py.run(python(f"{__name__}:async_step", {"x": 4}))) == {"double": 8}
+
+
+async def test_python_timeout_kills_the_child(py: PythonRuntime) -> None:
+    outcome = await py.run(python("examples.steps:slow", {"seconds": 30}, timeout=1))
+    assert failed(outcome, FailureKind.TIMEOUT).message == "step timed out after 1s"
+
+
+# Step functions the python tests run in a child process (importing this module there).
+
+
+def returns_none() -> None:
+    return None
+
+
+def returns_a_set() -> dict[str, Any]:
+    return {"values": {1, 2}}
+
+
+def prints_then_fails() -> None:
+    print("printed by the step")
+    raise RuntimeError("after printing")
+
+
+async def async_step(x: int) -> dict[str, Any]:
+    return {"double": 2 * x}
