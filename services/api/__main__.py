@@ -1,0 +1,58 @@
+"""Composition root of the API process: `python -m services.api`.
+
+Builds the pool, the producer and the codec from `Settings`, serves the app with uvicorn on
+uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM / Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from services.adapters.avro import Codec
+from services.adapters.kafka import new_producer
+from services.adapters.postgres import connect_pool
+from services.adapters.settings import Settings
+from services.api.app import create_app
+from services.api.deps import ApiDeps
+
+log = logging.getLogger("services.api")
+
+
+async def serve(settings: Settings) -> None:
+    pool = await connect_pool(settings.database_url, min_size=2, max_size=20)
+    producer = new_producer(settings.kafka_bootstrap)
+    try:
+        await producer.start()
+        app = create_app(ApiDeps(pool=pool, producer=producer, codec=Codec()))
+        config = uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            loop="none",  # the loop is already running: uvloop, installed by main()
+            log_level="info",
+            access_log=False,
+            proxy_headers=False,
+        )
+        log.info("API on http://%s:%d", settings.api_host, settings.api_port)
+        await uvicorn.Server(config).serve()
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    try:
+        import uvloop
+    except ImportError:  # not on Linux: the stock event loop
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Small pieces every route module shares: the orjson response, JSON columns, paging, publishing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi.responses import JSONResponse
+
+from services.adapters import avro
+from services.adapters.publish import send_command
+from services.api.problems import Problem
+from services.domain.commands import Command
+
+T = TypeVar("T")
+
+
+class OrjsonResponse(JSONResponse):
+    """JSON rendered by orjson (datetimes as RFC 3339, UTC offsets kept)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_value(value: Any) -> Any:
+    """A json/jsonb column: asyncpg hands back text unless a codec is set on the pool."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def row_dict(row: asyncpg.Record, *json_columns: str) -> dict[str, Any]:
+    out = dict(row)
+    for column in json_columns:
+        out[column] = json_value(out[column])
+    return out
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON text commands carry: sorted keys, no spaces (as the domain writes it)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def page(items: Sequence[T], limit: int, offset: int) -> dict[str, Any]:
+    """A `Page` body. `items` was fetched with `limit + 1` rows: a next page exists iff one
+    is left over."""
+    return {
+        "items": list(items[:limit]),
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(items) > limit else None,
+    }
+
+
+async def publish(producer: AIOKafkaProducer, codec: avro.Codec, command: Command) -> str:
+    """Send one command and wait for the broker's ack; its command id, or 503."""
+    try:
+        envelope, _ = await send_command(producer, codec, command)
+    except KafkaError as err:
+        raise Problem(
+            503,
+            "Service Unavailable",
+            f"the command could not be published to Kafka: {err}",
+            kind="publish-failed",
+        ) from err
+    return envelope.command_id

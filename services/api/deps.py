@@ -1,0 +1,45 @@
+"""The API's dependencies, built once by the composition root and reached by routes through
+`Annotated` aliases (`pool: Pool`, `producer: Producer`, `codec: Codec`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, Request
+
+from services.adapters import avro
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """Owned by the caller of `create_app`: it starts them before serving and closes them after."""
+
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    codec: avro.Codec
+
+
+def get_deps(request: Request) -> ApiDeps:
+    deps = request.app.state.deps
+    assert isinstance(deps, ApiDeps)
+    return deps
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return get_deps(request).pool
+
+
+def get_producer(request: Request) -> AIOKafkaProducer:
+    return get_deps(request).producer
+
+
+def get_codec(request: Request) -> avro.Codec:
+    return get_deps(request).codec
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Producer = Annotated[AIOKafkaProducer, Depends(get_producer)]
+Codec = Annotated[avro.Codec, Depends(get_codec)]

@@ -1,0 +1,203 @@
+"""Request and response bodies of the API (`…Create` in, `…Public` out).
+
+Timestamps are RFC 3339 UTC; JSON-valued columns (definitions, params, outputs, payloads)
+are returned as JSON, not as strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+from services.domain.statuses import (
+    AttemptStatus,
+    FailureKind,
+    InstanceStatus,
+    RestartMode,
+    StepStatus,
+)
+
+T = TypeVar("T")
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(_Out, Generic[T]):
+    """A slice of a list; `next_offset` is null on the last page."""
+
+    items: list[T]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+# -- workflows ---------------------------------------------------------------------------
+
+
+class WorkflowAccepted(_Out):
+    """A push was accepted: the version appears once the engine has recorded it."""
+
+    workflow_id: str
+    command_id: str
+
+
+class ValidationResult(_Out):
+    valid: Literal[True] = True
+
+
+class WorkflowPublic(_Out):
+    workflow_id: str
+    latest_version: int
+    name: str | None
+    description: str | None
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowVersionSummary(_Out):
+    workflow_id: str
+    version: int
+    created_at: datetime
+
+
+class WorkflowVersionPublic(WorkflowVersionSummary):
+    definition: dict[str, Any]
+
+
+# -- instances ---------------------------------------------------------------------------
+
+
+class InstanceCreate(_In):
+    """Start an instance of a workflow version. The same `idempotency_key` twice starts one."""
+
+    version: Annotated[int, Field(ge=1)] | Literal["latest"] = Field(
+        "latest", examples=["latest", 3]
+    )
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
+    idempotency_key: str | None = Field(None, min_length=1, max_length=256)
+    initiator: str = Field("api", min_length=1, max_length=256)
+
+    @field_validator("version", mode="wrap")
+    @classmethod
+    def _one_version_fault(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # One fault at `version`, not one per member of the union.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError("expected a version number (1 or more) or 'latest'") from None
+
+
+class InstanceAccepted(_Out):
+    instance_id: str
+    workflow_id: str
+    version: int
+    command_id: str
+
+
+class InstanceSummary(_Out):
+    instance_id: str
+    workflow_id: str
+    version: int
+    run: int
+    status: InstanceStatus
+    initiator: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+
+class InstancePublic(InstanceSummary):
+    idempotency_key: str | None
+    params: dict[str, Any]
+    failure_reason: str | None
+    failed_steps: list[Any]
+    last_seq: int
+    # Number of steps in each status (only statuses with at least one step).
+    step_counts: dict[StepStatus, int]
+
+
+class StepPublic(_Out):
+    step_id: str
+    position: int
+    step_type: str
+    status: StepStatus
+    attempt: int
+    run: int
+    updated_at: datetime
+
+
+class AttemptPublic(_Out):
+    step_id: str
+    attempt: int
+    run: int
+    status: AttemptStatus
+    queue: str | None
+    worker_id: str | None
+    params: dict[str, Any]
+    outputs: dict[str, Any] | None
+    failure_kind: FailureKind | None
+    message: str | None
+    output_tail: str | None
+    retry_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class EventPublic(_Out):
+    seq: int
+    event_id: str
+    type: str
+    workflow_id: str
+    instance_id: str | None
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class EventPage(_Out):
+    """Events after `after_seq`; pass `next_after_seq` back to read on."""
+
+    items: list[EventPublic]
+    next_after_seq: int
+
+
+class ActionReason(_In):
+    reason: str = Field("", max_length=4096)
+
+
+class RestartBody(_In):
+    mode: RestartMode = RestartMode.FROM_INCOMPLETE
+
+
+class ActionAccepted(_Out):
+    instance_id: str
+    action: Literal["stop", "kill", "restart"]
+    command_id: str
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+class Health(_Out):
+    status: Literal["ok"] = "ok"
+    database: Literal["ok"] = "ok"
+    producer: Literal["ok"] = "ok"

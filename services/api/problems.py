@@ -1,0 +1,209 @@
+"""RFC 9457 problem details: the one shape of every error response.
+
+Every error leaves the API as ``application/problem+json`` with ``type``, ``title``,
+``status`` and ``detail``; input faults add ``errors``, a list of ``{"path", "message"}``
+where ``path`` is the JSON path of the value at fault in the request
+(``steps[3].retry_policy.user_limit``, ``params.rows``; query parameters as
+``query.limit``). Routes raise `Problem`; `install` maps FastAPI's own errors (request
+validation, unknown routes, wrong methods, unexpected exceptions) onto the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from services.domain.definition import DefinitionError
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:baton:problem:"
+
+# The request parts FastAPI names first in an error location; the body's is dropped
+# because users think of paths inside the document they sent.
+_LOCATION_PARTS = frozenset({"query", "path", "header", "cookie"})
+
+
+class Problem(Exception):
+    """An error response: raise it from a route; `install` renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        kind: str | None = None,
+        errors: Sequence[tuple[str, str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = f"{TYPE_PREFIX}{kind}" if kind else "about:blank"
+        self.errors = list(errors) if errors is not None else None
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            out["errors"] = [{"path": p, "message": m} for p, m in self.errors]
+        out.update(self.extra)
+        return out
+
+
+class ProblemResponse(Response):
+    media_type = MEDIA_TYPE
+
+    def __init__(self, problem: Problem, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(orjson.dumps(problem.body()), status_code=problem.status, headers=headers)
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "Not Found", f"{what} does not exist", kind="not-found")
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "Conflict", detail, kind="conflict")
+
+
+def invalid_input(faults: Iterable[tuple[str, str]], what: str = "request") -> Problem:
+    faults = list(faults)
+    noun = "fault" if len(faults) == 1 else "faults"
+    return Problem(
+        422,
+        f"Invalid {what}",
+        f"{len(faults)} {noun} in the {what}; see errors",
+        kind=f"invalid-{what.replace(' ', '-')}",
+        errors=faults,
+    )
+
+
+def from_definition_error(err: DefinitionError, what: str = "workflow definition") -> Problem:
+    """422 listing every fault of a definition (or of start params) with its path."""
+    return invalid_input(err.faults, what)
+
+
+def json_path(loc: Sequence[int | str]) -> str:
+    """`("body", "steps", 3, "id")` -> `steps[3].id`; query/path parameters keep their part."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def from_request_validation(err: RequestValidationError) -> Problem:
+    faults: list[tuple[str, str]] = []
+    for e in err.errors():
+        loc = tuple(e.get("loc", ()))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if e.get("type") == "missing" and loc == ("body",):
+            msg = "a JSON body is required"
+        elif e.get("type") == "json_invalid":
+            # The location's last part is the character offset, not a path.
+            error = (e.get("ctx") or {}).get("error", "invalid JSON")
+            msg = f"the body is not valid JSON: {error} (at character {loc[-1]})"
+            loc = ()
+        faults.append((json_path(loc), msg))
+    return invalid_input(faults)
+
+
+_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def title_for(status: int) -> str:
+    return _TITLES.get(status, "Error")
+
+
+async def _on_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return ProblemResponse(exc)
+
+
+async def _on_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return ProblemResponse(from_request_validation(exc))
+
+
+async def _on_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else title_for(exc.status_code)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    problem = Problem(exc.status_code, title_for(exc.status_code), detail)
+    return ProblemResponse(problem, headers=exc.headers)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
+    # Starlette re-raises the exception after this response, so the server logs it once.
+    problem = Problem(500, "Internal Server Error", "an unexpected error occurred; see the API log")
+    return ProblemResponse(problem)
+
+
+def install(app: FastAPI) -> None:
+    """Route every error of `app` through problem+json."""
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+# The response documented in OpenAPI for every error status.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "example": "urn:baton:problem:invalid-workflow-definition"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each status answered with a problem."""
+    return {
+        s: {
+            "description": title_for(s),
+            "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+        }
+        for s in statuses
+    }

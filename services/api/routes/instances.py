@@ -1,0 +1,256 @@
+"""Instances: read status, steps, attempts and history; stop, kill and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+
+from services.api import problems
+from services.api.common import page, publish, row_dict
+from services.api.deps import Codec, Pool, Producer
+from services.api.dto import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    ActionAccepted,
+    ActionReason,
+    AttemptPublic,
+    EventPage,
+    InstancePublic,
+    InstanceSummary,
+    Page,
+    RestartBody,
+    StepPublic,
+)
+from services.domain.commands import Command, KillInstance, RestartInstance, StopInstance
+from services.domain.statuses import InstanceStatus
+
+MAX_WAIT_SECONDS = 30.0
+WAIT_POLL_SECONDS = 0.05
+
+router = APIRouter(prefix="/instances", tags=["instances"])
+
+InstanceId = Annotated[str, Path(min_length=1, max_length=128)]
+StepId = Annotated[str, Path(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+_INSTANCE_SQL = "SELECT * FROM instances WHERE instance_id = $1"
+
+
+async def _instance_row(pool: Pool, instance_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow(_INSTANCE_SQL, instance_id)
+    if row is None:
+        raise problems.not_found(f"instance {instance_id!r}")
+    return row_dict(row, "params", "failed_steps")
+
+
+@router.get("", summary="List instances, newest first")
+async def list_instances(
+    pool: Pool,
+    workflow_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: InstanceStatus | None = None,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
+) -> Page[InstanceSummary]:
+    rows = await pool.fetch(
+        "SELECT instance_id, workflow_id, version, run, status, initiator, created_at,"
+        " updated_at, ended_at FROM instances"
+        " WHERE ($1::text IS NULL OR workflow_id = $1) AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY created_at DESC, instance_id LIMIT $3 OFFSET $4",
+        workflow_id,
+        status.value if status else None,
+        limit + 1,
+        offset,
+    )
+    return Page[InstanceSummary].model_validate(page([dict(r) for r in rows], limit, offset))
+
+
+@router.get("/{instance_id}", responses=problems.responses(404), summary="Get an instance")
+async def get_instance(
+    pool: Pool,
+    instance_id: InstanceId,
+    wait_seconds: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="wait up to this long for the instance to appear (read-your-writes"
+            " after a start)",
+        ),
+    ] = 0,
+) -> InstancePublic:
+    deadline = time.monotonic() + wait_seconds
+    row = await pool.fetchrow(_INSTANCE_SQL, instance_id)
+    while row is None and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        row = await pool.fetchrow(_INSTANCE_SQL, instance_id)
+    if row is None:
+        raise problems.not_found(f"instance {instance_id!r}")
+    counts = await pool.fetch(
+        "SELECT status, count(*) AS n FROM steps WHERE instance_id = $1 GROUP BY status",
+        instance_id,
+    )
+    data = row_dict(row, "params", "failed_steps")
+    data["step_counts"] = {r["status"]: r["n"] for r in counts}
+    return InstancePublic.model_validate(data)
+
+
+@router.get(
+    "/{instance_id}/steps",
+    responses=problems.responses(404),
+    summary="The steps of an instance, in definition order",
+)
+async def list_steps(pool: Pool, instance_id: InstanceId) -> list[StepPublic]:
+    await _instance_row(pool, instance_id)
+    rows = await pool.fetch(
+        "SELECT * FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
+    )
+    return [StepPublic.model_validate(dict(r)) for r in rows]
+
+
+_ATTEMPT_JSON = ("params", "outputs")
+
+
+@router.get(
+    "/{instance_id}/attempts",
+    responses=problems.responses(404),
+    summary="Every attempt of every step of an instance",
+)
+async def list_attempts(pool: Pool, instance_id: InstanceId) -> list[AttemptPublic]:
+    await _instance_row(pool, instance_id)
+    rows = await pool.fetch(
+        "SELECT * FROM attempts WHERE instance_id = $1 ORDER BY created_at, step_id, attempt",
+        instance_id,
+    )
+    return [AttemptPublic.model_validate(row_dict(r, *_ATTEMPT_JSON)) for r in rows]
+
+
+@router.get(
+    "/{instance_id}/steps/{step_id}/attempts",
+    responses=problems.responses(404),
+    summary="The attempts of one step",
+)
+async def list_step_attempts(
+    pool: Pool, instance_id: InstanceId, step_id: StepId
+) -> list[AttemptPublic]:
+    await _instance_row(pool, instance_id)
+    step = await pool.fetchval(
+        "SELECT 1 FROM steps WHERE instance_id = $1 AND step_id = $2", instance_id, step_id
+    )
+    if not step:
+        raise problems.not_found(f"step {step_id!r} of instance {instance_id!r}")
+    rows = await pool.fetch(
+        "SELECT * FROM attempts WHERE instance_id = $1 AND step_id = $2 ORDER BY attempt",
+        instance_id,
+        step_id,
+    )
+    return [AttemptPublic.model_validate(row_dict(r, *_ATTEMPT_JSON)) for r in rows]
+
+
+@router.get(
+    "/{instance_id}/events",
+    responses=problems.responses(404),
+    summary="The history of an instance, one event per state transition",
+)
+async def list_events(
+    pool: Pool,
+    instance_id: InstanceId,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+) -> EventPage:
+    await _instance_row(pool, instance_id)
+    rows = await pool.fetch(
+        "SELECT seq, event_id, type, workflow_id, instance_id, occurred_at, payload"
+        " FROM events WHERE aggregate_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        instance_id,
+        after_seq,
+        limit,
+    )
+    items = [row_dict(r, "payload") for r in rows]
+    return EventPage.model_validate(
+        {"items": items, "next_after_seq": items[-1]["seq"] if items else after_seq}
+    )
+
+
+# -- actions -----------------------------------------------------------------------------
+
+
+async def _act(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: str,
+    action: str,
+    command: Command,
+    *,
+    needs_terminal: bool,
+) -> dict[str, Any]:
+    row = await _instance_row(pool, instance_id)
+    status = InstanceStatus(row["status"])
+    if status.is_terminal != needs_terminal:
+        raise problems.conflict(f"cannot {action} an instance that is {status.value}")
+    command_id = await publish(producer, codec, command)
+    return {"instance_id": instance_id, "action": action, "command_id": command_id}
+
+
+_ACTION_RESPONSES = problems.responses(404, 409, 422, 503)
+
+
+@router.post(
+    "/{instance_id}/actions/stop",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Stop a running instance: running attempts are stopped, nothing new starts",
+)
+async def stop_instance(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: InstanceId,
+    body: Annotated[ActionReason | None, Body()] = None,
+) -> ActionAccepted:
+    reason = body.reason if body else ""
+    cmd = StopInstance(instance_id=instance_id, reason=reason)
+    out = await _act(pool, producer, codec, instance_id, "stop", cmd, needs_terminal=False)
+    return ActionAccepted.model_validate(out)
+
+
+@router.post(
+    "/{instance_id}/actions/kill",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Kill a running instance at once, without waiting for running attempts",
+)
+async def kill_instance(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: InstanceId,
+    body: Annotated[ActionReason | None, Body()] = None,
+) -> ActionAccepted:
+    reason = body.reason if body else ""
+    cmd = KillInstance(instance_id=instance_id, reason=reason)
+    out = await _act(pool, producer, codec, instance_id, "kill", cmd, needs_terminal=False)
+    return ActionAccepted.model_validate(out)
+
+
+@router.post(
+    "/{instance_id}/actions/restart",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Restart a finished instance as a new run",
+)
+async def restart_instance(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: InstanceId,
+    body: Annotated[RestartBody | None, Body()] = None,
+) -> ActionAccepted:
+    mode = (body or RestartBody()).mode
+    cmd = RestartInstance(instance_id=instance_id, mode=mode)
+    out = await _act(pool, producer, codec, instance_id, "restart", cmd, needs_terminal=True)
+    return ActionAccepted.model_validate(out)

@@ -1,0 +1,250 @@
+"""Workflows: push and validate definitions, read versions, start instances of a version."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+
+from services.api import problems
+from services.api.common import canonical_json, json_value, page, publish, row_dict
+from services.api.deps import Codec, Pool, Producer
+from services.api.dto import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    InstanceAccepted,
+    InstanceCreate,
+    Page,
+    ValidationResult,
+    WorkflowAccepted,
+    WorkflowPublic,
+    WorkflowVersionPublic,
+    WorkflowVersionSummary,
+)
+from services.api.problems import Problem
+from services.domain.commands import PushWorkflow, StartInstance
+from services.domain.definition import (
+    MAX_DEFINITION_BYTES,
+    DefinitionError,
+    Workflow,
+    load_workflow,
+    parse_workflow_text,
+    resolve_params,
+)
+
+# Instance ids of keyed starts: uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}"), so the
+# same key twice names the same instance and the engine drops the second StartInstance.
+# Fixed forever: changing it would let a retried request start a second instance.
+BATON_NS = uuid.UUID("6d1c1c2e-5b1a-5f0e-9a57-62a746f6e2e6")
+
+DEFINITION_MEDIA_TYPES = ("application/json", "application/yaml", "text/yaml", "text/plain")
+_EXTRA_MEDIA_TYPES = ("application/x-yaml", "text/x-yaml")
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+WorkflowId = Annotated[str, Path(min_length=1, max_length=128)]
+VersionRef = Annotated[
+    str,
+    Path(pattern=r"^(latest|[1-9][0-9]{0,8})$", description="a version number or `latest`"),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+_DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A workflow definition as JSON or YAML (see docs/dsl.md).",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/yaml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def instance_id_for(workflow_id: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    return uuid.uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}").hex
+
+
+async def _read_definition(request: Request) -> Workflow:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in DEFINITION_MEDIA_TYPES + _EXTRA_MEDIA_TYPES:
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"send the definition as one of {', '.join(DEFINITION_MEDIA_TYPES)}; "
+            f"got {media_type or 'no content-type'!r}",
+            kind="unsupported-media-type",
+        )
+    # Read at most one byte past the limit: enough for the parser to report the size fault
+    # without holding an arbitrarily large body in memory.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_DEFINITION_BYTES:
+            break
+    try:
+        return parse_workflow_text(bytes(body))
+    except DefinitionError as err:
+        raise problems.from_definition_error(err) from None
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=_DEFINITION_BODY,
+    responses=problems.responses(415, 422, 503),
+    summary="Push a new version of a workflow",
+)
+async def push_workflow(request: Request, producer: Producer, codec: Codec) -> WorkflowAccepted:
+    """Validate the definition and publish `PushWorkflow`. The new version becomes readable
+    once the engine has recorded it and the projector has written it."""
+    wf = await _read_definition(request)
+    command_id = await publish(
+        producer, codec, PushWorkflow(workflow_id=wf.id, definition=wf.to_json())
+    )
+    return WorkflowAccepted(workflow_id=wf.id, command_id=command_id)
+
+
+@router.post(
+    "/validate",
+    openapi_extra=_DEFINITION_BODY,
+    responses=problems.responses(415, 422),
+    summary="Validate a definition without pushing it",
+)
+async def validate_workflow(request: Request) -> ValidationResult:
+    await _read_definition(request)
+    return ValidationResult()
+
+
+@router.get("", summary="List workflows")
+async def list_workflows(
+    pool: Pool, limit: Limit = DEFAULT_PAGE, offset: Offset = 0
+) -> Page[WorkflowPublic]:
+    rows = await pool.fetch(
+        "SELECT * FROM workflows ORDER BY workflow_id LIMIT $1 OFFSET $2", limit + 1, offset
+    )
+    return Page[WorkflowPublic].model_validate(
+        page([row_dict(r, "tags") for r in rows], limit, offset)
+    )
+
+
+async def _workflow_row(pool: Pool, workflow_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow("SELECT * FROM workflows WHERE workflow_id = $1", workflow_id)
+    if row is None:
+        raise problems.not_found(f"workflow {workflow_id!r}")
+    return row_dict(row, "tags")
+
+
+@router.get("/{workflow_id}", responses=problems.responses(404), summary="Get a workflow")
+async def get_workflow(pool: Pool, workflow_id: WorkflowId) -> WorkflowPublic:
+    return WorkflowPublic.model_validate(await _workflow_row(pool, workflow_id))
+
+
+@router.get(
+    "/{workflow_id}/versions",
+    responses=problems.responses(404),
+    summary="List the versions of a workflow",
+)
+async def list_versions(
+    pool: Pool, workflow_id: WorkflowId, limit: Limit = DEFAULT_PAGE, offset: Offset = 0
+) -> Page[WorkflowVersionSummary]:
+    await _workflow_row(pool, workflow_id)
+    rows = await pool.fetch(
+        "SELECT workflow_id, version, created_at FROM workflow_versions WHERE workflow_id = $1"
+        " ORDER BY version DESC LIMIT $2 OFFSET $3",
+        workflow_id,
+        limit + 1,
+        offset,
+    )
+    return Page[WorkflowVersionSummary].model_validate(page([dict(r) for r in rows], limit, offset))
+
+
+async def load_version(pool: Pool, workflow_id: str, version: int | str) -> dict[str, Any]:
+    """The `workflow_versions` row of `version` (a number or "latest"), or 404."""
+    if version == "latest":
+        row = await pool.fetchrow(
+            "SELECT * FROM workflow_versions WHERE workflow_id = $1 ORDER BY version DESC LIMIT 1",
+            workflow_id,
+        )
+    else:
+        row = await pool.fetchrow(
+            "SELECT * FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+            workflow_id,
+            int(version),
+        )
+    if row is None:
+        exists = await pool.fetchval("SELECT 1 FROM workflows WHERE workflow_id = $1", workflow_id)
+        if not exists:
+            raise problems.not_found(f"workflow {workflow_id!r}")
+        raise problems.not_found(f"version {version} of workflow {workflow_id!r}")
+    return row_dict(row, "definition")
+
+
+@router.get(
+    "/{workflow_id}/versions/{version}",
+    responses=problems.responses(404, 422),
+    summary="Get one version of a workflow, with its definition",
+)
+async def get_version(
+    pool: Pool, workflow_id: WorkflowId, version: VersionRef
+) -> WorkflowVersionPublic:
+    return WorkflowVersionPublic.model_validate(await load_version(pool, workflow_id, version))
+
+
+@router.post(
+    "/{workflow_id}/instances",
+    status_code=202,
+    responses=problems.responses(404, 422, 503),
+    summary="Start an instance of a workflow version",
+)
+async def start_instance(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    workflow_id: WorkflowId,
+    body: Annotated[InstanceCreate | None, Body()] = None,
+) -> InstanceAccepted:
+    """Publish `StartInstance` for the version's stored definition. Poll
+    `GET /instances/{id}?wait_seconds=5` to read the instance once it is projected."""
+    req = body or InstanceCreate()
+    row = await load_version(pool, workflow_id, req.version)
+    # The definition exactly as stored, re-serialised canonically (jsonb re-spaces it).
+    definition = canonical_json(json_value(row["definition"]))
+    try:
+        wf = load_workflow(definition)
+    except DefinitionError as err:
+        raise Problem(
+            500,
+            "Internal Server Error",
+            f"stored version {row['version']} of {workflow_id!r} no longer validates: {err}",
+        ) from None
+    try:
+        resolve_params(wf, req.params)
+        params = canonical_json(req.params)
+    except DefinitionError as err:
+        raise problems.from_definition_error(err, "params") from None
+    except ValueError as err:  # NaN or infinity: not JSON
+        raise problems.invalid_input([("params", str(err))], "params") from None
+    instance_id = instance_id_for(workflow_id, req.idempotency_key)
+    command = StartInstance(
+        instance_id=instance_id,
+        workflow_id=workflow_id,
+        version=row["version"],
+        definition=definition,
+        params=params,
+        initiator=req.initiator,
+        idempotency_key=req.idempotency_key,
+    )
+    command_id = await publish(producer, codec, command)
+    return InstanceAccepted(
+        instance_id=instance_id,
+        workflow_id=workflow_id,
+        version=row["version"],
+        command_id=command_id,
+    )

@@ -1,0 +1,376 @@
+"""`baton`: run a local stack, push workflows, start and watch instances.
+
+    baton run                          the whole stack, a sample workflow, until Ctrl-C
+    baton push FILE...                 push definitions, wait until each version is visible
+    baton validate FILE...             check definitions, push nothing
+    baton start WORKFLOW [-p k=v]...   start an instance; prints its id
+    baton status|watch|events ID       read an instance
+    baton stop|kill|restart ID         act on an instance
+    baton workflows | instances        list
+
+Every command but `run` talks HTTP to the API (`--api`, default from the settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from services.adapters.settings import REPO_ROOT, Settings
+from services.cli.client import ApiError, Client, Unreachable, print_problem
+from services.cli.stack import Stack, api_url, prepare
+from services.cli.watch import TERMINAL, render, watch
+
+EXAMPLES = REPO_ROOT / "examples"
+SAMPLE = "hello_diamond.yaml"
+PUSH_WAIT_S = 30.0
+API_START_S = 60.0
+
+
+def _media_type(path: Path) -> str:
+    return "application/json" if path.suffix.lower() == ".json" else "application/yaml"
+
+
+def _latest_version(client: Client, workflow_id: str) -> int:
+    try:
+        return int(client.get(f"/workflows/{workflow_id}")["latest_version"])
+    except ApiError as err:
+        if err.status == 404:
+            return 0
+        raise
+
+
+def _workflow_id(text: bytes) -> str | None:
+    import yaml  # only to learn the id before pushing; the API does the validation
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def push_files(client: Client, files: Sequence[Path], timeout: float = PUSH_WAIT_S) -> int:
+    """Push each file and wait until its new version is readable; the number that failed."""
+    failed = 0
+    for path in files:
+        try:
+            text = path.read_bytes()
+        except OSError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        workflow_id = _workflow_id(text)
+        before = _latest_version(client, workflow_id) if workflow_id else 0
+        try:
+            accepted = client.post(
+                "/workflows", content=text, headers={"content-type": _media_type(path)}
+            )
+        except ApiError as err:
+            print_problem(err, prefix=f"{path}: ")
+            failed += 1
+            continue
+        workflow_id = accepted["workflow_id"]
+        deadline = time.monotonic() + timeout
+        version = _latest_version(client, workflow_id)
+        while version <= before and time.monotonic() < deadline:
+            time.sleep(0.1)
+            version = _latest_version(client, workflow_id)
+        if version <= before:
+            print(
+                f"{path}: accepted (command {accepted['command_id']}) but no new version of "
+                f"{workflow_id} appeared within {timeout:g}s; are the engine and projector up?",
+                file=sys.stderr,
+            )
+            failed += 1
+        else:
+            print(f"{path}: {workflow_id} version {version}")
+    return failed
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        value = json.loads(raw)  # 10, true, [1,2], {"a":1}, "quoted"
+    except ValueError:
+        value = raw  # a bare word is a string
+    return name, value
+
+
+def _version(text: str) -> int | str:
+    if text == "latest":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'latest', got {text!r}") from None
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_push(client: Client, args: argparse.Namespace) -> int:
+    return 1 if push_files(client, args.files, args.timeout) else 0
+
+
+def cmd_validate(client: Client, args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        headers = {"content-type": _media_type(path)}
+        try:
+            client.post("/workflows/validate", content=path.read_bytes(), headers=headers)
+            print(f"{path}: valid")
+        except ApiError as err:
+            print_problem(err, prefix=f"{path}: ")
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_start(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"version": args.version, "params": dict(args.param)}
+    if args.key:
+        body["idempotency_key"] = args.key
+    accepted = client.post(f"/workflows/{args.workflow}/instances", body)
+    print(accepted["instance_id"])
+    if args.watch:
+        return 0 if watch(client, accepted["instance_id"]) == "SUCCEEDED" else 1
+    return 0
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    instance = client.get(f"/instances/{args.id}", wait_seconds=args.wait)
+    if args.json:
+        print(json.dumps(instance, indent=2))
+        return 0
+    steps = client.get(f"/instances/{args.id}/steps")
+    attempts = client.get(f"/instances/{args.id}/attempts")
+    print("\n".join(render(instance, steps, attempts)))
+    return 0
+
+
+def cmd_events(client: Client, args: argparse.Namespace) -> int:
+    after = args.after
+    while True:
+        page = client.get(f"/instances/{args.id}/events", after_seq=after, limit=1000)
+        for e in page["items"]:
+            payload = e["payload"] if args.full else _abbreviate(e["payload"])
+            text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            print(f"{e['seq']:>5}  {e['occurred_at']}  {e['type']:<22}  {text}")
+        after = page["next_after_seq"]
+        if page["items"]:
+            continue
+        if not args.follow or client.get(f"/instances/{args.id}")["status"] in TERMINAL:
+            return 0
+        time.sleep(0.2)
+
+
+def _abbreviate(payload: dict[str, Any], width: int = 60) -> dict[str, Any]:
+    """Long strings (definitions, output tails) cut to `width` characters."""
+    return {
+        k: v[: width - 1] + "…" if isinstance(v, str) and len(v) > width else v
+        for k, v in payload.items()
+    }
+
+
+def cmd_watch(client: Client, args: argparse.Namespace) -> int:
+    status = watch(client, args.id)
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_action(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"mode": args.mode} if args.action == "restart" else {}
+    if args.action != "restart" and args.reason:
+        body["reason"] = args.reason
+    accepted = client.post(f"/instances/{args.id}/actions/{args.action}", body or None)
+    print(f"{args.action} {args.id}: accepted (command {accepted['command_id']})")
+    return 0
+
+
+def cmd_workflows(client: Client, args: argparse.Namespace) -> int:
+    for w in client.get("/workflows", limit=args.limit)["items"]:
+        print(f"{w['workflow_id']:<40}  v{w['latest_version']:<4}  {w['updated_at']}")
+    return 0
+
+
+def cmd_instances(client: Client, args: argparse.Namespace) -> int:
+    page = client.get("/instances", workflow_id=args.workflow, status=args.status, limit=args.limit)
+    for i in page["items"]:
+        print(
+            f"{i['instance_id']}  {i['workflow_id']:<30}  v{i['version']:<3}  "
+            f"run {i['run']:<2}  {i['status']:<12}  {i['created_at']}"
+        )
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """The whole stack in the foreground, until Ctrl-C or SIGTERM."""
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    log_dir = settings.home / "logs"
+    print("preparing Kafka and PostgreSQL (the first start downloads Kafka) ...", flush=True)
+    try:
+        asyncio.run(prepare(settings))
+    except Exception as err:  # the command's boundary: say what failed, not a traceback
+        print(f"error: could not prepare Kafka and PostgreSQL: {type(err).__name__}: {err}")
+        return 1
+    stack = Stack(settings, log_dir)
+    url = api_url(settings)
+    try:
+        stack.start("engine")
+        stack.start("worker", "--queue", "default", "--concurrency", str(args.concurrency))
+        stack.start("projector")
+        stack.start("api")
+        asyncio.run(stack.wait_api(API_START_S))
+        print(f"engine, worker, projector and API started; logs in {log_dir}", flush=True)
+        with Client(url) as client:
+            files = sorted(
+                p for p in EXAMPLES.glob("*") if p.suffix.lower() in (".yaml", ".yml", ".json")
+            )
+            push_files(client, files)
+            if files and not args.no_sample:
+                sample = EXAMPLES / SAMPLE if (EXAMPLES / SAMPLE).exists() else files[0]
+                workflow_id = _workflow_id(sample.read_bytes())
+                accepted = client.post(f"/workflows/{workflow_id}/instances", {"initiator": "cli"})
+                print(f"\nstarted {workflow_id}: {accepted['instance_id']}\n", flush=True)
+                status = watch(client, accepted["instance_id"])
+                print(f"\n{workflow_id} ended {status}")
+        print(
+            f"\nBaton is running.\n  API      {url}/api/v1  (docs {url}/docs)\n"
+            f"  registry {url}/registry\n  logs     {log_dir}\n"
+            f"Try: baton push FILE, baton start WORKFLOW, baton watch ID.  Ctrl-C stops.",
+            flush=True,
+        )
+        reported: set[str] = set()
+        while True:
+            for name, code in stack.exited().items():
+                if name not in reported:
+                    print(f"warning: {name} exited with {code}; see {stack.log_path(name)}")
+                    reported.add(name)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        stack.stop_all()
+
+
+# -- argument parsing --------------------------------------------------------------------
+
+
+def build_parser(default_api: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description="Baton workflow orchestrator")
+    parser.add_argument("--api", default=default_api, help=f"API URL (default {default_api})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run Kafka, PostgreSQL and every process; Ctrl-C stops")
+    run.add_argument("--no-sample", action="store_true", help="do not start the sample")
+    run.add_argument("--concurrency", type=int, default=8, help="worker concurrency")
+
+    push = sub.add_parser("push", help="push workflow definitions (JSON or YAML)")
+    push.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    push.add_argument("--timeout", type=float, default=PUSH_WAIT_S, help="seconds to wait")
+    push.set_defaults(func=cmd_push)
+
+    validate = sub.add_parser("validate", help="validate definitions without pushing")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.set_defaults(func=cmd_validate)
+
+    start = sub.add_parser("start", help="start an instance; prints its id")
+    start.add_argument("workflow")
+    start.add_argument("--version", type=_version, default="latest")
+    start.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a param; VALUE is JSON if it parses, else a string",
+    )
+    start.add_argument("--key", help="idempotency key: the same key starts one instance")
+    start.add_argument("--watch", action="store_true", help="watch it until it ends")
+    start.set_defaults(func=cmd_start)
+
+    status = sub.add_parser("status", help="an instance's status and steps")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help="the raw instance JSON")
+    status.add_argument("--wait", type=float, default=0, help="wait for it to appear (s)")
+    status.set_defaults(func=cmd_status)
+
+    events = sub.add_parser("events", help="an instance's event history")
+    events.add_argument("id")
+    events.add_argument("--after", type=int, default=0, help="only events after this seq")
+    events.add_argument("-f", "--follow", action="store_true", help="until the instance ends")
+    events.add_argument("--full", action="store_true", help="do not shorten long values")
+    events.set_defaults(func=cmd_events)
+
+    watch_ = sub.add_parser("watch", help="live view until the instance ends (exit 0 iff OK)")
+    watch_.add_argument("id")
+    watch_.set_defaults(func=cmd_watch)
+
+    for action, text in (
+        ("stop", "stop a running instance"),
+        ("kill", "kill a running instance at once"),
+        ("restart", "restart a finished instance"),
+    ):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("id")
+        if action == "restart":
+            p.add_argument(
+                "--mode", choices=["FROM_INCOMPLETE", "FROM_BEGINNING"], default="FROM_INCOMPLETE"
+            )
+        else:
+            p.add_argument("--reason", default="")
+        p.set_defaults(func=cmd_action, action=action)
+
+    workflows = sub.add_parser("workflows", help="list workflows")
+    workflows.add_argument("--limit", type=int, default=100)
+    workflows.set_defaults(func=cmd_workflows)
+
+    instances = sub.add_parser("instances", help="list instances, newest first")
+    instances.add_argument("--workflow")
+    instances.add_argument("--status")
+    instances.add_argument("--limit", type=int, default=50)
+    instances.set_defaults(func=cmd_instances)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_env()
+    args = build_parser(api_url(settings)).parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(settings, args)
+        with Client(args.api) as client:
+            code: int = args.func(client, args)
+            return code
+    except ApiError as err:
+        print_problem(err, prefix="error: ")
+        return 1
+    except Unreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `baton events ID | head`: stop quietly, flush nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
