@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from services.adapters import infra
 from services.adapters.embedded_pg import recreate_database
 from services.adapters.settings import REPO_ROOT, Settings
+from services.cli.stack import Stack, prepare
+from tests.e2e.client import Baton
 
 TEST_ENV = {
     "BATON_HOME": str(REPO_ROOT / ".baton-test"),
@@ -59,3 +62,29 @@ def postgres(settings: Settings) -> Iterator[str]:
         yield settings.database_url
     finally:
         infra.stop_postgres(settings)
+
+
+# --- the whole stack as real processes (e2e and chaos tests) -------------------------------
+
+
+@pytest.fixture(scope="session")
+async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[Stack]:
+    """Engine, worker, projector and API as separate processes on the session's Kafka/Postgres."""
+    await prepare(settings)
+    running = Stack(settings, settings.home / "logs")
+    running.start("engine")
+    running.start("worker", "--queue", "default", "--concurrency", "16")
+    running.start("projector")
+    running.start("api")
+    try:
+        await running.wait_api(timeout=60)
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+async def baton(stack: Stack, settings: Settings) -> AsyncIterator[Baton]:
+    base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        yield Baton(http)
