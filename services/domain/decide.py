@@ -402,3 +402,7 @@ def running_on_workers(state: InstanceState) -> list[tuple[str, StepState]]:
         for sid, st in state.steps.items()
         if st.status is StepStatus.RUNNING and st.wake_at is None
     ]
+
+
+def handled_command_types() -> frozenset[type]:
+    return frozenset(_HANDLERS) | {PushWorkflow}
