@@ -139,3 +139,16 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+MAX_REASON_BYTES = 4000
+
+
+def dead_letter_headers(record: Any, reason: str) -> list[tuple[str, bytes]]:
+    """Why a record of `record.topic` went to TOPIC_DEADLETTER, and where it came from."""
+    return [
+        ("reason", reason.encode()[:MAX_REASON_BYTES]),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]

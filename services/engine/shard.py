@@ -23,6 +23,7 @@ from services.adapters.kafka import (
     TOPIC_COMMANDS,
     TOPIC_DEADLETTER,
     TOPIC_EVENTS,
+    dead_letter_headers,
     new_consumer,
     task_topic,
 )
@@ -252,12 +253,7 @@ class Shard:
                         TOPIC_DEADLETTER,
                         record.value,
                         key=record.key,
-                        headers=[
-                            ("reason", reason[:4000].encode()),
-                            ("source_topic", record.topic.encode()),
-                            ("source_partition", str(record.partition).encode()),
-                            ("source_offset", str(record.offset).encode()),
-                        ],
+                        headers=dead_letter_headers(record, reason),
                     )
                 )
             for f in futures:

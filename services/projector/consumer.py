@@ -25,7 +25,13 @@ from aiokafka.structs import ConsumerRecord
 from projections import apply_batch
 from projections.tables import Conn
 from services.adapters.avro import Codec, DecodeError
-from services.adapters.kafka import TOPIC_DEADLETTER, TOPIC_EVENTS, new_consumer, new_producer
+from services.adapters.kafka import (
+    TOPIC_DEADLETTER,
+    TOPIC_EVENTS,
+    dead_letter_headers,
+    new_consumer,
+    new_producer,
+)
 from services.domain.events import Event
 
 log = logging.getLogger(__name__)
@@ -195,12 +201,7 @@ class Projector:
                 record.offset,
                 reason,
             )
-            headers = [
-                ("reason", reason.encode()),
-                ("source_topic", record.topic.encode()),
-                ("source_partition", str(record.partition).encode()),
-                ("source_offset", str(record.offset).encode()),
-            ]
+            headers = dead_letter_headers(record, reason)
             sent.append(
                 await self._producer.send(
                     TOPIC_DEADLETTER, record.value, key=record.key, headers=headers

@@ -20,7 +20,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.adapters.avro import Codec, DecodeError
-from services.adapters.kafka import TOPIC_DEADLETTER, task_topic
+from services.adapters.kafka import TOPIC_DEADLETTER, dead_letter_headers, task_topic
 from services.adapters.publish import send_command
 from services.domain.commands import (
     Command,
@@ -333,12 +333,7 @@ class Worker:
             TOPIC_DEADLETTER,
             reason,
         )
-        headers = [
-            ("reason", reason.encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
+        headers = dead_letter_headers(record, reason)
 
         async def send() -> None:
             await self._producer.send_and_wait(
