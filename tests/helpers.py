@@ -46,3 +46,16 @@ async def wait_until_async(
 def _failure(predicate: Callable[..., object], timeout: float, message: str | None) -> str:
     what = message or getattr(predicate, "__qualname__", repr(predicate))
     return f"condition not met within {timeout:g}s: {what}"
+
+
+def own_database(base_url: str, name: str) -> str:
+    """A fresh, empty database `name` on the server of `base_url`, for a test whose rows must
+    not reach the session database that the running stack's projector owns (rows there must
+    always be a pure function of the event log)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from services.adapters.embedded_pg import recreate_database
+
+    url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
+    recreate_database(url)
+    return url

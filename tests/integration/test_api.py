@@ -33,7 +33,7 @@ from services.domain.commands import (
     StopInstance,
 )
 from services.domain.definition import MAX_DEFINITION_BYTES, parse_workflow_text
-from tests.helpers import wait_until_async
+from tests.helpers import own_database, wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,10 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[Api]:
+    # Its own database: these tests write read-model rows directly.
+    url = await asyncio.to_thread(own_database, postgres, "baton_api_test")
     await ensure_topics(kafka, settings.partitions)
-    pool = await connect_pool(postgres)
+    pool = await connect_pool(url)
     producer = new_producer(kafka)
     codec = Codec()
     try:

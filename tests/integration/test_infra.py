@@ -9,8 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.adapters.embedded_pg import recreate_database
 from services.adapters.postgres import Migration, apply_migrations, connect_pool, load_migrations
+from tests.helpers import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +75,7 @@ async def test_apply_migrations_records_each_file_once(postgres: str) -> None:
 
 
 async def test_concurrent_apply_migrations_applies_each_version_once(postgres: str) -> None:
-    url = postgres.rsplit("/", 1)[0] + "/baton_migration_race"
-    recreate_database(url)
+    url = own_database(postgres, "baton_migration_race")
     # Not idempotent on purpose: applying either twice fails.
     migrations = [
         Migration(1, "create_things", "CREATE TABLE things (id int PRIMARY KEY)"),

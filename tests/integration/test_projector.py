@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -23,7 +22,6 @@ from aiokafka import TopicPartition
 from projections import ALL_TABLES, apply_batch
 from projections.tables import ts
 from services.adapters.avro import Codec
-from services.adapters.embedded_pg import recreate_database
 from services.adapters.kafka import (
     TOPIC_DEADLETTER,
     TOPIC_EVENTS,
@@ -51,7 +49,7 @@ from services.domain.evolve import evolve, evolve_workflow
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 from services.projector.consumer import PROJECTOR_NAME, Projector
-from tests.helpers import wait_until_async
+from tests.helpers import own_database, wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -207,9 +205,7 @@ def build_scenario() -> Scenario:
 
 @pytest.fixture
 async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
-    parts = urlsplit(postgres)
-    url = urlunsplit(parts._replace(path=f"/baton_projector_{_suffix()}"))
-    await asyncio.to_thread(recreate_database, url)
+    url = await asyncio.to_thread(own_database, postgres, f"baton_projector_{_suffix()}")
     pool = await connect_pool(url)
     try:
         await apply_migrations(pool)
