@@ -137,7 +137,11 @@ class Projector:
                     log.debug("dropping records fetched across a rebalance: %s", _ranges(fetched))
                     await self._seek_to_stored(consumer, consumer.assignment())
                     continue
-                if fetched:
+                # Save positions that moved even without records: the fetch position also
+                # steps over transaction markers, and a stored offset stuck just before the
+                # final marker would read as lag forever.
+                moved = any(pos > self._applied.get(tp, -1) for tp, pos in positions.items())
+                if fetched or moved:
                     await self._apply(fetched, positions)
                 self._applied.update(positions)
             if time.monotonic() >= next_lag_log:
@@ -163,7 +167,7 @@ class Projector:
     ) -> None:
         events: list[Event] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
-        next_offsets: dict[int, int] = {}
+        next_offsets: dict[int, int] = {tp.partition: pos for tp, pos in positions.items()}
         for tp, records in fetched.items():
             if not records:
                 continue
