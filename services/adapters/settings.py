@@ -14,9 +14,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-DEFAULT_KAFKA_PORT = 39092
-DEFAULT_KAFKA_CONTROLLER_PORT = 39093
-DEFAULT_PG_PORT = 35432
+# Below Linux's ephemeral range (32768-60999): an outgoing connection can never hold them.
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_KAFKA_CONTROLLER_PORT = 19093
+DEFAULT_PG_PORT = 15432
 DEFAULT_API_PORT = 8080
 DEFAULT_PARTITIONS = 8
 
