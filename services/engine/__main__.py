@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -13,29 +14,15 @@ from services.adapters.settings import Settings
 from services.engine.engine import Engine
 
 
-def parse_partitions(spec: str, count: int) -> list[int]:
-    """`all`, or a list such as `0-3,6`."""
-    if spec.strip() == "all":
-        return list(range(count))
-    out: set[int] = set()
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    bad = [p for p in out if not 0 <= p < count]
-    if bad:
-        raise SystemExit(f"BATON_ENGINE_PARTITIONS: partitions {bad} outside 0..{count - 1}")
-    return sorted(out)
-
-
-async def main() -> None:
+async def main(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     await wait_for_kafka(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
     engine = Engine(
         settings.kafka_bootstrap,
-        parse_partitions(os.environ.get("BATON_ENGINE_PARTITIONS", "all"), settings.partitions),
         settings.partitions,
         Codec(),
+        engine_id=args.id,
         heartbeat_timeout_s=float(os.environ.get("BATON_HEARTBEAT_TIMEOUT", "30")),
     )
     loop = asyncio.get_running_loop()
@@ -49,6 +36,14 @@ async def main() -> None:
 
 
 def run() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.engine")
+    parser.add_argument(
+        "--id",
+        default=os.environ.get("BATON_ENGINE_ID", "engine-1"),
+        help="this engine's static group member id; a restart with the same id takes its "
+        "partitions back at once (default: $BATON_ENGINE_ID or engine-1)",
+    )
+    args = parser.parse_args()
     logging.basicConfig(
         level=os.environ.get("BATON_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s engine %(name)s: %(message)s",
@@ -56,9 +51,9 @@ def run() -> None:
     try:
         import uvloop
 
-        uvloop.run(main())
+        uvloop.run(main(args))
     except ImportError:
-        asyncio.run(main())
+        asyncio.run(main(args))
 
 
 if __name__ == "__main__":

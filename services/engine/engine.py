@@ -1,9 +1,15 @@
-"""The engine process: owns a set of commands partitions and drives their shards.
+"""The engine process: a member of consumer group `baton-engine` over the commands topic.
 
-Ownership is static (`BATON_ENGINE_PARTITIONS`, default all): on start the engine creates the
-per-partition transactional producers — which fences any zombie still holding them — folds
-each partition's events, seeks to the committed input offset and consumes. Correctness never
-depends on group membership: only the holder of a partition's transactional id can commit.
+Kafka assigns partitions; for each partition p this process gains, it opens p's
+transactional producer (`baton-engine-p<p>`) — which aborts any transaction the previous
+owner left open and fences that owner for good — then folds events partition p, then seeks
+commands partition p to the offset committed by the last successful transaction. Only then
+does it decide p's commands. Correctness never depends on group timing: whoever holds p's
+transactional id is the only one who can commit p's outputs and offsets.
+
+Membership is static (`group.instance.id` = the engine id), so an engine restarted after a
+crash rejoins at once and gets its partitions back without a rebalance; a member that stays
+away longer than the session timeout has its partitions moved to the other engines.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.adapters.avro import Codec
@@ -23,35 +31,58 @@ from services.adapters.kafka import (
     new_transactional_producer,
     task_topic,
 )
-from services.engine.shard import Shard, now_micros
+from services.engine.shard import Outbox, Shard, now_micros
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "baton-engine"
 IDLE_POLL_MS = 100
+SESSION_TIMEOUT_MS = 10_000
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Eager rebalancing revokes everything before every assignment; shards that come
+        # back are kept (see on_partitions_assigned), so nothing is dropped here.
+        return None
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.engine._assigned({tp.partition for tp in assigned})
 
 
 class Engine:
     def __init__(
         self,
         bootstrap: str,
-        partitions: Iterable[int],
         partition_count: int,
         codec: Codec,
+        engine_id: str = "engine-1",
         heartbeat_timeout_s: float = 30.0,
         max_batch: int = 2000,
     ) -> None:
         self.bootstrap = bootstrap
-        self.partitions = sorted(partitions)
         self.partition_count = partition_count
         self.codec = codec
+        self.engine_id = engine_id
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.max_batch = max_batch
         self.shards: dict[int, Shard] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
         self._queues: set[str] = set()
         self._stopping = asyncio.Event()
-        self.ready = asyncio.Event()
+        # Held while deciding a batch and while partitions change hands.
+        self._lock = asyncio.Lock()
+        # Bumped on every assignment: a batch fetched across one is dropped and re-read
+        # from the committed offsets.
+        self._generation = 0
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self.shards)
 
     async def _ensure_queue(self, queue: str) -> None:
         if queue not in self._queues:
@@ -67,6 +98,7 @@ class Engine:
         )
         t0 = now_micros()
         count = await shard.load(self.bootstrap, now_micros())
+        await self._fetch_committed(shard)
         log.info(
             "p%d: folded %d events into %d instances in %.0f ms",
             p,
@@ -76,23 +108,56 @@ class Engine:
         )
         return shard
 
+    async def _fetch_committed(self, shard: Shard) -> None:
+        # Asked of the group coordinator after the producer was opened: by then the previous
+        # owner's last transaction is either committed (its offsets visible) or aborted.
+        assert self.admin is not None
+        offsets = await self.admin.list_consumer_group_offsets(
+            GROUP_ID, partitions=[shard.commands_tp]
+        )
+        committed = offsets.get(shard.commands_tp)
+        shard.position = committed.offset if committed and committed.offset >= 0 else None
+
+    async def _seek(self, shard: Shard) -> None:
+        assert self.consumer is not None
+        if shard.position is None:
+            await self.consumer.seek_to_beginning(shard.commands_tp)
+        else:
+            self.consumer.seek(shard.commands_tp, shard.position)
+
+    async def _assigned(self, partitions: set[int]) -> None:
+        async with self._lock:
+            self._generation += 1
+            for p in sorted(set(self.shards) - partitions):
+                await self.shards.pop(p).producer.stop()
+            new = sorted(partitions - set(self.shards))
+            opened = await asyncio.gather(*(self._open_shard(p) for p in new))
+            self.shards.update({s.partition: s for s in opened})
+            for shard in self.shards.values():
+                await self._seek(shard)
+            log.info("engine %s owns partitions %s", self.engine_id, self.partitions)
+
     async def start(self) -> None:
-        shards = await asyncio.gather(*(self._open_shard(p) for p in self.partitions))
-        self.shards = {s.partition: s for s in shards}
         self.consumer = new_consumer(
-            self.bootstrap, GROUP_ID, max_poll_records=self.max_batch, fetch_max_wait_ms=5
+            self.bootstrap,
+            GROUP_ID,
+            max_poll_records=self.max_batch,
+            fetch_max_wait_ms=5,
+            group_instance_id=self.engine_id,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
         )
         await self.consumer.start()
-        tps = [TopicPartition(TOPIC_COMMANDS, p) for p in self.partitions]
-        self.consumer.assign(tps)
-        for shard in self.shards.values():
-            committed = await shard.committed_offset(self.consumer)
-            if committed is None:
-                await self.consumer.seek_to_beginning(shard.commands_tp)
-            else:
-                self.consumer.seek(shard.commands_tp, committed)
-        self.ready.set()
-        log.info("engine owns partitions %s", self.partitions)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await self.admin.start()
+        self.consumer.subscribe([TOPIC_COMMANDS], listener=_Rebalance(self))
+
+    async def wait_assigned(self, timeout: float = 60.0) -> None:
+        """Until this engine owns at least one partition (tests and start-up logs)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.shards:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("no partitions assigned")
+            await asyncio.sleep(0.05)
 
     def _poll_timeout_ms(self) -> int:
         dues = [d for d in (s.next_due() for s in self.shards.values()) if d is not None]
@@ -105,38 +170,45 @@ class Engine:
         assert self.consumer is not None
         consumer = self.consumer
         while not self._stopping.is_set():
+            generation = self._generation
             batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
-            now = now_micros()
-            work = []
-            for shard in self.shards.values():
-                records = batch.get(shard.commands_tp, [])
-                out = shard.decide_batch(records, now)
-                next_offset = records[-1].offset + 1 if records else None
-                if out or next_offset is not None:
-                    work.append(self._commit(shard, out, next_offset))
-            if work:
-                await asyncio.gather(*work)
+            async with self._lock:
+                if generation != self._generation:
+                    # Fetched across a rebalance: some of it may come from before the seeks
+                    # and the consumer has moved past all of it. Drop it and read again from
+                    # each shard's own position.
+                    for shard in self.shards.values():
+                        await self._seek(shard)
+                    continue
+                await self._decide_and_commit(batch)
 
-    async def _commit(self, shard: Shard, out: object, next_offset: int | None) -> None:
+    async def _decide_and_commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now = now_micros()
+        work = []
+        for shard in self.shards.values():
+            records = batch.get(shard.commands_tp, [])
+            out = shard.decide_batch(records, now)
+            next_offset = records[-1].offset + 1 if records else None
+            if out or next_offset is not None:
+                work.append(self._commit(shard, out, next_offset))
+        if work:
+            await asyncio.gather(*work)
+
+    async def _commit(self, shard: Shard, out: Outbox, next_offset: int | None) -> None:
         try:
-            await shard.commit(out, next_offset)  # type: ignore[arg-type]
+            await shard.commit(out, next_offset)
         except KafkaError:
-            # The in-memory state already holds what failed to commit: rebuild the shard
-            # from the log and re-read its inputs from the committed offset.
+            # Memory already holds what failed to commit (or another engine fenced us):
+            # rebuild the shard from the log and re-read its inputs from the committed offset.
             log.exception("p%d: transaction failed; rebuilding the shard", shard.partition)
             await self._reopen(shard.partition)
 
     async def _reopen(self, p: int) -> None:
-        assert self.consumer is not None
         old = self.shards.pop(p)
         await old.producer.stop()
         shard = await self._open_shard(p)
         self.shards[p] = shard
-        committed = await shard.committed_offset(self.consumer)
-        if committed is None:
-            await self.consumer.seek_to_beginning(shard.commands_tp)
-        else:
-            self.consumer.seek(shard.commands_tp, committed)
+        await self._seek(shard)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -144,5 +216,7 @@ class Engine:
     async def close(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.admin is not None:
+            await self.admin.close()
         for shard in self.shards.values():
             await shard.producer.stop()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from services.adapters.avro import Codec, DecodeError
@@ -84,6 +84,11 @@ class Shard:
         # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
         # so after recovery every running attempt gets a full timeout of grace).
         self.last_seen: dict[AttemptKey, int] = {}
+        # The next commands offset to decide: the offset the last successful transaction
+        # committed (we are its only writer while we hold the transactional id), or None
+        # when the group has none yet. The consumer's own committed-offset cache does not
+        # see offsets committed through the producer, so this is the position of record.
+        self.position: int | None = None
         self.events_tp = TopicPartition(TOPIC_EVENTS, partition)
         self.commands_tp = TopicPartition(TOPIC_COMMANDS, partition)
 
@@ -118,10 +123,6 @@ class Shard:
                 if st.status is StepStatus.RUNNING and st.wake_at is None:
                     self.last_seen[(iid, sid, st.attempt)] = now
         return count
-
-    async def committed_offset(self, consumer: AIOKafkaConsumer) -> int | None:
-        offset: int | None = await consumer.committed(self.commands_tp)
-        return offset
 
     # --- the fold, kept in memory ----------------------------------------------------------
 
@@ -262,6 +263,8 @@ class Shard:
                 await self.producer.send_offsets_to_transaction(
                     {self.commands_tp: next_offset}, self.group_id
                 )
+        if next_offset is not None:
+            self.position = next_offset
 
 
 def now_micros() -> int:

@@ -38,12 +38,13 @@ PARTITIONS = 8
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    bootstrap: str, heartbeat_timeout_s: float = 30.0
+    bootstrap: str, engine_id: str = "itest-engine-1", heartbeat_timeout_s: float = 30.0
 ) -> AsyncIterator[Engine]:
-    engine = Engine(bootstrap, range(PARTITIONS), PARTITIONS, Codec(), heartbeat_timeout_s)
+    engine = Engine(bootstrap, PARTITIONS, Codec(), engine_id, heartbeat_timeout_s)
     await engine.start()
     task = asyncio.create_task(engine.run())
     try:
+        await engine.wait_assigned()
         yield engine
     finally:
         engine.stop()

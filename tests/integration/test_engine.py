@@ -14,6 +14,7 @@ from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
+    EventLog,
     definition,
     following_events,
     prepare_topics,
@@ -144,3 +145,39 @@ async def test_malformed_and_rejected_commands_are_dead_lettered(
     assert b"undecodable command" in got[0]["reason"]
     assert got[0]["source_topic"] == TOPIC_COMMANDS.encode()
     assert Codec()  # the codec still decodes after garbage (no shared state corrupted)
+
+
+async def test_two_engines_share_the_partitions_and_one_takes_over_the_other(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    """A consumer group: partitions are split between engines; when one goes away for good,
+    the other takes its partitions over once its session expires, and instances finish."""
+    wf = definition(
+        "shared", [{"id": "a", "type": "noop", "next": ["b"]}, {"id": "b", "type": "noop"}]
+    )
+
+    async def all_succeed(log: EventLog, n: int) -> None:
+        ids = [await start_instance(producer, "shared", wf) for _ in range(n)]
+        try:
+            await wait_until_async(
+                lambda: all("InstanceSucceeded" in log.types(i) for i in ids), timeout=60
+            )
+        except AssertionError as err:
+            stuck = {i: log.types(i)[-1:] for i in ids if "InstanceSucceeded" not in log.types(i)}
+            raise AssertionError(f"{err}: unfinished {stuck}") from None
+
+    async with (
+        following_events(kafka) as log,
+        scripted_worker(kafka, "default", succeed_all),
+        running_engine(kafka, "itest-a") as a,
+    ):
+        async with running_engine(kafka, "itest-b") as b:
+
+            def split() -> bool:
+                owned = a.partitions + b.partitions
+                return bool(a.partitions and b.partitions) and sorted(owned) == list(range(8))
+
+            await wait_until_async(split, timeout=60, message="partitions split between a and b")
+            await all_succeed(log, 16)
+        await wait_until_async(lambda: a.partitions == list(range(8)), timeout=60)
+        await all_succeed(log, 16)
