@@ -221,6 +221,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must stop the stack even when SIGINT was inherited as ignored (a shell that
+    # started us in the background, some CI runners).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     log_dir = settings.home / "logs"
     print("preparing Kafka and PostgreSQL (the first start downloads Kafka) ...", flush=True)
     try:

@@ -1,0 +1,82 @@
+"""The README's first command, `baton run` (what `make run` runs), end to end: it prepares
+Kafka and PostgreSQL, starts every process, runs the sample workflow to SUCCEEDED, keeps
+serving, and stops every process on Ctrl-C. It runs on its own ports and data directory."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from services.adapters import infra
+from services.adapters.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+RUN_ENV = {
+    "KAFKA_PORT": "19292",
+    "KAFKA_CONTROLLER_PORT": "19293",
+    "BATON_PG_PORT": "15632",
+    "BATON_API_PORT": "18280",
+}
+
+
+def _lines(stream: object, out: queue.Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        out.put(line)
+
+
+def _read_until(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(needle in line for line in seen):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"`baton run` never printed {needle!r}:\n{''.join(seen[-40:])}")
+        try:
+            seen.append(lines.get(timeout=min(left, 1.0)))
+        except queue.Empty:
+            continue
+
+
+def test_baton_run_serves_the_sample_and_stops_on_ctrl_c(settings: Settings) -> None:
+    env = {**os.environ, **RUN_ENV, "BATON_HOME": str(settings.home / "baton-run")}
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+        env.pop(name, None)
+    run_settings = Settings.from_env(env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        _read_until(lines, "hello_diamond ended SUCCEEDED", seen, timeout=240)
+        _read_until(lines, "Ctrl-C stops", seen, timeout=30)
+        health = httpx.get(f"http://127.0.0.1:{RUN_ENV['BATON_API_PORT']}/health", timeout=5)
+        assert health.status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        _read_until(lines, "stopping", seen, timeout=5)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{RUN_ENV['BATON_API_PORT']}/health", timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=10)  # the pipe reaches EOF once the process has exited
+        assert process.stdout is not None
+        process.stdout.close()
+        infra.stop_kafka(run_settings)
+        infra.stop_postgres(run_settings)
