@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 TOPIC_COMMANDS = "baton.commands"
 TOPIC_EVENTS = "baton.events"
 TOPIC_DEADLETTER = "baton.deadletter"
+# Notifications for workers (copies of events that cancel running attempts); every worker
+# reads all of it, so it has one partition. Not the log: the events topic is.
+TOPIC_CONTROL = "baton.control"
 DEFAULT_QUEUE = "default"
 
 
@@ -37,6 +40,7 @@ def _topic_specs(partitions: int, queues: Iterable[str]) -> list[NewTopic]:
             topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
         ),
         NewTopic(TOPIC_DEADLETTER, 1, 1, topic_configs={"retention.ms": "-1"}),
+        NewTopic(TOPIC_CONTROL, 1, 1, topic_configs={"retention.ms": "86400000"}),
     ]
     specs += [
         NewTopic(task_topic(q), partitions, 1, topic_configs={"retention.ms": "604800000"})

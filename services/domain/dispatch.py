@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from services.domain.events import Event, StepAttemptCreated
+from services.domain.events import Event, StepAttemptCreated, StepAttemptFailed, StepStopped
 from services.domain.state import InstanceState
+from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 
 _CONFIG_FIELDS = ("command", "function")
@@ -36,3 +37,18 @@ def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
             )
         )
     return tasks
+
+
+def cancellations(events: list[Event]) -> list[Event]:
+    """Events that end an attempt a worker may still be running, without the worker's
+    word: a stop, or a timeout or lost heartbeat decided by the engine. Workers receive
+    them on the control topic and kill the attempt's processes."""
+    return [
+        e
+        for e in events
+        if isinstance(e.payload, StepStopped)
+        or (
+            isinstance(e.payload, StepAttemptFailed)
+            and e.payload.kind in (FailureKind.TIMEOUT, FailureKind.PLATFORM)
+        )
+    ]

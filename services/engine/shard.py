@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
+    TOPIC_CONTROL,
     TOPIC_DEADLETTER,
     TOPIC_EVENTS,
     dead_letter_headers,
@@ -35,7 +36,7 @@ from services.domain.commands import (
     ReportAttemptHeartbeat,
 )
 from services.domain.decide import Rejected, decide, decide_workflow, next_deadline
-from services.domain.dispatch import tasks_for
+from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted, WorkflowVersionCreated
 from services.domain.evolve import evolve, evolve_workflow
 from services.domain.state import InstanceState, WorkflowState
@@ -239,6 +240,12 @@ class Shard:
                         key=e.key.encode(),
                         partition=p,
                         timestamp_ms=e.occurred_at // 1000,
+                    )
+                )
+            for e in cancellations(out.events):
+                futures.append(
+                    await self.producer.send(
+                        TOPIC_CONTROL, self.codec.encode_event(e), key=e.key.encode()
                     )
                 )
             for t in out.tasks:

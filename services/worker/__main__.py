@@ -16,8 +16,16 @@ import signal
 import socket
 from collections.abc import Mapping
 
+from aiokafka import TopicPartition
+
 from services.adapters.avro import Codec
-from services.adapters.kafka import DEFAULT_QUEUE, ensure_topics, new_consumer, new_producer
+from services.adapters.kafka import (
+    DEFAULT_QUEUE,
+    TOPIC_CONTROL,
+    ensure_topics,
+    new_consumer,
+    new_producer,
+)
 from services.adapters.settings import Settings
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import default_runtimes
@@ -58,11 +66,16 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))
-    worker = Worker(consumer, producer, Codec(), default_runtimes(), options)
+    # No group: every worker reads every cancellation, from now on.
+    control = new_consumer(settings.kafka_bootstrap, None, auto_offset_reset="latest")
+    worker = Worker(consumer, producer, Codec(), default_runtimes(), options, control)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     await producer.start()
+    await control.start()
+    control.assign([TopicPartition(TOPIC_CONTROL, 0)])
+    await control.seek_to_end()
     try:
         await consumer.start()
         try:
@@ -76,6 +89,7 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
         finally:
             await consumer.stop()
     finally:
+        await control.stop()
         await producer.stop()
     log.info("worker %s stopped", options.worker_id)
 

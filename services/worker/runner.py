@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import traceback
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -111,8 +112,18 @@ class _PartitionOffsets:
         return next(iter(self.pending)) if self.pending else self.next_offset
 
 
+AttemptKey = tuple[str, str, int]
+# Attempts cancelled by the engine, remembered so a task fetched after its cancellation is
+# not started at all. Bounded: only recent ones matter.
+_CANCELLED_MEMORY = 10_000
+
+
 class Worker:
     """Consumes ``task_topic(queue)`` in group ``baton-worker-<queue>`` and runs its tasks.
+
+    With a ``control`` consumer (assigned to ``TOPIC_CONTROL``), an attempt the engine ends
+    without the worker (a stop, its timeout, a lost heartbeat) has its processes killed; it
+    is not reported (the engine already decided its end) and its offset is committed.
 
     The caller owns the clients: it starts the consumer (unsubscribed; ``run`` subscribes)
     and the producer before ``run`` and stops them after. ``stop()`` begins a graceful
@@ -126,8 +137,12 @@ class Worker:
         codec: Codec,
         runtimes: Mapping[str, StepRuntime],
         options: WorkerOptions,
+        control: AIOKafkaConsumer | None = None,
     ) -> None:
         self._consumer = consumer
+        self._control = control
+        self._running: dict[AttemptKey, asyncio.Future[StepOutcome]] = {}
+        self._cancelled: OrderedDict[AttemptKey, None] = OrderedDict()
         self._producer = producer
         self._codec = codec
         self._runtimes = runtimes
@@ -153,12 +168,15 @@ class Worker:
     async def run(self) -> None:
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         committer = asyncio.ensure_future(self._commit_loop())
+        background = {committer}
+        if self._control is not None:
+            background.add(asyncio.ensure_future(self._control_loop(self._control)))
         try:
             await self._fetch_loop()
             await self._drain()
         finally:
             # Normally none are left; if run() itself was cancelled, end their steps too.
-            leftover = {*self._handlers, committer}
+            leftover = {*self._handlers, *background}
             for handler in leftover:
                 handler.cancel()
             await asyncio.wait(leftover)
@@ -230,6 +248,30 @@ class Worker:
                 handler.cancel()
             await asyncio.wait(late)
 
+    # -- cancellation -----------------------------------------------------------------------
+
+    async def _control_loop(self, control: AIOKafkaConsumer) -> None:
+        async for record in control:
+            try:
+                event = self._codec.decode_event(record.value or b"")
+            except DecodeError as err:
+                log.warning("undecodable control record at offset %d: %s", record.offset, err)
+                continue
+            step_id = getattr(event.payload, "step_id", None)
+            attempt = getattr(event.payload, "attempt", None)
+            if event.instance_id and isinstance(step_id, str) and isinstance(attempt, int):
+                self.cancel((event.instance_id, step_id, attempt), event.type)
+
+    def cancel(self, key: AttemptKey, why: str) -> None:
+        """Kill the attempt if it runs here, and never start it if it arrives later."""
+        self._cancelled[key] = None
+        while len(self._cancelled) > _CANCELLED_MEMORY:
+            self._cancelled.popitem(last=False)
+        step = self._running.get(key)
+        if step is not None and not step.done():
+            log.info("cancelling %s:%s:%d (%s)", *key, why)
+            step.cancel()  # the runtime kills the step's processes
+
     # -- one task ---------------------------------------------------------------------------
 
     async def _handle(
@@ -259,12 +301,18 @@ class Worker:
         except DecodeError as err:
             await self._dead_letter(record, str(err))
             return
+        if (task.instance_id, task.step_id, task.attempt) in self._cancelled:
+            log.info("task %s was cancelled before it started; skipped", task.task_id)
+            return
         runtime = runtime_for(self._runtimes, task.step_type)
         worker_id = self._options.worker_id
         await self._send(
             ReportAttemptStarted(task.instance_id, task.step_id, task.attempt, worker_id)
         )
         outcome = await self._run_with_heartbeats(runtime, task)
+        if outcome is None:
+            log.info("task %s cancelled by the engine; not reported", task.task_id)
+            return
         if isinstance(outcome, StepSuccess):
             try:
                 outputs = _outputs_json(outcome)
@@ -286,8 +334,11 @@ class Worker:
             )
         await self._send(report)
 
-    async def _run_with_heartbeats(self, runtime: StepRuntime, task: Task) -> StepOutcome:
+    async def _run_with_heartbeats(self, runtime: StepRuntime, task: Task) -> StepOutcome | None:
+        """The step's outcome, or None when the engine cancelled it (see `cancel`)."""
+        key = (task.instance_id, task.step_id, task.attempt)
         step = asyncio.ensure_future(runtime.run(task))
+        self._running[key] = step
         try:
             while True:
                 done, _ = await asyncio.wait((step,), timeout=self._options.heartbeat_seconds)
@@ -295,9 +346,12 @@ class Worker:
                     break
                 await self._heartbeat(task)
         finally:
+            self._running.pop(key, None)
             if not step.done():
                 step.cancel()  # the runtime kills the step's processes
                 await asyncio.wait((step,))
+        if step.cancelled() and key in self._cancelled:
+            return None
         try:
             return step.result()
         except Exception as err:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.client import Baton, unique
+from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.e2e
 
@@ -145,18 +147,40 @@ async def test_ignore_failure_completes_with_error_and_continues(baton: Baton) -
     assert steps["after_bad"]["status"] == "SUCCEEDED"
 
 
-async def test_stop_kill_and_their_conflicts(baton: Baton) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_stop_and_kill_end_the_running_step_and_later_actions_conflict(
+    baton: Baton, tmp_path: Path
+) -> None:
     wid = unique("long")
-    await baton.push({"id": wid, "steps": [{"id": "long", "type": "shell", "command": "sleep 60"}]})
-    stopped, killed = await baton.start(wid), await baton.start(wid)
-    for iid in (stopped, killed):
+    await baton.push(
+        {
+            "id": wid,
+            "steps": [
+                {"id": "long", "type": "shell", "command": 'echo $$ > "$PIDFILE"; exec sleep 60'}
+            ],
+        }
+    )
+    pidfiles = {action: tmp_path / f"{action}.pid" for action in ("stop", "kill")}
+    ids = {a: await baton.start(wid, {"PIDFILE": str(f)}) for a, f in pidfiles.items()}
+    for action, iid in ids.items():
         await baton.wait_step(iid, "long", "RUNNING")
-    assert (await baton.act(stopped, "stop")).status_code == 202
-    assert (await baton.act(killed, "kill")).status_code == 202
-    assert (await baton.wait_status(stopped, "STOPPED"))["status"] == "STOPPED"
-    assert (await baton.wait_status(killed, "FAILED"))["status"] == "FAILED"
-    assert (await baton.steps(stopped))["long"]["status"] == "STOPPED"
-    conflict = await baton.act(stopped, "stop")
+        await wait_until_async(lambda f=pidfiles[action]: f.exists() and f.read_text().strip())
+        assert (await baton.act(iid, action)).status_code == 202
+    assert (await baton.wait_status(ids["stop"], "STOPPED"))["status"] == "STOPPED"
+    assert (await baton.wait_status(ids["kill"], "FAILED"))["status"] == "FAILED"
+    assert (await baton.steps(ids["stop"]))["long"]["status"] == "STOPPED"
+    # The engine's cancellation reached the worker: the steps' processes are gone.
+    for f in pidfiles.values():
+        pid = int(f.read_text())
+        await wait_until_async(lambda pid=pid: not _alive(pid), timeout=15, message=f"{pid} killed")
+    conflict = await baton.act(ids["stop"], "stop")
     assert conflict.status_code == 409
     assert conflict.headers["content-type"].startswith("application/problem+json")
     assert "STOPPED" in conflict.json()["detail"]

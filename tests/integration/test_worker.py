@@ -23,6 +23,7 @@ from services.adapters.kafka import (
     new_producer,
     task_topic,
 )
+from services.adapters.publish import send_command
 from services.adapters.settings import REPO_ROOT, Settings
 from services.domain.commands import (
     Command,
@@ -50,7 +51,9 @@ def codec() -> Codec:
 
 @pytest.fixture
 async def topics(kafka: str, settings: Settings) -> str:
-    await ensure_topics(kafka, settings.partitions, [QUEUE, "itest-stop", "itest-concurrency"])
+    await ensure_topics(
+        kafka, settings.partitions, [QUEUE, "itest-stop", "itest-concurrency", "itest-cancel"]
+    )
     return kafka
 
 
@@ -350,3 +353,49 @@ async def test_tasks_run_concurrently_up_to_the_limit(
 
 def read_lines(path: Path) -> list[str]:
     return path.read_text().split()
+
+
+async def test_a_cancelled_attempt_is_killed_unreported_and_its_offset_committed(
+    topics: str, producer: AIOKafkaProducer, codec: Codec
+) -> None:
+    queue = "itest-cancel"
+    task = make_task(new_id("cancel"), "shell", {"command": "sleep 30"}, queue=queue)
+    key = (task.instance_id, task.step_id, task.attempt)
+    async with collecting(topics, TOPIC_COMMANDS) as commands:
+        meta = await producer.send_and_wait(
+            task_topic(queue), codec.encode_task(task), key=task.instance_id.encode()
+        )
+        async with running_worker(topics, codec, queue) as (worker, consumer, _):
+            await wait_until_async(
+                lambda: any(
+                    isinstance(c, ReportAttemptStarted)
+                    for c in reports(commands, codec, task.instance_id)
+                ),
+                timeout=DEADLINE,
+            )
+            worker.cancel(key, "test")
+            tp = TopicPartition(meta.topic, meta.partition)
+
+            async def committed() -> bool:
+                offset = await consumer.committed(tp)
+                return offset is not None and offset > meta.offset
+
+            await wait_until_async(committed, timeout=DEADLINE, message="offset committed")
+            assert worker.running == 0
+        # A marker on the same key lands after any report the worker could have sent.
+        await send_command(
+            producer, codec, ReportAttemptHeartbeat(task.instance_id, task.step_id, 99, "marker")
+        )
+        await wait_until_async(
+            lambda: any(
+                isinstance(c, ReportAttemptHeartbeat) and c.attempt == 99
+                for c in reports(commands, codec, task.instance_id)
+            ),
+            timeout=DEADLINE,
+        )
+    results = [
+        c
+        for c in reports(commands, codec, task.instance_id)
+        if isinstance(c, ReportAttemptSucceeded | ReportAttemptFailed)
+    ]
+    assert results == []

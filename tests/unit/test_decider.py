@@ -17,7 +17,7 @@ from services.domain.commands import (
     StopInstance,
 )
 from services.domain.decide import Rejected, decide, next_deadline
-from services.domain.dispatch import tasks_for
+from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import (
     InstanceFailed,
     InstanceRestarted,
@@ -286,3 +286,21 @@ def test_params_are_resolved_into_the_started_event_and_the_attempt() -> None:
     assert out[0].params == '{"name":"x","rows":7}'
     assert isinstance(out[1], StepAttemptCreated)
     assert out[1].params == '{"b":2,"name":"x","rows":7}'
+
+
+def test_cancellations_are_the_ends_a_worker_did_not_report() -> None:
+    h = History()
+    h.when(start(diamond(timeout="5s", retry_policy={"user_limit": 0})))
+    succeed(h, "a")
+    h.when(ReportAttemptStarted(IID, "b", 1, "w"), 0)
+    h.when(ReportAttemptStarted(IID, "c", 1, "w"), 0)
+    timed_out = decide(h.state, FireTimers(IID), 5 * S)  # b's timeout fires in the engine
+    assert [e.type for e in cancellations(timed_out)] == ["StepAttemptFailed"]
+    user = History()
+    user.when(start(diamond(retry_policy={"user_limit": 0})))
+    user.when(ReportAttemptStarted(IID, "a", 1, "w"))
+    reported = decide(user.state, ReportAttemptFailed(IID, "a", 1, FailureKind.USER, "x"), 0)
+    assert cancellations(reported) == []  # the worker reported it: nothing to cancel
+    user.events.extend(reported)  # a now waits for its retry
+    stopped = decide(user.state, StopInstance(IID), 0)
+    assert [e.type for e in cancellations(stopped)] == ["StepStopped"]
