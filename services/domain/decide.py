@@ -269,6 +269,8 @@ def _restart(d: _Draft, c: RestartInstance) -> None:
         reset = wf.dag.order
     else:
         reset = tuple(sid for sid in wf.dag.order if not d.s.steps[sid].status.is_success)
+    if not reset:
+        return  # every step succeeded: a run from the incomplete steps would do nothing
     timeout_at = d.now + round(wf.timeout * MICROS)
     d.emit(InstanceRestarted(d.s.run + 1, c.mode, reset, timeout_at))
     _advance(d)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -28,8 +29,13 @@ from services.domain.statuses import FailureMode
 
 MAX_STEPS = 300
 MAX_DEFINITION_BYTES = 1_000_000
+# The stored (canonical) form travels in commands and events: bounded well under the broker's
+# message size, so no definition can make a record Kafka refuses.
+MAX_CANONICAL_BYTES = 512_000
 DEFAULT_WORKFLOW_TIMEOUT_S = 10 * 86_400
 MAX_WORKFLOW_TIMEOUT_S = 120 * 86_400
+# Every duration (timeouts, sleeps, back-off) is finite and at most this.
+MAX_DURATION_S = MAX_WORKFLOW_TIMEOUT_S
 ENGINE_STEP_TYPES = frozenset({"sleep"})
 
 _ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
@@ -63,8 +69,10 @@ def parse_duration(value: Any) -> float:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
         raise ValueError("expected seconds as a number or a duration such as '30s', '1h30m'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds, not negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration may be at most {MAX_DURATION_S // 86_400} days")
     return seconds
 
 
@@ -196,6 +204,7 @@ class Workflow(_Model):
             self.model_dump(mode="json", exclude_defaults=False),
             sort_keys=True,
             separators=(",", ":"),
+            allow_nan=False,
         )
 
 
@@ -318,6 +327,16 @@ def parse_workflow(data: Any) -> Workflow:
     faults = _graph_faults(wf)
     if faults:
         raise DefinitionError(faults)
+    size = len(wf.to_json().encode())
+    if size > MAX_CANONICAL_BYTES:
+        raise DefinitionError(
+            [
+                (
+                    "",
+                    f"the definition is {size} bytes in canonical form; at most {MAX_CANONICAL_BYTES}",
+                )
+            ]
+        )
     return wf
 
 
@@ -326,9 +345,13 @@ def parse_workflow_text(text: str | bytes) -> Workflow:
     if len(text) > MAX_DEFINITION_BYTES:
         raise DefinitionError([("", f"a definition may be at most {MAX_DEFINITION_BYTES} bytes")])
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
+        # JSON first: YAML 1.1 would read some valid JSON differently (1e300 is a string there).
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
     return parse_workflow(data)
 
 

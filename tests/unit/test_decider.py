@@ -304,3 +304,12 @@ def test_cancellations_are_the_ends_a_worker_did_not_report() -> None:
     user.events.extend(reported)  # a now waits for its retry
     stopped = decide(user.state, StopInstance(IID), 0)
     assert [e.type for e in cancellations(stopped)] == ["StepStopped"]
+
+
+def test_restart_from_incomplete_of_a_succeeded_instance_decides_nothing() -> None:
+    h = History()
+    h.when(start(workflow_json([{"id": "only", "type": "noop"}])))
+    succeed(h, "only")
+    assert h.state is not None and h.state.status is InstanceStatus.SUCCEEDED
+    assert h.when(RestartInstance(IID)) == []
+    assert h.types(RestartInstance(IID, RestartMode.FROM_BEGINNING))[0] == "InstanceRestarted"

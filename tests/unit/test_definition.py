@@ -89,7 +89,7 @@ steps:
             "params.n.value",
             "expected a long",
         ),
-        (wf({"id": "a", "type": "noop"}, timeout="200d"), "timeout", "less than or equal"),
+        (wf({"id": "a", "type": "noop"}, timeout="200d"), "timeout", "at most 120 days"),
         (
             wf({"id": "a", "type": "noop", "retry_policy": {"backoff": {"type": "linear"}}}),
             "steps[0].retry_policy.backoff.type",
@@ -143,3 +143,28 @@ def test_start_params_are_checked_against_declared_types() -> None:
     with pytest.raises(DefinitionError) as err:
         resolve_params(w, {"n": "five", "xs": ["a"]})
     assert dict(err.value.faults).keys() == {"params.n", "params.xs"}
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "1e13", "-5", 10_000_000_000_000.0])
+def test_durations_are_finite_and_bounded_everywhere(value: Any) -> None:
+    text = f"id: w\nsteps:\n  - id: a\n    type: sleep\n    duration: {value}\n"
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow_text(text)
+    assert "steps[0].duration" in dict(err.value.faults)
+    policy = {"backoff": {"type": "fixed", "user_seconds": float("inf")}}
+    found = faults(wf({"id": "a", "type": "noop", "retry_policy": policy}))
+    assert "steps[0].retry_policy.backoff.user_seconds" in found
+
+
+def test_json_bodies_are_read_as_json() -> None:
+    w = parse_workflow_text('{"id": "w", "steps": [{"id": "a", "type": "sleep", "duration": 1e2}]}')
+    assert w.steps[0].duration == 100.0  # type: ignore[union-attr]
+
+
+def test_the_canonical_form_is_bounded() -> None:
+    steps = [
+        {"id": f"s{i}", "type": "shell", "command": "x" * 2000, "description": "d" * 2000}
+        for i in range(200)
+    ]
+    with pytest.raises(DefinitionError, match="canonical form"):
+        parse_workflow(wf(*steps))
