@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 GROUP_ID = "baton-engine"
 IDLE_POLL_MS = 100
 SESSION_TIMEOUT_MS = 10_000
+REBALANCE_TIMEOUT_MS = 120_000
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -45,9 +46,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.engine = engine
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Eager rebalancing revokes everything before every assignment; shards that come
-        # back are kept (see on_partitions_assigned), so nothing is dropped here.
-        return None
+        # Let the batch in flight commit (or fail) before the group moves partitions, so a
+        # new owner never fences a transaction we are about to finish. Eager rebalancing
+        # revokes everything before every assignment; shards that come back are kept (see
+        # on_partitions_assigned), so nothing is dropped here.
+        async with self.engine._lock:
+            return None
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.engine._assigned({tp.partition for tp in assigned})
@@ -74,6 +78,8 @@ class Engine:
         self.admin: AIOKafkaAdminClient | None = None
         self._queues: set[str] = set()
         self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._failures: dict[int, int] = {}
         # Held while deciding a batch and while partitions change hands.
         self._lock = asyncio.Lock()
         # Bumped on every assignment: a batch fetched across one is dropped and re-read
@@ -126,6 +132,16 @@ class Engine:
             self.consumer.seek(shard.commands_tp, shard.position)
 
     async def _assigned(self, partitions: set[int]) -> None:
+        try:
+            await self._take(partitions)
+        except Exception as err:
+            # aiokafka would only log this and keep the partitions assigned to us, unowned
+            # and silent. Stop instead: a restart (or another engine) takes them over.
+            log.critical("engine %s could not take partitions %s", self.engine_id, partitions)
+            self._fatal = err
+            self.stop()
+
+    async def _take(self, partitions: set[int]) -> None:
         async with self._lock:
             self._generation += 1
             for p in sorted(set(self.shards) - partitions):
@@ -145,6 +161,8 @@ class Engine:
             fetch_max_wait_ms=5,
             group_instance_id=self.engine_id,
             session_timeout_ms=SESSION_TIMEOUT_MS,
+            # Taking partitions folds their history inside the rebalance; give it time.
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         await self.consumer.start()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -181,13 +199,21 @@ class Engine:
                         await self._seek(shard)
                     continue
                 await self._decide_and_commit(batch)
+        if self._fatal is not None:
+            raise self._fatal
 
     async def _decide_and_commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
         now = now_micros()
         work = []
         for shard in self.shards.values():
             records = batch.get(shard.commands_tp, [])
-            out = shard.decide_batch(records, now)
+            # Nothing transactional is written to the commands topic, so the position reaches
+            # the high watermark exactly when every input has been read.
+            highwater = self.consumer.highwater(shard.commands_tp)
+            position = await self.consumer.position(shard.commands_tp)
+            lagging = highwater is not None and highwater > position
+            out = shard.decide_batch(records, now, lagging)
             next_offset = records[-1].offset + 1 if records else None
             if out or next_offset is not None:
                 work.append(self._commit(shard, out, next_offset))
@@ -195,13 +221,23 @@ class Engine:
             await asyncio.gather(*work)
 
     async def _commit(self, shard: Shard, out: Outbox, next_offset: int | None) -> None:
+        p = shard.partition
         try:
             await shard.commit(out, next_offset)
         except KafkaError:
-            # Memory already holds what failed to commit (or another engine fenced us):
-            # rebuild the shard from the log and re-read its inputs from the committed offset.
-            log.exception("p%d: transaction failed; rebuilding the shard", shard.partition)
-            await self._reopen(shard.partition)
+            # Memory already holds what failed to commit (or another engine fenced us).
+            assert self.consumer is not None
+            if shard.commands_tp not in self.consumer.assignment():
+                log.warning("p%d: transaction failed and p is no longer ours; dropped", p)
+                await self.shards.pop(p).producer.stop()
+                return
+            failures = self._failures[p] = self._failures.get(p, 0) + 1
+            log.exception("p%d: transaction failed (%d in a row); rebuilding", p, failures)
+            # Back off when it keeps failing (a broker in trouble), instead of spinning.
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** (failures - 1)))
+            await self._reopen(p)
+        else:
+            self._failures.pop(p, None)
 
     async def _reopen(self, p: int) -> None:
         old = self.shards.pop(p)

@@ -38,7 +38,7 @@ from services.domain.commands import (
 from services.domain.decide import Rejected, decide, decide_workflow, next_deadline
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted, WorkflowVersionCreated
-from services.domain.evolve import evolve, evolve_workflow
+from services.domain.evolve import CorruptLog, evolve, evolve_workflow
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
 from services.domain.tasks import Task
@@ -48,12 +48,18 @@ log = logging.getLogger(__name__)
 AttemptKey = tuple[str, str, int]
 
 
+# The largest record the engine writes; above it the command is rejected (dead-lettered)
+# instead of making Kafka refuse the whole transaction again and again.
+MAX_RECORD_BYTES = 3 * 1024 * 1024
+
+
 @dataclass
 class Outbox:
-    """What one transaction writes besides the input offsets."""
+    """What one transaction writes besides the input offsets, already encoded."""
 
-    events: list[Event] = field(default_factory=list)
-    tasks: list[Task] = field(default_factory=list)
+    events: list[tuple[Event, bytes]] = field(default_factory=list)
+    cancellations: list[tuple[Event, bytes]] = field(default_factory=list)
+    tasks: list[tuple[Task, bytes]] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord[Any, Any], str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -110,10 +116,11 @@ class Shard:
                     try:
                         event = self.codec.decode_event(record.value)
                     except DecodeError as err:
-                        log.error(
-                            "p%d: undecodable event at %d: %s", self.partition, record.offset, err
-                        )
-                        continue
+                        # Skipping it would put memory one event behind the log, and the next
+                        # decision would reuse its sequence number. Refuse to own p instead.
+                        raise CorruptLog(
+                            f"events[{self.partition}]@{record.offset} is undecodable: {err}"
+                        ) from err
                     self._apply(event)
                     count += 1
         finally:
@@ -144,6 +151,11 @@ class Shard:
         if self._scheduled.get(iid) != due:
             self._scheduled[iid] = due
             heapq.heappush(self._heap, (due, iid))
+            if len(self._heap) > 2 * len(self._scheduled) + 1024:
+                # Stale entries (superseded deadlines) leave only when due, which can be days
+                # away: rebuild from the live ones before they pile up.
+                self._heap = [(d, i) for i, d in self._scheduled.items()]
+                heapq.heapify(self._heap)
 
     def next_due(self) -> int | None:
         while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
@@ -153,11 +165,14 @@ class Shard:
     # --- deciding ------------------------------------------------------------------------
 
     def _handle(self, cmd: Command, now: int, out: Outbox) -> None:
+        """Decide one command. Memory changes only once everything it produces is encoded,
+        so a command that fails anywhere leaves the shard exactly as it was."""
         if isinstance(cmd, PushWorkflow):
             events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now)
+            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
             for e in events:
                 self._apply(e)
-            out.events.extend(events)
+            out.events.extend(encoded)
             return
         iid = cmd.instance_id
         if isinstance(cmd, ReportAttemptHeartbeat):
@@ -171,12 +186,26 @@ class Shard:
             return
         for e in events:
             state = evolve(state, e)
-            self._track_liveness(iid, e, now)
         assert state is not None
+        encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
+        tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
         self.instances[iid] = state
+        for e in events:
+            self._track_liveness(iid, e, now)
         self._schedule(iid, state)
-        out.events.extend(events)
-        out.tasks.extend(tasks_for(state, events))
+        out.events.extend(encoded)
+        cancelled = {id(e) for e in cancellations(events)}
+        out.cancellations.extend(pair for pair in encoded if id(pair[0]) in cancelled)
+        out.tasks.extend(tasks)
+
+    @staticmethod
+    def _encode(encode: Callable[[Any], bytes], value: Any) -> bytes:
+        data = encode(value)
+        if len(data) > MAX_RECORD_BYTES:
+            raise Rejected(
+                f"{type(value).__name__} would be {len(data)} bytes; at most {MAX_RECORD_BYTES}"
+            )
+        return data
 
     def _track_liveness(self, iid: str, e: Event, now: int) -> None:
         p = e.payload
@@ -189,13 +218,16 @@ class Shard:
         elif not isinstance(p, StepAttemptStarted):
             self.last_seen.pop(key, None)
 
-    def _due_commands(self, now: int) -> list[Command]:
+    def _due_commands(self, now: int, lagging: bool) -> list[Command]:
         cmds: list[Command] = []
         while self._heap and self._heap[0][0] <= now:
             due, iid = heapq.heappop(self._heap)
             if self._scheduled.get(iid) == due:
                 del self._scheduled[iid]
                 cmds.append(FireTimers(iid))
+        if lagging:
+            # Heartbeats may be waiting in the unread input: silence is not evidence yet.
+            return cmds
         limit = self.heartbeat_timeout_us
         for (iid, sid, attempt), seen in list(self.last_seen.items()):
             if now - seen > limit:
@@ -203,7 +235,11 @@ class Shard:
                 cmds.append(ExpireHeartbeat(iid, sid, attempt, (now - seen) / 1_000_000))
         return cmds
 
-    def decide_batch(self, records: Sequence[ConsumerRecord[Any, Any]], now: int) -> Outbox:
+    def decide_batch(
+        self, records: Sequence[ConsumerRecord[Any, Any]], now: int, lagging: bool = False
+    ) -> Outbox:
+        """Decide a batch of commands and whatever timers are due. `lagging`: more input is
+        already waiting on the partition (no heartbeat expiry then)."""
         out = Outbox()
         for record in records:
             try:
@@ -213,9 +249,18 @@ class Shard:
                 out.dead.append((record, f"undecodable command: {err}"))
             except Rejected as err:
                 out.dead.append((record, f"rejected: {err}"))
-        for cmd in self._due_commands(now):
-            self._handle(cmd, now, out)
-        for iid in {e.instance_id for e in out.events if e.instance_id}:
+            except Exception as err:
+                # A bug or an input no rule foresaw: the partition must not stop on it.
+                log.exception("p%d offset %d: deciding failed", self.partition, record.offset)
+                out.dead.append((record, f"internal error: {type(err).__name__}: {err}"))
+        for cmd in self._due_commands(now, lagging):
+            try:
+                self._handle(cmd, now, out)
+            except Exception:
+                # Its timer is already off the heap: the instance waits for its next input
+                # rather than failing the same way on every loop.
+                log.exception("p%d: %s failed; left as it is", self.partition, cmd)
+        for iid in {e.instance_id for e, _ in out.events if e.instance_id}:
             state = self.instances.get(iid)
             if state is not None:
                 self._schedule(iid, state)
@@ -227,32 +272,26 @@ class Shard:
         """Events, tasks, dead letters and the input position: all or nothing."""
         if not out and next_offset is None:
             return
-        for queue in {t.queue for t in out.tasks}:
+        for queue in {t.queue for t, _ in out.tasks}:
             await self.ensure_queue(queue)
         p = self.partition
         async with self.producer.transaction():
             futures = []
-            for e in out.events:
+            for e, data in out.events:
                 futures.append(
                     await self.producer.send(
                         TOPIC_EVENTS,
-                        self.codec.encode_event(e),
+                        data,
                         key=e.key.encode(),
                         partition=p,
                         timestamp_ms=e.occurred_at // 1000,
                     )
                 )
-            for e in cancellations(out.events):
+            for e, data in out.cancellations:
+                futures.append(await self.producer.send(TOPIC_CONTROL, data, key=e.key.encode()))
+            for t, data in out.tasks:
                 futures.append(
-                    await self.producer.send(
-                        TOPIC_CONTROL, self.codec.encode_event(e), key=e.key.encode()
-                    )
-                )
-            for t in out.tasks:
-                futures.append(
-                    await self.producer.send(
-                        task_topic(t.queue), self.codec.encode_task(t), key=t.instance_id.encode()
-                    )
+                    await self.producer.send(task_topic(t.queue), data, key=t.instance_id.encode())
                 )
             for record, reason in out.dead:
                 log.warning("p%d offset %d dead-lettered: %s", p, record.offset, reason)
