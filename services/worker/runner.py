@@ -48,6 +48,7 @@ _POLL_MS = 100
 # does not take a worker running long steps for a dead one (max_poll_interval_ms).
 _KEEPALIVE_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 5.0
+MAX_OUTPUTS_BYTES = 256 * 1024
 
 
 class _GaveUp(Exception):
@@ -143,6 +144,7 @@ class Worker:
         self._control = control
         self._running: dict[AttemptKey, asyncio.Future[StepOutcome]] = {}
         self._cancelled: OrderedDict[AttemptKey, None] = OrderedDict()
+        self._in_flight: set[tuple[TopicPartition, int]] = set()
         self._producer = producer
         self._codec = codec
         self._runtimes = runtimes
@@ -211,7 +213,13 @@ class Worker:
         if offsets is None:
             offsets = self._offsets[tp] = _PartitionOffsets()
         offsets.start(record.offset)
-        handler = asyncio.ensure_future(self._handle(offsets, record))
+        if (tp, record.offset) in self._in_flight:
+            # Still running here from before a rebalance that gave tp back to us: eager
+            # rebalancing re-delivers from the committed offset. Do not run it twice; the
+            # running copy finishes this offset when it ends.
+            return
+        self._in_flight.add((tp, record.offset))
+        handler = asyncio.ensure_future(self._handle(tp, record))
         self._handlers.add(handler)
         handler.add_done_callback(self._handler_done)
 
@@ -274,9 +282,13 @@ class Worker:
 
     # -- one task ---------------------------------------------------------------------------
 
-    async def _handle(
-        self, offsets: _PartitionOffsets, record: ConsumerRecord[bytes, bytes]
-    ) -> None:
+    async def _handle(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            await self._handle_one(tp, record)
+        finally:
+            self._in_flight.discard((tp, record.offset))
+
+    async def _handle_one(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             async with self._slots:
                 await self._process(record)
@@ -290,7 +302,9 @@ class Worker:
                 err,
             )
             return
-        if offsets.finish(record.offset):
+        # The tracker that owns tp now (a rebalance may have replaced it, or taken tp away).
+        offsets = self._offsets.get(tp)
+        if offsets is not None and offsets.finish(record.offset):
             self._commit_wanted.set()
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -318,6 +332,13 @@ class Worker:
                 outputs = _outputs_json(outcome)
             except (TypeError, ValueError) as err:
                 outcome = failure(FailureKind.USER, f"outputs are not valid JSON: {err}")
+            else:
+                if len(outputs.encode()) > MAX_OUTPUTS_BYTES:
+                    # They travel in a command and an event: bounded, like every record.
+                    outcome = failure(
+                        FailureKind.USER,
+                        f"outputs are {len(outputs.encode())} bytes; at most {MAX_OUTPUTS_BYTES}",
+                    )
         if isinstance(outcome, StepSuccess):
             report: Command = ReportAttemptSucceeded(
                 task.instance_id, task.step_id, task.attempt, outputs
@@ -337,6 +358,8 @@ class Worker:
     async def _run_with_heartbeats(self, runtime: StepRuntime, task: Task) -> StepOutcome | None:
         """The step's outcome, or None when the engine cancelled it (see `cancel`)."""
         key = (task.instance_id, task.step_id, task.attempt)
+        if key in self._cancelled:  # cancelled while its Started report was being sent
+            return None
         step = asyncio.ensure_future(runtime.run(task))
         self._running[key] = step
         try:

@@ -25,7 +25,7 @@ from services.api.dto import (
     StepPublic,
 )
 from services.domain.commands import Command, KillInstance, RestartInstance, StopInstance
-from services.domain.statuses import InstanceStatus
+from services.domain.statuses import InstanceStatus, RestartMode
 
 MAX_WAIT_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.05
@@ -192,6 +192,15 @@ async def _act(
     status = InstanceStatus(row["status"])
     if status.is_terminal != needs_terminal:
         raise problems.conflict(f"cannot {action} an instance that is {status.value}")
+    if (
+        isinstance(command, RestartInstance)
+        and command.mode is RestartMode.FROM_INCOMPLETE
+        and status is InstanceStatus.SUCCEEDED
+    ):
+        raise problems.conflict(
+            "nothing to restart from incomplete steps: every step of this SUCCEEDED instance "
+            "succeeded; restart with mode FROM_BEGINNING to run it again"
+        )
     command_id = await publish(producer, codec, command)
     return {"instance_id": instance_id, "action": action, "command_id": command_id}
 
