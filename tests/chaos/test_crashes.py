@@ -47,7 +47,7 @@ def ten_steps(wid: str) -> dict[str, Any]:
     steps: list[dict[str, Any]] = [
         {"id": "s0", "type": "noop", "next": ["s1", "s2", "s3"]},
         {"id": "s1", "type": "noop", "next": ["s4"]},
-        {"id": "s2", "type": "sleep", "duration": "3s", "next": ["s4"]},
+        {"id": "s2", "type": "sleep", "duration": "6s", "next": ["s4"]},
         {"id": "s3", "type": "noop", "next": ["s4"]},
     ]
     steps += [{"id": f"s{i}", "type": "noop", "next": [f"s{i + 1}"]} for i in range(4, 9)]
@@ -80,7 +80,7 @@ async def killer(stack: Stack, name: str, kills: int, seed: int) -> list[int]:
     rng = random.Random(seed)
     times = []
     for _ in range(kills):
-        await asyncio.sleep(rng.uniform(0.2, 1.2))  # a random moment, not a synchronisation
+        await asyncio.sleep(rng.uniform(0.2, 1.0))  # a random moment, not a synchronisation
         times.append(time.time_ns() // 1000)
         stack.kill(name, signal.SIGKILL)
         stack.restart(name)

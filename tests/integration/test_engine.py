@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_COMMANDS, TOPIC_DEADLETTER, new_consumer, new_producer
+from services.domain.events import StepAttemptStarted, StepAttemptSucceeded
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from tests.helpers import wait_until_async
@@ -99,7 +101,7 @@ async def test_a_new_engine_resumes_from_the_log(kafka: str, producer: AIOKafkaP
     wf = definition(
         "resume",
         [
-            {"id": "s", "type": "sleep", "duration": "1s", "next": ["n"]},
+            {"id": "s", "type": "sleep", "duration": "4s", "next": ["n"]},
             {"id": "n", "type": "noop"},
         ],
     )
@@ -107,11 +109,24 @@ async def test_a_new_engine_resumes_from_the_log(kafka: str, producer: AIOKafkaP
         async with running_engine(kafka):
             iid = await start_instance(producer, "resume", wf)
             await wait_until_async(lambda: "StepAttemptStarted" in log.types(iid), timeout=30)
-        assert "StepAttemptSucceeded" not in log.types(iid)
+        stopped_at = time.time_ns() // 1000
         async with running_engine(kafka), scripted_worker(kafka, "default", succeed_all):
             await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=30)
     events = log.of(iid)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    (started,) = [
+        e.payload
+        for e in events
+        if isinstance(e.payload, StepAttemptStarted) and e.payload.step_id == "s"
+    ]
+    (woke,) = [
+        e
+        for e in events
+        if isinstance(e.payload, StepAttemptSucceeded) and e.payload.step_id == "s"
+    ]
+    assert started.wake_at is not None
+    assert stopped_at < started.wake_at  # the first engine was gone before the timer was due
+    assert woke.occurred_at >= started.wake_at  # the second one fired it at the recorded time
 
 
 async def test_malformed_and_rejected_commands_are_dead_lettered(
