@@ -60,7 +60,7 @@ async def apply_batch(conn: Conn, events: Sequence[Event]) -> int:
     """
     unique: dict[tuple[str, int], Event] = {}
     for e in events:
-        unique.setdefault((e.key, e.seq), e)
+        unique.setdefault((history.aggregate_id(e), e.seq), e)
     if not unique:
         return 0
 

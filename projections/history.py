@@ -35,9 +35,15 @@ def payload_json(payload: EventPayload) -> str:
     return json.dumps(dataclasses.asdict(payload), sort_keys=True, separators=(",", ":"))
 
 
+def aggregate_id(e: Event) -> str:
+    """Workflow ids and instance ids are different namespaces that could spell the same
+    string; the prefix keeps their histories apart."""
+    return e.instance_id if e.instance_id is not None else f"workflow:{e.workflow_id}"
+
+
 def history_row(e: Event) -> dict[str, Any]:
     return {
-        "aggregate_id": e.key,
+        "aggregate_id": aggregate_id(e),
         "seq": e.seq,
         "event_id": e.event_id,
         "instance_id": e.instance_id,

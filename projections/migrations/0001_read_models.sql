@@ -73,7 +73,7 @@ CREATE TABLE attempts (
 
 -- The full history of every aggregate (instances and workflows), one row per event.
 CREATE TABLE events (
-    aggregate_id  text NOT NULL,         -- instance id, or workflow id for workflow events
+    aggregate_id  text NOT NULL,         -- instance id, or 'workflow:<id>' for workflow events
     seq           integer NOT NULL,
     event_id      text NOT NULL,
     instance_id   text,

@@ -522,3 +522,25 @@ async def test_openapi_lists_every_route(api: Api) -> None:
         assert methods <= spec["paths"][path].keys(), path
     create = spec["paths"][f"{V1}/workflows"]["post"]
     assert {"application/json", "application/yaml"} <= create["requestBody"]["content"].keys()
+
+
+async def test_a_reused_idempotency_key_with_other_params_is_a_conflict(api: Api) -> None:
+    workflow_id = await insert_version(api, definition(unique("idem-conflict")))
+    url = f"{V1}/workflows/{workflow_id}/instances"
+    first = (await api.http.post(url, json={"idempotency_key": "k-1"})).json()
+    # As the projector would record it once the engine started the instance.
+    await api.pool.execute(
+        "INSERT INTO instances (instance_id, workflow_id, version, run, status, initiator,"
+        " params, created_at, updated_at, last_seq) VALUES ($1, $2, 1, 1, 'IN_PROGRESS',"
+        " 'api', '{}', $3, $3, 2)",
+        first["instance_id"],
+        workflow_id,
+        datetime.now(UTC),
+    )
+    again = await api.http.post(url, json={"idempotency_key": "k-1"})
+    assert again.status_code == 202
+    assert again.json()["instance_id"] == first["instance_id"]
+    body = problem(
+        await api.http.post(url, json={"idempotency_key": "k-1", "params": {"n": 2}}), 409
+    )
+    assert "k-1" in body["detail"]

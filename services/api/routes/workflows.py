@@ -225,13 +225,15 @@ async def start_instance(
             f"stored version {row['version']} of {workflow_id!r} no longer validates: {err}",
         ) from None
     try:
-        resolve_params(wf, req.params)
+        resolved = resolve_params(wf, req.params)
         params = canonical_json(req.params)
     except DefinitionError as err:
         raise problems.from_definition_error(err, "params") from None
     except ValueError as err:  # NaN or infinity: not JSON
         raise problems.invalid_input([("params", str(err))], "params") from None
     instance_id = instance_id_for(workflow_id, req.idempotency_key)
+    if req.idempotency_key is not None:
+        await _same_request_or_conflict(pool, instance_id, row["version"], resolved, req)
     command = StartInstance(
         instance_id=instance_id,
         workflow_id=workflow_id,
@@ -248,3 +250,20 @@ async def start_instance(
         version=row["version"],
         command_id=command_id,
     )
+
+
+async def _same_request_or_conflict(
+    pool: Pool, instance_id: str, version: int, params: dict[str, Any], req: InstanceCreate
+) -> None:
+    """A key already used for a different start is an error, not a silent no-op. (A start
+    not yet projected cannot be compared; the engine then keeps the first one.)"""
+    existing = await pool.fetchrow(
+        "SELECT version, params FROM instances WHERE instance_id = $1", instance_id
+    )
+    if existing is None:
+        return
+    if existing["version"] != version or json_value(existing["params"]) != params:
+        raise problems.conflict(
+            f"idempotency key {req.idempotency_key!r} was used for instance {instance_id} "
+            f"with version {existing['version']} and other params; use a new key"
+        )
