@@ -44,6 +44,8 @@ class KillInstance:
 class RestartInstance:
     instance_id: str
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
+    # The run the caller saw ended: a retried request must not restart the run it started.
+    expected_run: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,6 +264,8 @@ def _kill(d: _Draft, c: KillInstance) -> None:
 def _restart(d: _Draft, c: RestartInstance) -> None:
     if not d.state or not d.s.status.is_terminal:
         return
+    if c.expected_run is not None and c.expected_run != d.s.run:
+        return  # a retry of a restart that already made a newer run
     wf = d.s.workflow
     if c.mode is RestartMode.FROM_BEGINNING:
         reset = wf.dag.order

@@ -311,7 +311,7 @@ def test_random_bodies_behind_a_valid_header_raise_decode_error(record: str, bod
 _INT32 = st.integers(-(2**31), 2**31 - 1)
 # timestamp-micros decodes through datetime: years 1..9999.
 _MICROS = st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)
-_INT_FIELDS = {"attempt", "run", "version"}
+_INT_FIELDS = {"attempt", "run", "version", "expected_run"}
 
 
 def _strategy(cls: type[Any]) -> st.SearchStrategy[Any]:

@@ -313,3 +313,13 @@ def test_restart_from_incomplete_of_a_succeeded_instance_decides_nothing() -> No
     assert h.state is not None and h.state.status is InstanceStatus.SUCCEEDED
     assert h.when(RestartInstance(IID)) == []
     assert h.types(RestartInstance(IID, RestartMode.FROM_BEGINNING))[0] == "InstanceRestarted"
+
+
+def test_a_retried_restart_restarts_once() -> None:
+    h = History()
+    h.when(start(diamond()))
+    h.when(StopInstance(IID))
+    assert h.types(RestartInstance(IID, expected_run=1))[0] == "InstanceRestarted"
+    h.when(StopInstance(IID))  # run 2 ended before the retried request arrived
+    assert h.when(RestartInstance(IID, expected_run=1)) == []
+    assert h.types(RestartInstance(IID, expected_run=2))[0] == "InstanceRestarted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
@@ -184,7 +185,7 @@ async def _act(
     codec: Codec,
     instance_id: str,
     action: str,
-    command: Command,
+    make_command: Callable[[Mapping[str, Any]], Command],
     *,
     needs_terminal: bool,
 ) -> dict[str, Any]:
@@ -192,6 +193,7 @@ async def _act(
     status = InstanceStatus(row["status"])
     if status.is_terminal != needs_terminal:
         raise problems.conflict(f"cannot {action} an instance that is {status.value}")
+    command = make_command(row)
     if (
         isinstance(command, RestartInstance)
         and command.mode is RestartMode.FROM_INCOMPLETE
@@ -223,7 +225,9 @@ async def stop_instance(
 ) -> ActionAccepted:
     reason = body.reason if body else ""
     cmd = StopInstance(instance_id=instance_id, reason=reason)
-    out = await _act(pool, producer, codec, instance_id, "stop", cmd, needs_terminal=False)
+    out = await _act(
+        pool, producer, codec, instance_id, "stop", lambda _: cmd, needs_terminal=False
+    )
     return ActionAccepted.model_validate(out)
 
 
@@ -242,7 +246,9 @@ async def kill_instance(
 ) -> ActionAccepted:
     reason = body.reason if body else ""
     cmd = KillInstance(instance_id=instance_id, reason=reason)
-    out = await _act(pool, producer, codec, instance_id, "kill", cmd, needs_terminal=False)
+    out = await _act(
+        pool, producer, codec, instance_id, "kill", lambda _: cmd, needs_terminal=False
+    )
     return ActionAccepted.model_validate(out)
 
 
@@ -260,6 +266,10 @@ async def restart_instance(
     body: Annotated[RestartBody | None, Body()] = None,
 ) -> ActionAccepted:
     mode = (body or RestartBody()).mode
-    cmd = RestartInstance(instance_id=instance_id, mode=mode)
-    out = await _act(pool, producer, codec, instance_id, "restart", cmd, needs_terminal=True)
+
+    def restart(row: Mapping[str, Any]) -> Command:
+        # The run this caller saw end: a retried request restarts it once, not twice.
+        return RestartInstance(instance_id=instance_id, mode=mode, expected_run=row["run"])
+
+    out = await _act(pool, producer, codec, instance_id, "restart", restart, needs_terminal=True)
     return ActionAccepted.model_validate(out)
