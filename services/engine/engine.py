@@ -21,7 +21,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    ProducerFenced,
+)
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import (
@@ -80,6 +85,8 @@ class Engine:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._failures: dict[int, int] = {}
+        # Partitions whose shard was dropped after being fenced, and when.
+        self._dropped_at: dict[int, float] = {}
         # Held while deciding a batch and while partitions change hands.
         self._lock = asyncio.Lock()
         # Bumped on every assignment: a batch fetched across one is dropped and re-read
@@ -191,6 +198,7 @@ class Engine:
             generation = self._generation
             batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
             async with self._lock:
+                await self._revive_orphans()
                 if generation != self._generation:
                     # Fetched across a rebalance: some of it may come from before the seeks
                     # and the consumer has moved past all of it. Drop it and read again from
@@ -224,12 +232,15 @@ class Engine:
         p = shard.partition
         try:
             await shard.commit(out, next_offset)
-        except KafkaError:
-            # Memory already holds what failed to commit (or another engine fenced us).
+        except KafkaError as err:
+            # Memory already holds what failed to commit: this shard is done either way.
             assert self.consumer is not None
-            if shard.commands_tp not in self.consumer.assignment():
-                log.warning("p%d: transaction failed and p is no longer ours; dropped", p)
+            if _fenced(err) or shard.commands_tp not in self.consumer.assignment():
+                # Another engine opened p's producer: it owns p now. Reopening here would
+                # fence it back; the group will tell us (see _revive_orphans).
+                log.warning("p%d: fenced or no longer ours; shard dropped", p)
                 await self.shards.pop(p).producer.stop()
+                self._dropped_at[p] = asyncio.get_running_loop().time()
                 return
             failures = self._failures[p] = self._failures.get(p, 0) + 1
             log.exception("p%d: transaction failed (%d in a row); rebuilding", p, failures)
@@ -238,6 +249,21 @@ class Engine:
             await self._reopen(p)
         else:
             self._failures.pop(p, None)
+
+    async def _revive_orphans(self) -> None:
+        """A partition still assigned to us long after we were fenced on it (the fencer was a
+        zombie, or the group never moved it): take it back rather than leave it unowned."""
+        assert self.consumer is not None
+        now = asyncio.get_running_loop().time()
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        for p, dropped in list(self._dropped_at.items()):
+            if p in self.shards or p not in assigned:
+                del self._dropped_at[p]
+            elif now - dropped > 2 * SESSION_TIMEOUT_MS / 1000:
+                del self._dropped_at[p]
+                log.warning("p%d: still assigned after being fenced; taking it back", p)
+                self.shards[p] = await self._open_shard(p)
+                await self._seek(self.shards[p])
 
     async def _reopen(self, p: int) -> None:
         old = self.shards.pop(p)
@@ -256,3 +282,13 @@ class Engine:
             await self.admin.close()
         for shard in self.shards.values():
             await shard.producer.stop()
+
+
+def _fenced(err: BaseException) -> bool:
+    """Whether a transaction failed because a newer producer took our transactional id."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ProducerFenced | InvalidProducerEpoch | InvalidProducerIdMapping):
+            return True
+        seen = seen.__cause__
+    return False
