@@ -32,6 +32,7 @@ from services.domain.commands import (
 )
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
+from services.worker.offsets import PartitionOffsets
 from services.worker.runtimes import (
     StepOutcome,
     StepRuntime,
@@ -75,44 +76,6 @@ class WorkerOptions:
             raise ValueError(f"heartbeat_seconds must be > 0, got {self.heartbeat_seconds}")
 
 
-class _PartitionOffsets:
-    """The tasks of one partition not yet finished, in offset order.
-
-    The committable position is the lowest unfinished offset, or one past the highest
-    offset seen when all are finished.
-    """
-
-    __slots__ = ("committed", "next_offset", "pending")
-
-    def __init__(self) -> None:
-        self.pending: dict[int, bool] = {}  # offset -> finished; insertion order = offset order
-        self.next_offset = -1
-        self.committed = -1
-
-    def start(self, offset: int) -> None:
-        self.pending[offset] = False
-        self.next_offset = offset + 1
-
-    def finish(self, offset: int) -> bool:
-        """Mark ``offset`` finished; True if the committable position moved."""
-        if offset not in self.pending:
-            return False
-        self.pending[offset] = True
-        if next(iter(self.pending)) != offset:
-            return False
-        done = []
-        for off, finished in self.pending.items():
-            if not finished:
-                break
-            done.append(off)
-        for off in done:
-            del self.pending[off]
-        return True
-
-    def committable(self) -> int:
-        return next(iter(self.pending)) if self.pending else self.next_offset
-
-
 AttemptKey = tuple[str, str, int]
 # Attempts cancelled by the engine, remembered so a task fetched after its cancellation is
 # not started at all. Bounded: only recent ones matter.
@@ -151,7 +114,7 @@ class Worker:
         self._options = options
         self._topic = task_topic(options.queue)
         self._slots = asyncio.Semaphore(options.concurrency)
-        self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
+        self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._commit_wanted = asyncio.Event()
@@ -211,7 +174,7 @@ class Worker:
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         offsets = self._offsets.get(tp)
         if offsets is None:
-            offsets = self._offsets[tp] = _PartitionOffsets()
+            offsets = self._offsets[tp] = PartitionOffsets()
         offsets.start(record.offset)
         if (tp, record.offset) in self._in_flight:
             # Still running here from before a rebalance that gave tp back to us: eager

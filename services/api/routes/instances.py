@@ -235,7 +235,7 @@ async def stop_instance(
     "/{instance_id}/actions/kill",
     status_code=202,
     responses=_ACTION_RESPONSES,
-    summary="Kill a running instance at once, without waiting for running attempts",
+    summary="Kill a running instance: running attempts are stopped and it ends FAILED",
 )
 async def kill_instance(
     pool: Pool,
