@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from services.domain.definition import (
     MAX_STEPS,
     DefinitionError,
+    load_workflow,
     parse_duration,
     parse_workflow,
     parse_workflow_text,
@@ -168,3 +170,13 @@ def test_the_canonical_form_is_bounded() -> None:
     ]
     with pytest.raises(DefinitionError, match="canonical form"):
         parse_workflow(wf(*steps))
+
+
+def test_definitions_stored_by_the_first_dsl_still_load() -> None:
+    """InstanceStarted events carry the canonical definition and evolve loads it on replay:
+    a DSL change that cannot load this file would make old instances unreplayable."""
+    stored = (Path(__file__).parents[1] / "golden" / "definitions" / "v1.json").read_text()
+    wf = load_workflow(stored.strip())
+    assert wf.dag.roots == ("root",)
+    assert wf.dag.predecessors["join"] == ("shell", "nap", "py")
+    assert wf.params["rows"].value == 100
