@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from typing import Any
 
 import httpx
 
-from services.adapters.avro import Codec, DecodeError
-from services.adapters.kafka import TOPIC_EVENTS, new_consumer
+from services.adapters.event_log import read_all_events
 from services.adapters.settings import Settings
 from services.cli.stack import Stack, prepare
 from services.domain.events import Event, StepAttemptStarted, StepAttemptSucceeded
@@ -39,26 +37,6 @@ def chain() -> dict[str, Any]:
             step["next"] = [f"s{i + 1}"]
         steps.append(step)
     return {"id": "probe-chain20", "steps": steps}
-
-
-async def read_events(bootstrap: str, wanted: set[str]) -> list[Event]:
-    codec = Codec()
-    consumer = new_consumer(bootstrap, None, TOPIC_EVENTS)
-    await consumer.start()
-    try:
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        events: list[Event] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    with contextlib.suppress(DecodeError):
-                        e = codec.decode_event(r.value)
-                        if e.instance_id in wanted:
-                            events.append(e)
-        return events
-    finally:
-        await consumer.stop()
 
 
 async def run_chains(base: str, n: int) -> list[str]:
@@ -129,7 +107,10 @@ async def main(n: int) -> None:
     try:
         await stack.wait_api(60)
         ids = await run_chains(f"http://127.0.0.1:{settings.api_port}/api/v1", n)
-        report(await read_events(settings.kafka_bootstrap, set(ids)))
+        wanted = set(ids)
+        report(
+            [e for e in await read_all_events(settings.kafka_bootstrap) if e.instance_id in wanted]
+        )
     finally:
         stack.stop_all()
 

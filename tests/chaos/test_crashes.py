@@ -9,7 +9,6 @@ successful attempts, and the read models must equal a fresh fold of the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
 import time
@@ -20,7 +19,7 @@ import asyncpg
 import pytest
 from aiokafka import TopicPartition
 
-from services.adapters.avro import Codec, DecodeError
+from services.adapters.event_log import read_all_events
 from services.adapters.kafka import TOPIC_EVENTS, new_consumer
 from services.adapters.settings import Settings
 from services.cli.stack import Stack
@@ -53,26 +52,6 @@ def ten_steps(wid: str) -> dict[str, Any]:
     steps += [{"id": f"s{i}", "type": "noop", "next": [f"s{i + 1}"]} for i in range(4, 9)]
     steps.append({"id": "s9", "type": "noop"})
     return {"id": wid, "steps": steps}
-
-
-async def read_all_events(bootstrap: str) -> list[Event]:
-    codec = Codec()
-    consumer = new_consumer(bootstrap, None, TOPIC_EVENTS, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        events: list[Event] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    # Other tests put garbage on this topic on purpose (dead-letter checks).
-                    with contextlib.suppress(DecodeError):
-                        events.append(codec.decode_event(r.value))
-        return events
-    finally:
-        await consumer.stop()
 
 
 async def killer(stack: Stack, name: str, kills: int, seed: int) -> list[int]:
