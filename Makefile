@@ -20,7 +20,7 @@ setup: $(STAMP)  ## create .venv (Python 3.11) and install Baton with its dev to
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	@touch $(STAMP)
 
 run: setup  ## start Kafka, PostgreSQL and every Baton process

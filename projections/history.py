@@ -23,6 +23,7 @@ EVENTS = Table(
         ("workflow_id", "text"),
         ("type", "text"),
         ("occurred_at", "timestamptz"),
+        ("caused_at", "timestamptz"),
         ("payload", "jsonb"),
     ),
     key=("aggregate_id", "seq"),
@@ -50,6 +51,7 @@ def history_row(e: Event) -> dict[str, Any]:
         "workflow_id": e.workflow_id,
         "type": e.type,
         "occurred_at": ts(e.occurred_at),
+        "caused_at": None if e.caused_at is None else ts(e.caused_at),
         "payload": payload_json(e.payload),
     }
 

@@ -294,6 +294,7 @@ class Codec:
             "workflow_id": e.workflow_id,
             "seq": e.seq,
             "occurred_at": e.occurred_at,
+            "caused_at": e.caused_at,
             "type": m.short_name,
             "schema_version": self._event.version,
             "payload": (m.full_name, m.to_record(e.payload)),
@@ -338,6 +339,7 @@ class Codec:
                 rec["seq"],
                 _micros(rec["occurred_at"]),
                 payload,
+                _micros_or_none(rec.get("caused_at")),
             )
         except DecodeError:
             raise

@@ -60,6 +60,9 @@ SERVER_SETTINGS: dict[str, str] = {
     "log_min_messages": "warning",
     "log_line_prefix": "'%m [%p] %d '",
     "timezone": "'UTC'",
+    # When a projected row became visible (pg_xact_commit_timestamp): the benchmark's
+    # projection lag. Costs a few bytes of WAL per transaction.
+    "track_commit_timestamp": "on",
 }
 
 

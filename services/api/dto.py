@@ -170,6 +170,8 @@ class EventPublic(_Out):
     workflow_id: str
     instance_id: str | None
     occurred_at: datetime
+    # When the command behind it was issued, on its sender's clock (worker, API); null for timers.
+    caused_at: datetime | None = None
     payload: dict[str, Any]
 
 

@@ -71,10 +71,13 @@ class Rejected(ValueError):
 class _Draft:
     """Applies each decided event at once, so later rules see the state it leads to."""
 
-    def __init__(self, state: InstanceState | None, instance_id: str, now: int) -> None:
+    def __init__(
+        self, state: InstanceState | None, instance_id: str, now: int, caused_at: int | None
+    ) -> None:
         self.state = state
         self.instance_id = instance_id
         self.now = now
+        self.caused_at = caused_at
         self.events: list[Event] = []
 
     @property
@@ -91,6 +94,7 @@ class _Draft:
             seq=seq,
             occurred_at=self.now,
             payload=payload,
+            caused_at=self.caused_at,
         )
         self.state = evolve(self.state, event)
         self.events.append(event)
@@ -350,18 +354,24 @@ _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
 }
 
 
-def decide(state: InstanceState | None, command: Command, now: int) -> list[Event]:
+def decide(
+    state: InstanceState | None, command: Command, now: int, caused_at: int | None = None
+) -> list[Event]:
+    """The events `command` leads to at `now`. `caused_at` (the command's issue time on its
+    sender's clock) is stamped on them as metadata."""
     if isinstance(command, PushWorkflow):
         raise TypeError("PushWorkflow addresses a workflow: use decide_workflow")
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise TypeError(f"no rule for {type(command).__name__}")
-    d = _Draft(state, command.instance_id, now)
+    d = _Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
     return d.events
 
 
-def decide_workflow(state: WorkflowState | None, command: PushWorkflow, now: int) -> list[Event]:
+def decide_workflow(
+    state: WorkflowState | None, command: PushWorkflow, now: int, caused_at: int | None = None
+) -> list[Event]:
     try:
         wf = parse_workflow(json.loads(command.definition))
     except DefinitionError as err:
@@ -379,6 +389,7 @@ def decide_workflow(state: WorkflowState | None, command: PushWorkflow, now: int
         seq=seq,
         occurred_at=now,
         payload=WorkflowVersionCreated(version=version, definition=wf.to_json()),
+        caused_at=caused_at,
     )
     evolve_workflow(state, event)  # the same fold replay uses; raises if the log is wrong
     return [event]

@@ -145,6 +145,10 @@ class Event:
     seq: int  # per aggregate, gapless from 1
     occurred_at: int  # UTC microseconds
     payload: EventPayload
+    # When the command that caused it was issued, on the issuer's clock (a worker's report, an
+    # API request); None for the engine's own decisions (timers). Metadata only: evolve never
+    # reads it. It is what measures launch and start overhead from the worker's point of view.
+    caused_at: int | None = None
 
     @property
     def type(self) -> str:

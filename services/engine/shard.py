@@ -164,11 +164,11 @@ class Shard:
 
     # --- deciding ------------------------------------------------------------------------
 
-    def _handle(self, cmd: Command, now: int, out: Outbox) -> None:
+    def _handle(self, cmd: Command, now: int, out: Outbox, caused_at: int | None = None) -> None:
         """Decide one command. Memory changes only once everything it produces is encoded,
         so a command that fails anywhere leaves the shard exactly as it was."""
         if isinstance(cmd, PushWorkflow):
-            events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now)
+            events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
             encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
             for e in events:
                 self._apply(e)
@@ -181,7 +181,7 @@ class Shard:
                 self.last_seen[key] = now
             return
         state = self.instances.get(iid)
-        events = decide(state, cmd, now)
+        events = decide(state, cmd, now, caused_at)
         if not events:
             return
         for e in events:
@@ -243,8 +243,8 @@ class Shard:
         out = Outbox()
         for record in records:
             try:
-                cmd = self.codec.decode_command(record.value).payload
-                self._handle(cmd, now, out)
+                envelope = self.codec.decode_command(record.value)
+                self._handle(envelope.payload, now, out, envelope.issued_at)
             except DecodeError as err:
                 out.dead.append((record, f"undecodable command: {err}"))
             except Rejected as err:

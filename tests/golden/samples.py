@@ -52,7 +52,9 @@ DEFINITION = (
 PARAMS = '{"date":"2025-11-20","region":"eu-west"}'
 
 
-def _event(seq: int, payload: EventPayload, *, instance: bool = True) -> Event:
+def _event(
+    seq: int, payload: EventPayload, *, instance: bool = True, caused_at: int | None = None
+) -> Event:
     aggregate = INSTANCE if instance else WORKFLOW
     return Event(
         event_id=f"{aggregate}:{seq}",
@@ -61,6 +63,7 @@ def _event(seq: int, payload: EventPayload, *, instance: bool = True) -> Event:
         seq=seq,
         occurred_at=T0 + seq * 1_250,
         payload=payload,
+        caused_at=caused_at,
     )
 
 
@@ -142,6 +145,14 @@ EVENTS: tuple[Event, ...] = (
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
 EVENT_VARIANTS: tuple[Event, ...] = (
+    # Events v2: the worker's clock when it reported the attempt started.
+    _event(
+        6,
+        StepAttemptStarted(
+            step_id="extract", attempt=1, worker_id="w-1", timeout_at=None, wake_at=None
+        ),
+        caused_at=T0 + 6 * 1_250 - 700,
+    ),
     _event(
         4,
         StepAttemptCreated(

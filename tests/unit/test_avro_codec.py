@@ -349,6 +349,7 @@ _EVENTS = st.builds(
     seq=st.integers(0, 2**63 - 1),
     occurred_at=_MICROS,
     payload=st.one_of([_strategy(cls) for cls in EVENT_TYPES]),
+    caused_at=st.none() | _MICROS,
 )
 _COMMANDS = st.builds(
     CommandEnvelope,

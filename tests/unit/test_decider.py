@@ -323,3 +323,15 @@ def test_a_retried_restart_restarts_once() -> None:
     h.when(StopInstance(IID))  # run 2 ended before the retried request arrived
     assert h.when(RestartInstance(IID, expected_run=1)) == []
     assert h.types(RestartInstance(IID, expected_run=2))[0] == "InstanceRestarted"
+
+
+def test_events_carry_the_issue_time_of_the_command_that_caused_them() -> None:
+    h = History()
+    h.when(start(diamond()))
+    assert h.state is not None
+    reported = decide(h.state, ReportAttemptSucceeded(IID, "a", 1, "{}"), 5_000, caused_at=4_200)
+    h.events.extend(reported)
+    assert {e.caused_at for e in reported} == {4_200}  # the result and the attempts it creates
+    assert {e.occurred_at for e in reported} == {5_000}
+    timers = decide(h.state, FireTimers(IID), 10**15)  # the engine's own decision
+    assert timers and {e.caused_at for e in timers} == {None}

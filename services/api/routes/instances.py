@@ -164,7 +164,7 @@ async def list_events(
 ) -> EventPage:
     await _instance_row(pool, instance_id)
     rows = await pool.fetch(
-        "SELECT seq, event_id, type, workflow_id, instance_id, occurred_at, payload"
+        "SELECT seq, event_id, type, workflow_id, instance_id, occurred_at, caused_at, payload"
         " FROM events WHERE aggregate_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         instance_id,
         after_seq,
