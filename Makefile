@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEV_HOME := $${BATON_HOME:-$(CURDIR)/.baton}
 TEST_HOME := $(CURDIR)/.baton-test
 
-.PHONY: help setup run test test-unit lint typecheck infra-up infra-down clean
+.PHONY: help setup run test test-unit lint typecheck bench bench-quick infra-up infra-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ lint: setup  ## ruff (rules and formatting) and the import contracts
 
 typecheck: setup  ## mypy --strict over services, projections and tests
 	$(BIN)/mypy
+
+bench: setup  ## the benchmark and the peers; rewrites docs/benchmarks.md (about 40 min)
+	$(BIN)/python -m bench
+
+bench-quick: setup  ## small sizes, Baton only: a smoke run of the benchmark (about 3 min)
+	$(BIN)/python -m bench --quick --no-peers --no-report
 
 infra-up: setup  ## start the dev Kafka and PostgreSQL in the background (data in .baton/)
 	PYTHON=$(BIN)/python bash infra/kafka/start.sh
