@@ -30,3 +30,19 @@ async def send_command(
         TOPIC_COMMANDS, codec.encode_command(env), key=command_key(command).encode()
     )
     return env, meta
+
+
+async def send_envelopes(
+    producer: AIOKafkaProducer, codec: Codec, envelopes: list[CommandEnvelope]
+) -> None:
+    """Publish several commands back to back and wait for every ack. Enqueued without a pause
+    in between, commands for one aggregate leave in one produce request, so the engine reads
+    them in one fetch and decides them in one transaction."""
+    futures = [
+        await producer.send(
+            TOPIC_COMMANDS, codec.encode_command(env), key=command_key(env.payload).encode()
+        )
+        for env in envelopes
+    ]
+    for f in futures:
+        await f

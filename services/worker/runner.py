@@ -22,9 +22,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import TOPIC_DEADLETTER, dead_letter_headers, task_topic
-from services.adapters.publish import send_command
+from services.adapters.publish import envelope, send_command, send_envelopes
 from services.domain.commands import (
     Command,
+    CommandEnvelope,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
@@ -50,6 +51,8 @@ _POLL_MS = 100
 _KEEPALIVE_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 5.0
 MAX_OUTPUTS_BYTES = 256 * 1024
+# How long a step runs before its start is reported on its own (see _run_with_heartbeats).
+REPORT_STARTED_AFTER_SECONDS = 0.005
 
 
 class _GaveUp(Exception):
@@ -283,13 +286,16 @@ class Worker:
             return
         runtime = runtime_for(self._runtimes, task.step_type)
         worker_id = self._options.worker_id
-        await self._send(
+        # Stamped now, when the attempt starts here; sent once the step has run for a moment
+        # (see _run_with_heartbeats) or together with its result.
+        started = envelope(
             ReportAttemptStarted(task.instance_id, task.step_id, task.attempt, worker_id)
         )
-        outcome = await self._run_with_heartbeats(runtime, task)
-        if outcome is None:
+        run = await self._run_with_heartbeats(runtime, task, started)
+        if run is None:
             log.info("task %s cancelled by the engine; not reported", task.task_id)
             return
+        outcome, started_sent = run
         if isinstance(outcome, StepSuccess):
             try:
                 outputs = _outputs_json(outcome)
@@ -316,21 +322,32 @@ class Worker:
                 bounded.message,
                 bounded.output_tail,
             )
-        await self._send(report)
+        await self._send(*([] if started_sent else [started]), envelope(report))
 
-    async def _run_with_heartbeats(self, runtime: StepRuntime, task: Task) -> StepOutcome | None:
-        """The step's outcome, or None when the engine cancelled it (see `cancel`)."""
+    async def _run_with_heartbeats(
+        self, runtime: StepRuntime, task: Task, started: CommandEnvelope
+    ) -> tuple[StepOutcome, bool] | None:
+        """The step's outcome and whether `started` was sent, or None when the engine
+        cancelled it (see `cancel`).
+
+        A step that ends within REPORT_STARTED_AFTER_SECONDS reports its start together with
+        its result: one produce request, one engine transaction, instead of a Started
+        transaction the result would queue behind. Longer steps report their start then."""
         key = (task.instance_id, task.step_id, task.attempt)
-        if key in self._cancelled:  # cancelled while its Started report was being sent
+        if key in self._cancelled:  # cancelled before it started
             return None
         step = asyncio.ensure_future(runtime.run(task))
         self._running[key] = step
+        started_sent = False
         try:
-            while True:
+            done, _ = await asyncio.wait((step,), timeout=REPORT_STARTED_AFTER_SECONDS)
+            if not done:
+                await self._send(started)
+                started_sent = True
+            while not done:
                 done, _ = await asyncio.wait((step,), timeout=self._options.heartbeat_seconds)
-                if done:
-                    break
-                await self._heartbeat(task)
+                if not done:
+                    await self._heartbeat(task)
         finally:
             self._running.pop(key, None)
             if not step.done():
@@ -339,13 +356,16 @@ class Worker:
         if step.cancelled() and key in self._cancelled:
             return None
         try:
-            return step.result()
+            return step.result(), started_sent
         except Exception as err:
             log.exception("runtime %s failed on task %s", type(runtime).__name__, task.task_id)
-            return failure(
-                FailureKind.PLATFORM,
-                f"worker error: {type(err).__name__}: {err}",
-                traceback.format_exc(),
+            return (
+                failure(
+                    FailureKind.PLATFORM,
+                    f"worker error: {type(err).__name__}: {err}",
+                    traceback.format_exc(),
+                ),
+                started_sent,
             )
 
     async def _heartbeat(self, task: Task) -> None:
@@ -358,11 +378,15 @@ class Worker:
             # One missed heartbeat is harmless; the next one may get through.
             log.warning("heartbeat for %s not sent: %r", task.task_id, err)
 
-    async def _send(self, command: Command) -> None:
-        async def send() -> None:
-            await send_command(self._producer, self._codec, command)
+    async def _send(self, *envelopes: CommandEnvelope) -> None:
+        """Reports, in order, in one produce request. A retry after a partial failure sends
+        some again: the engine ignores a report it has already decided."""
 
-        await _retrying(f"report {type(command).__name__}", self._stopping, send)
+        async def send() -> None:
+            await send_envelopes(self._producer, self._codec, list(envelopes))
+
+        what = " + ".join(type(e.payload).__name__ for e in envelopes)
+        await _retrying(f"report {what}", self._stopping, send)
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         log.warning(
