@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,11 +38,14 @@ from services.adapters.kafka import (
     task_topic,
 )
 from services.engine.shard import Outbox, Shard, now_micros
+from services.engine.stats import LoopStats
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "baton-engine"
 IDLE_POLL_MS = 100
+# A shard's decided-but-uncommitted records beyond which deciding waits for its transaction.
+MAX_PENDING_RECORDS = 20_000
 SESSION_TIMEOUT_MS = 10_000
 REBALANCE_TIMEOUT_MS = 120_000
 
@@ -51,12 +55,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.engine = engine
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Let the batch in flight commit (or fail) before the group moves partitions, so a
+        # Let every decided batch commit (or fail) before the group moves partitions, so a
         # new owner never fences a transaction we are about to finish. Eager rebalancing
         # revokes everything before every assignment; shards that come back are kept (see
         # on_partitions_assigned), so nothing is dropped here.
         async with self.engine._lock:
-            return None
+            await self.engine._flush()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.engine._assigned({tp.partition for tp in assigned})
@@ -92,6 +96,9 @@ class Engine:
         # Bumped on every assignment: a batch fetched across one is dropped and re-read
         # from the committed offsets.
         self._generation = 0
+        self.stats = LoopStats()
+        # Shards waiting to be rebuilt after a failed transaction, and when to do it.
+        self._reopen_at: dict[int, float] = {}
 
     @property
     def partitions(self) -> list[int]:
@@ -129,7 +136,10 @@ class Engine:
             GROUP_ID, partitions=[shard.commands_tp]
         )
         committed = offsets.get(shard.commands_tp)
-        shard.position = committed.offset if committed and committed.offset >= 0 else None
+        group = committed.offset if committed and committed.offset >= 0 else None
+        # Both were written by committed transactions; the later one is the position.
+        known = [o for o in (group, shard.logged_position) if o is not None]
+        shard.position = max(known) if known else None
 
     async def _seek(self, shard: Shard) -> None:
         assert self.consumer is not None
@@ -150,6 +160,7 @@ class Engine:
 
     async def _take(self, partitions: set[int]) -> None:
         async with self._lock:
+            await self._flush()
             self._generation += 1
             for p in sorted(set(self.shards) - partitions):
                 await self.shards.pop(p).producer.stop()
@@ -192,63 +203,150 @@ class Engine:
         return int(max(0, min(IDLE_POLL_MS, wait_ms)))
 
     async def run(self) -> None:
+        """Fetch, decide, hand the decisions to each shard's committer, fetch again.
+
+        Deciding does not wait for committing: while a shard's transaction is in flight, what
+        the next batches decide for it accumulates (memory already reflects it) and goes out
+        in its next transaction, together. Under load that is group commit, with transactions
+        as large as the broker's round trips make them; at rest a command is decided and
+        committed at once, as before."""
         assert self.consumer is not None
         consumer = self.consumer
-        while not self._stopping.is_set():
-            generation = self._generation
-            batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
+        stats = self.stats
+        try:
+            while not self._stopping.is_set():
+                generation = self._generation
+                owners = dict(self.shards)
+                t0 = time.monotonic()
+                batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms())
+                stats.fetch.add(time.monotonic() - t0)
+                stats.loops += 1
+                stats.maybe_log()
+                async with self._lock:
+                    await self._tend_failed()
+                    await self._revive_orphans()
+                    if generation != self._generation:
+                        # Fetched across a rebalance: some of it may come from before the
+                        # seeks and the consumer has moved past all of it. Drop it and read
+                        # again from each shard's own position.
+                        await self._flush()
+                        for shard in self.shards.values():
+                            await self._seek(shard)
+                        continue
+                    await self._decide(batch, owners)
             async with self._lock:
-                await self._revive_orphans()
-                if generation != self._generation:
-                    # Fetched across a rebalance: some of it may come from before the seeks
-                    # and the consumer has moved past all of it. Drop it and read again from
-                    # each shard's own position.
-                    for shard in self.shards.values():
-                        await self._seek(shard)
-                    continue
-                await self._decide_and_commit(batch)
+                await self._flush()
+        finally:
+            for shard in self.shards.values():
+                if shard.committer is not None and not shard.committer.done():
+                    shard.committer.cancel()
         if self._fatal is not None:
             raise self._fatal
 
-    async def _decide_and_commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+    async def _decide(
+        self, batch: dict[TopicPartition, list[Any]], owners: dict[int, Shard]
+    ) -> None:
         assert self.consumer is not None
         now = now_micros()
-        work = []
-        for shard in self.shards.values():
+        t0 = time.monotonic()
+        for p, shard in list(self.shards.items()):
+            if shard.broken():
+                continue  # its input is read again once it is rebuilt
             records = batch.get(shard.commands_tp, [])
+            if owners.get(p) is not shard:
+                # Rebuilt (and re-sought) while this batch was being fetched: its records for
+                # p may predate the seek. They are read again from the shard's position.
+                records = []
+            if shard.pending is not None and len(shard.pending) >= MAX_PENDING_RECORDS:
+                # The broker is slower than the input: wait for the transaction in flight
+                # rather than let one grow without bound.
+                await self._settle(shard)
+                if shard.broken():
+                    continue
             # Nothing transactional is written to the commands topic, so the position reaches
             # the high watermark exactly when every input has been read.
             highwater = self.consumer.highwater(shard.commands_tp)
             position = await self.consumer.position(shard.commands_tp)
             lagging = highwater is not None and highwater > position
             out = shard.decide_batch(records, now, lagging)
+            self.stats.commands += len(records)
             next_offset = records[-1].offset + 1 if records else None
             if out or next_offset is not None:
-                work.append(self._commit(shard, out, next_offset))
-        if work:
-            await asyncio.gather(*work)
+                self._enqueue(shard, out, next_offset)
+        self.stats.decide.add(time.monotonic() - t0)
 
-    async def _commit(self, shard: Shard, out: Outbox, next_offset: int | None) -> None:
-        p = shard.partition
-        try:
-            await shard.commit(out, next_offset)
-        except KafkaError as err:
-            # Memory already holds what failed to commit: this shard is done either way.
-            assert self.consumer is not None
+    def _enqueue(self, shard: Shard, out: Outbox, next_offset: int | None) -> None:
+        if shard.pending is None:
+            shard.pending = out
+        else:
+            shard.pending.extend(out)
+        if next_offset is not None:
+            shard.pending_offset = next_offset
+        if shard.committer is None or shard.committer.done():
+            shard.committer = asyncio.create_task(self._commit_pending(shard))
+
+    async def _commit_pending(self, shard: Shard) -> None:
+        """The shard's committer: one transaction at a time, each taking everything decided
+        since the last one began. Stops at the first failure (see _tend_failed)."""
+        while shard.failed is None and (
+            shard.pending is not None or shard.pending_offset is not None
+        ):
+            out, next_offset = shard.pending or Outbox(), shard.pending_offset
+            shard.pending, shard.pending_offset = None, None
+            t0 = time.monotonic()
+            try:
+                await shard.commit(out, next_offset)
+            except KafkaError as err:
+                # Memory already holds what failed to commit, and whatever was decided on
+                # top of it since: this shard is done either way.
+                # The loop tends to it at its next turn (within IDLE_POLL_MS).
+                shard.failed = err
+                shard.pending, shard.pending_offset = None, None
+                return
+            self.stats.transactions += 1
+            self.stats.commit.add(time.monotonic() - t0)
+            self._failures.pop(shard.partition, None)
+
+    async def _settle(self, shard: Shard) -> None:
+        """Until everything decided for the shard is committed, or its transaction failed."""
+        while shard.committer is not None and not shard.committer.done():
+            await asyncio.wait((shard.committer,))
+
+    async def _flush(self) -> None:
+        """Until every shard's decided batches are committed (or failed). Committers never
+        take the lock, so this may be awaited while holding it."""
+        for shard in list(self.shards.values()):
+            await self._settle(shard)
+
+    async def _tend_failed(self) -> None:
+        """Shards whose transaction failed: drop the fenced ones, rebuild the others from the
+        log (with a back-off while it keeps failing). Under the lock."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        for p, shard in list(self.shards.items()):
+            err = shard.failed
+            if err is None:
+                continue
             if _fenced(err) or shard.commands_tp not in self.consumer.assignment():
                 # Another engine opened p's producer: it owns p now. Reopening here would
                 # fence it back; the group will tell us (see _revive_orphans).
                 log.warning("p%d: fenced or no longer ours; shard dropped", p)
                 await self.shards.pop(p).producer.stop()
-                self._dropped_at[p] = asyncio.get_running_loop().time()
-                return
-            failures = self._failures[p] = self._failures.get(p, 0) + 1
-            log.exception("p%d: transaction failed (%d in a row); rebuilding", p, failures)
-            # Back off when it keeps failing (a broker in trouble), instead of spinning.
-            await asyncio.sleep(min(5.0, 0.1 * 2 ** (failures - 1)))
-            await self._reopen(p)
-        else:
-            self._failures.pop(p, None)
+                self._dropped_at[p] = loop.time()
+                continue
+            if p not in self._reopen_at:
+                failures = self._failures[p] = self._failures.get(p, 0) + 1
+                log.error(
+                    "p%d: transaction failed (%d in a row); rebuilding",
+                    p,
+                    failures,
+                    exc_info=err,
+                )
+                # Back off when it keeps failing (a broker in trouble), instead of spinning.
+                self._reopen_at[p] = loop.time() + min(5.0, 0.1 * 2 ** (failures - 1))
+            if loop.time() >= self._reopen_at[p]:
+                del self._reopen_at[p]
+                await self._reopen(p)
 
     async def _revive_orphans(self) -> None:
         """A partition still assigned to us long after we were fenced on it (the fencer was a

@@ -7,13 +7,16 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_COMMANDS, TOPIC_DEADLETTER, new_consumer, new_producer
 from services.domain.events import StepAttemptStarted, StepAttemptSucceeded
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
+from services.engine import shard as shard_module
+from services.engine.engine import GROUP_ID
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     EventLog,
@@ -127,6 +130,41 @@ async def test_a_new_engine_resumes_from_the_log(kafka: str, producer: AIOKafkaP
     assert started.wake_at is not None
     assert stopped_at < started.wake_at  # the first engine was gone before the timer was due
     assert woke.occurred_at >= started.wake_at  # the second one fired it at the recorded time
+
+
+async def test_a_new_engine_resumes_at_the_position_recorded_with_the_events(
+    kafka: str, producer: AIOKafkaProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual transaction records its input position on its last event, not in the group:
+    a successor must resume there even though the group's offset trails."""
+    monkeypatch.setattr(shard_module, "GROUP_COMMIT_INTERVAL_S", 3600.0)
+    wf = definition("recorded", [{"id": "s", "type": "sleep", "duration": "1h"}])
+    iids = []
+    async with following_events(kafka) as log:
+        async with running_engine(kafka) as first:
+            for _ in range(4):  # keys spread over partitions; each lands on one shard
+                iids.append(await start_instance(producer, "recorded", wf))
+            for iid in iids:
+                await wait_until_async(lambda i=iid: "StepAttemptStarted" in log.types(i), 30)
+            positions = {p: s.position for p, s in first.shards.items()}
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            group = await admin.list_consumer_group_offsets(GROUP_ID)
+        finally:
+            await admin.close()
+
+        def group_offset(p: int) -> int:
+            committed = group.get(TopicPartition(TOPIC_COMMANDS, p))
+            return committed.offset if committed is not None else -1
+
+        trailing = [p for p, pos in positions.items() if pos is not None and group_offset(p) < pos]
+        assert trailing, "no partition's group offset trails: the header path was not taken"
+        async with running_engine(kafka) as second:
+            for p in trailing:
+                assert second.shards[p].position == positions[p]
+    for iid in iids:  # nothing decided twice
+        assert log.types(iid).count("StepAttemptStarted") == 1
 
 
 async def test_malformed_and_rejected_commands_are_dead_lettered(
