@@ -8,7 +8,10 @@ with the same client (aiokafka) and settings the engine and worker use.
 - transaction: begin, one send, send_offsets_to_transaction, commit (the engine's commit of one
   decision), stage by stage;
 - transactional hop: from begin to a read_committed consumer seeing the record (the engine's
-  decision reaching a worker).
+  decision reaching a worker);
+- pipelined: the same transaction with the offsets added while the send is in flight;
+- back-to-back: a transaction begun right after the previous one committed (its markers may
+  not be written yet: see CONCURRENT_TRANSACTIONS_BACKOFF_S in services/adapters/kafka.py).
 """
 
 from __future__ import annotations
@@ -57,7 +60,18 @@ async def measure(bootstrap: str, n: int) -> dict[str, Any]:
     await plain.start()
     await txn.start()
     out: dict[str, list[float]] = {
-        k: [] for k in ("hop", "txn_send", "txn_offsets", "txn_commit", "txn_total", "txn_hop")
+        k: []
+        for k in (
+            "hop",
+            "txn_send",
+            "txn_offsets",
+            "txn_commit",
+            "txn_total",
+            "txn_hop",
+            "pipelined_total",
+            "pipelined_hop",
+            "back_to_back",
+        )
     }
 
     async def seen() -> float:
@@ -86,6 +100,25 @@ async def measure(bootstrap: str, n: int) -> dict[str, Any]:
             out["txn_commit"].append(_ms(t2, t3))
             out["txn_total"].append(_ms(t0, t3))
             out["txn_hop"].append(_ms(t0, await waiter))
+
+            # The same transaction without waiting for the send's ack before adding the
+            # offsets: aiokafka serialises coordinator requests but lets produce overlap them.
+            t0 = time.perf_counter()
+            waiter = asyncio.create_task(seen())
+            async with txn.transaction():
+                fut = await txn.send(TOPIC, b"z")
+                await txn.send_offsets_to_transaction({tp: 0}, GROUP)
+                await fut
+            out["pipelined_total"].append(_ms(t0, time.perf_counter()))
+            out["pipelined_hop"].append(_ms(t0, await waiter))
+
+            # A transaction right after another one, as a busy engine shard commits them.
+            t0 = time.perf_counter()
+            waiter = asyncio.create_task(seen())
+            async with txn.transaction():
+                await (await txn.send(TOPIC, b"b"))
+            out["back_to_back"].append(_ms(t0, time.perf_counter()))
+            await waiter  # consumed here, so the next hop waits for its own record
     finally:
         await txn.stop()
         await plain.stop()
