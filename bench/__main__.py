@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import json
 import logging
@@ -40,6 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated phases")
+    parser.add_argument("--chains", type=int, help="latency: 20-step chains, one at a time")
+    parser.add_argument("--fanouts", type=int, help="latency: 100-way fan-outs, one at a time")
+    parser.add_argument("--concurrency", type=int, help="throughput: chains in flight")
+    parser.add_argument("--workers", type=int, help="throughput: worker processes")
+    parser.add_argument("--throughput-seconds", type=float, help="throughput: measured window")
+    parser.add_argument(
+        "--live", type=lambda v: tuple(int(x) for x in v.split(",")), help="memory: e.g. 1000,10000"
+    )
     parser.add_argument("--peers", default="temporal,dbos,restate,airflow")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="results.json only")
@@ -71,6 +80,15 @@ def main(argv: list[str]) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     args = parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
+    overrides = {
+        "chains": args.chains,
+        "fanouts": args.fanouts,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "throughput_seconds": args.throughput_seconds,
+        "memory_points": args.live,
+    }
+    sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     phases = [p for p in args.phases.split(",") if p]
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
