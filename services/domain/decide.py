@@ -359,6 +359,14 @@ def decide(
 ) -> list[Event]:
     """The events `command` leads to at `now`. `caused_at` (the command's issue time on its
     sender's clock) is stamped on them as metadata."""
+    return decide_and_fold(state, command, now, caused_at)[0]
+
+
+def decide_and_fold(
+    state: InstanceState | None, command: Command, now: int, caused_at: int | None = None
+) -> tuple[list[Event], InstanceState | None]:
+    """`decide`, and the state its events lead to: each rule already applies every event it
+    decides (with `evolve`, the fold replay uses), so the engine need not fold them again."""
     if isinstance(command, PushWorkflow):
         raise TypeError("PushWorkflow addresses a workflow: use decide_workflow")
     handler = _HANDLERS.get(type(command))
@@ -366,7 +374,7 @@ def decide(
         raise TypeError(f"no rule for {type(command).__name__}")
     d = _Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
-    return d.events
+    return d.events, d.state
 
 
 def decide_workflow(

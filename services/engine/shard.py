@@ -37,7 +37,7 @@ from services.domain.commands import (
     PushWorkflow,
     ReportAttemptHeartbeat,
 )
-from services.domain.decide import Rejected, decide, decide_workflow, next_deadline
+from services.domain.decide import Rejected, decide_and_fold, decide_workflow, next_deadline
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted, WorkflowVersionCreated
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
@@ -217,13 +217,11 @@ class Shard:
             if key in self.last_seen:
                 self.last_seen[key] = now
             return
-        state = self.instances.get(iid)
-        events = decide(state, cmd, now, caused_at)
+        events, folded = decide_and_fold(self.instances.get(iid), cmd, now, caused_at)
         if not events:
             return
-        for e in events:
-            state = evolve(state, e)
-        assert state is not None
+        assert folded is not None
+        state = folded
         encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
         tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
         self.instances[iid] = state
