@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 # Header on an event: every commands offset below this value was decided in (or before) the
 # transaction that wrote the event.
 INPUT_OFFSET_HEADER = "baton-input-offset"
+# How often the running attempts are checked for a missed heartbeat (timeouts are seconds).
+LIVENESS_SCAN_INTERVAL_US = 500_000
 # The longest the consumer group's committed offset may trail the engine's real position.
 GROUP_COMMIT_INTERVAL_S = 1.0
 
@@ -109,6 +111,7 @@ class Shard:
         # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
         # so after recovery every running attempt gets a full timeout of grace).
         self.last_seen: dict[AttemptKey, int] = {}
+        self._liveness_scan_at = 0
         # The next commands offset to decide: the offset the last successful transaction
         # committed (we are its only writer while we hold the transactional id), or None
         # when the group has none yet. The consumer's own committed-offset cache does not
@@ -263,6 +266,9 @@ class Shard:
         if lagging:
             # Heartbeats may be waiting in the unread input: silence is not evidence yet.
             return cmds
+        if now < self._liveness_scan_at:
+            return cmds  # a scan visits every running attempt: not on every batch
+        self._liveness_scan_at = now + LIVENESS_SCAN_INTERVAL_US
         limit = self.heartbeat_timeout_us
         for (iid, sid, attempt), seen in list(self.last_seen.items()):
             if now - seen > limit:
