@@ -137,6 +137,7 @@ class Engine:
         )
         committed = offsets.get(shard.commands_tp)
         group = committed.offset if committed and committed.offset >= 0 else None
+        shard.group_position = group
         # Both were written by committed transactions; the later one is the position.
         known = [o for o in (group, shard.logged_position) if o is not None]
         shard.position = max(known) if known else None
@@ -234,6 +235,7 @@ class Engine:
                             await self._seek(shard)
                         continue
                     await self._decide(batch, owners)
+                    self._checkpoint_idle()
             async with self._lock:
                 await self._flush()
         finally:
@@ -306,6 +308,23 @@ class Engine:
             self.stats.transactions += 1
             self.stats.commit.add(time.monotonic() - t0)
             self._failures.pop(shard.partition, None)
+
+    def _checkpoint_idle(self) -> None:
+        """Idle shards whose group offset trails get a checkpoint (see Shard.commit)."""
+        clock = time.monotonic()
+        for shard in self.shards.values():
+            busy = shard.committer is not None and not shard.committer.done()
+            if not busy and not shard.broken() and shard.checkpoint_due(clock):
+                shard.committer = asyncio.create_task(self._checkpoint(shard))
+
+    async def _checkpoint(self, shard: Shard) -> None:
+        try:
+            await shard.checkpoint()
+        except KafkaError as err:
+            shard.failed = err
+            return
+        # Decisions enqueued meanwhile found this task running and left it to commit them.
+        await self._commit_pending(shard)
 
     async def _settle(self, shard: Shard) -> None:
         """Until everything decided for the shard is committed, or its transaction failed."""

@@ -52,8 +52,13 @@ log = logging.getLogger(__name__)
 INPUT_OFFSET_HEADER = "baton-input-offset"
 # How often the running attempts are checked for a missed heartbeat (timeouts are seconds).
 LIVENESS_SCAN_INTERVAL_US = 500_000
-# The longest the consumer group's committed offset may trail the engine's real position.
+# How far behind the engine's real position the consumer group's committed offset may fall
+# (it is for operators: recovery reads the position from the events).
 GROUP_COMMIT_INTERVAL_S = 1.0
+# A shard whose last transaction ended this recently is busy: a transaction may carry the group
+# offset at little cost to latency. An idle one gets a checkpoint transaction of its own.
+BUSY_WITHIN_S = 0.05
+IDLE_AFTER_S = 0.2
 
 AttemptKey = tuple[str, str, int]
 
@@ -120,7 +125,11 @@ class Shard:
         # The input position recorded in the events partition itself (INPUT_OFFSET_HEADER),
         # as of the last load; see commit.
         self.logged_position: int | None = None
-        self._group_committed_at = -math.inf  # the first transaction commits to the group
+        # The input position as last committed to the consumer group (it may trail
+        # `position`: see commit and checkpoint), and when; when the last transaction ended.
+        self.group_position: int | None = None
+        self._group_committed_at = time.monotonic()
+        self._committed_at = -math.inf
         # Decided but not yet committed (see Engine._enqueue): the outbox the next transaction
         # writes, the input position it commits, and the task committing the one before.
         self.pending: Outbox | None = None
@@ -315,16 +324,23 @@ class Shard:
         The input position travels in the transaction in one of two ways. When the batch
         decided events, the last one carries it in a header (INPUT_OFFSET_HEADER): `load`
         reads it back, so the usual transaction needs no AddOffsetsToTxn and TxnOffsetCommit
-        round trips (about a third of its cost). Otherwise, and at least once a second so the
-        group's lag stays true for operators, it is committed to the group as well."""
+        round trips. Otherwise it is committed to the consumer group. The group also gets it
+        at least once a second for operators: on a busy shard in a transaction like this one,
+        on an idle one in a `checkpoint` of its own, off the path of any command."""
         if not out and next_offset is None:
             return
         for queue in {t.queue for t, _ in out.tasks}:
             await self.ensure_queue(queue)
         p = self.partition
         clock = time.monotonic()
+        busy = clock - self._committed_at < BUSY_WITHIN_S
         to_group = next_offset is not None and (
-            not out.events or clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
+            not out.events
+            or (
+                busy
+                and next_offset != self.group_position
+                and clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
+            )
         )
         last = len(out.events) - 1
         async with self.producer.transaction():
@@ -367,8 +383,31 @@ class Shard:
                 )
         if next_offset is not None:
             self.position = next_offset
+        self._committed_at = time.monotonic()
         if to_group:
+            self.group_position = next_offset
             self._group_committed_at = clock
+
+    def checkpoint_due(self, clock: float) -> bool:
+        """The group's offset trails, has not moved for a while, and the shard is idle."""
+        return (
+            self.position is not None
+            and self.position != self.group_position
+            and clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
+            and clock - self._committed_at >= IDLE_AFTER_S
+        )
+
+    async def checkpoint(self) -> None:
+        """A transaction of the input position alone, into the consumer group."""
+        position = self.position
+        if position is None or position == self.group_position:
+            return
+        async with self.producer.transaction():
+            await self.producer.send_offsets_to_transaction(
+                {self.commands_tp: position}, self.group_id
+            )
+        self.group_position = position
+        self._group_committed_at = self._committed_at = time.monotonic()
 
 
 def _input_offset(headers: Sequence[tuple[str, bytes]] | None) -> int | None:

@@ -167,6 +167,33 @@ async def test_a_new_engine_resumes_at_the_position_recorded_with_the_events(
         assert log.types(iid).count("StepAttemptStarted") == 1
 
 
+async def test_an_idle_shard_brings_the_group_offset_up_to_its_position(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    """Operators watch the group's lag: it must not stay behind once the engine is idle."""
+    wf = definition("checkpointed", [{"id": "s", "type": "sleep", "duration": "1h"}])
+    async with following_events(kafka) as log, running_engine(kafka) as engine:
+        iid = await start_instance(producer, "checkpointed", wf)
+        await wait_until_async(lambda: "StepAttemptStarted" in log.types(iid), 30)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+
+            async def caught_up() -> bool:
+                group = await admin.list_consumer_group_offsets(GROUP_ID)
+                for p, shard in engine.shards.items():
+                    committed = group.get(TopicPartition(TOPIC_COMMANDS, p))
+                    if shard.position is not None and (
+                        committed is None or committed.offset != shard.position
+                    ):
+                        return False
+                return True
+
+            await wait_until_async(caught_up, 15)
+        finally:
+            await admin.close()
+
+
 async def test_malformed_and_rejected_commands_are_dead_lettered(
     kafka: str, producer: AIOKafkaProducer
 ) -> None:
