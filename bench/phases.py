@@ -200,6 +200,7 @@ def _stack_processes(stack: Stack, settings: Settings) -> dict[str, list[psutil.
         if pid is not None:
             procs[name] = [psutil.Process(pid)]
     procs.update(infra_processes(settings))
+    procs["bench (load generator and event tap)"] = [psutil.Process()]
     return procs
 
 

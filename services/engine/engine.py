@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "baton-engine"
 IDLE_POLL_MS = 100
+# Under sustained load only, how long a shard's committer waits to gather a larger transaction.
+TRANSACTION_LINGER_S = float(os.environ.get("BATON_TRANSACTION_LINGER_MS", "5")) / 1000
 # A shard's decided-but-uncommitted records beyond which deciding waits for its transaction.
 MAX_PENDING_RECORDS = 20_000
 SESSION_TIMEOUT_MS = 10_000
@@ -290,9 +293,15 @@ class Engine:
     async def _commit_pending(self, shard: Shard) -> None:
         """The shard's committer: one transaction at a time, each taking everything decided
         since the last one began. Stops at the first failure (see _tend_failed)."""
+        backlog = False
         while shard.failed is None and (
             shard.pending is not None or shard.pending_offset is not None
         ):
+            if backlog and TRANSACTION_LINGER_S > 0:
+                # Input kept arriving while the last transaction was in flight: the shard is
+                # under sustained load. A moment more gathers a larger transaction, and the
+                # broker's cost is per transaction. A lone command never waits here.
+                await asyncio.sleep(TRANSACTION_LINGER_S)
             out, next_offset = shard.pending or Outbox(), shard.pending_offset
             shard.pending, shard.pending_offset = None, None
             t0 = time.monotonic()
@@ -308,6 +317,7 @@ class Engine:
             self.stats.transactions += 1
             self.stats.commit.add(time.monotonic() - t0)
             self._failures.pop(shard.partition, None)
+            backlog = shard.pending is not None
 
     def _checkpoint_idle(self) -> None:
         """Idle shards whose group offset trails get a checkpoint (see Shard.commit)."""
