@@ -71,7 +71,13 @@ async def run_baton(phases: list[str], sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in phases:
         logging.info("phase %s", name)
-        results[name] = await PHASES[name](ctx)
+        try:
+            results[name] = await PHASES[name](ctx)
+        except Exception as err:
+            # One phase failing must not throw away the others' figures: the report says
+            # which phase failed and why, and the run exits non-zero.
+            logging.exception("phase %s failed", name)
+            results[name] = {"error": f"{type(err).__name__}: {err}"}
     return results
 
 
@@ -111,7 +117,8 @@ def main(argv: list[str]) -> int:
     if not args.no_report:
         doc = report.write(results, environment.describe(), when)
         logging.info("wrote %s", doc)
-    return 0
+    failed = [k for k, v in results["baton"].items() if "error" in v]
+    return 1 if failed else 0
 
 
 def run_peers(names: list[str], sizes: Sizes, quick: bool) -> list[dict[str, Any]]:

@@ -362,6 +362,10 @@ def render(results: dict[str, Any], environment: dict[str, str], when: str) -> s
         *_targets(baton),
         "",
     ]
+    failed = {k: v["error"] for k, v in baton.items() if isinstance(v, dict) and "error" in v}
+    if failed:
+        lines += [f"**Phase `{k}` failed:** `{e}`" for k, e in failed.items()] + [""]
+        baton = {k: v for k, v in baton.items() if k not in failed}
     if lat:
         lines += ["### Latency", "", *_latency_table(lat), "", "![latency](bench/latency.png)", ""]
     thr = baton.get("throughput", {})

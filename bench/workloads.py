@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
 
 CHAIN_STEPS = 20
+START_ATTEMPTS = 3
 FANOUT_WIDTH = 100
 
 
@@ -69,8 +71,17 @@ class Client:
             await asyncio.sleep(0.05)
 
     async def start(self, workflow_id: str) -> tuple[str, int]:
-        """(instance id, the client's clock just before the request)."""
+        """(instance id, the client's clock just before the first request). Keyed, so a
+        retry after a dropped keep-alive connection starts the same instance, not another."""
+        body = {"idempotency_key": uuid.uuid4().hex}
         sent = now_us()
-        r = await self.http.post(f"/workflows/{workflow_id}/instances", json={})
+        for attempt in range(START_ATTEMPTS):
+            try:
+                r = await self.http.post(f"/workflows/{workflow_id}/instances", json=body)
+                break
+            except httpx.TransportError:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05)
         r.raise_for_status()
         return str(r.json()["instance_id"]), sent
