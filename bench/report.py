@@ -191,6 +191,36 @@ def _recovery(rec: dict[str, Any]) -> list[str]:
     ]
 
 
+# Peers may report a second way of running the same steps under prefixed keys.
+VARIANTS = {
+    "queue_": "queue: each step on a separate worker process",
+    "service_call_": "each step a call to another service",
+}
+MEASURES = (
+    "step_launch_ms",
+    "start_ms",
+    "chain20_ms",
+    "fanout100_ms",
+    "throughput_steps_per_s",
+)
+
+
+def _with_variants(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each peer's main result, then one row per variant found in its keys."""
+    rows: list[dict[str, Any]] = []
+    for r in peers:
+        rows.append(r)
+        prefixes = sorted(
+            {k[: -len("step_launch_ms")] for k in r if k.endswith("step_launch_ms")} - {""}
+        )
+        for prefix in prefixes:
+            label = VARIANTS.get(prefix, prefix.rstrip("_"))
+            variant = {m: r.get(prefix + m) for m in MEASURES}
+            variant["system"] = f"{r.get('system', '?')} ({label})"
+            rows.append(variant)
+    return rows
+
+
 def _peer_rows(baton: dict[str, Any], peers: list[dict[str, Any]]) -> list[str]:
     lat, thr = baton.get("latency", {}), baton.get("throughput", {})
     base = {
@@ -215,7 +245,7 @@ def _peer_rows(baton: dict[str, Any], peers: list[dict[str, Any]]) -> list[str]:
         "Baton's throughput ÷ theirs",
     ]
     out = [_row(header), _row(["---"] + ["--:"] * (len(header) - 1))]
-    for r in [base, *peers]:
+    for r in [base, *_with_variants(peers)]:
         launch, start = _s(r.get("step_launch_ms")), _s(r.get("start_ms"))
         chain, fan = _s(r.get("chain20_ms")), _s(r.get("fanout100_ms"))
         tput = r.get("throughput_steps_per_s")
@@ -323,7 +353,7 @@ def plots(results: dict[str, Any]) -> list[str]:
     peers = results.get("peers", [])
     if lat and peers:
         series = {"Baton": lat.get("step_launch_ms", [])}
-        for r in peers:
+        for r in _with_variants(peers):
             if r.get("step_launch_ms"):
                 series[str(r.get("system"))] = r["step_launch_ms"]
         _percentile_plot(
@@ -381,7 +411,8 @@ def render(results: dict[str, Any], environment: dict[str, str], when: str) -> s
             "",
             "Same workloads (bench/peers/peer_common.py): the step launch gap and the start are "
             "measured from inside the steps (Baton: the worker's report times); start is from the"
-            " client's clock before the start call.",
+            " client's clock before the start call. Both ratio columns read the same way: above"
+            " 1 means Baton does better, below 1 that the peer does.",
             "",
             *_peer_rows(baton, peers),
             "",
