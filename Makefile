@@ -44,7 +44,7 @@ bench: setup  ## the benchmark and the peers; rewrites docs/benchmarks.md (about
 	$(BIN)/python -m bench
 
 bench-quick: setup  ## small sizes, Baton only: a smoke run of the benchmark (about 3 min)
-	$(BIN)/python -m bench --quick --no-peers --no-report
+	$(BIN)/python -m bench --quick --no-peers --no-report --out .baton-bench/quick.json
 
 infra-up: setup  ## start the dev Kafka and PostgreSQL in the background (data in .baton/)
 	PYTHON=$(BIN)/python bash infra/kafka/start.sh

@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,36 +143,58 @@ async def _run_one(client: Client, tap: EventTap, workflow_id: str) -> tuple[str
     return iid, sent
 
 
+@dataclass
+class Session:
+    """A phase's fresh stack, the tap on its events and an API client."""
+
+    stack: Stack
+    tap: EventTap
+    client: Client
+
+
+@asynccontextmanager
+async def session(
+    ctx: PhaseContext, phase: str, *, workers: int = 1, connections: int = 64
+) -> AsyncIterator[Session]:
+    settings = ctx.settings
+    async with fresh_stack(
+        settings,
+        ctx.log_root / phase,
+        workers=workers,
+        concurrency=ctx.sizes.worker_concurrency,
+    ) as stack:
+        tap = EventTap(settings.kafka_bootstrap, settings.partitions)
+        await tap.start()
+        client = Client(api_url(settings), connections=connections)
+        try:
+            yield Session(stack, tap, client)
+        finally:
+            await client.close()
+            await tap.stop()
+
+
 # -- phase 1: latency ------------------------------------------------------------------------
 
 
 async def latency(ctx: PhaseContext) -> dict[str, Any]:
     s, settings = ctx.sizes, ctx.settings
-    async with fresh_stack(
-        settings, ctx.log_root / "latency", concurrency=s.worker_concurrency
-    ) as _stack:
-        tap = EventTap(settings.kafka_bootstrap, settings.partitions)
-        await tap.start()
-        client = Client(api_url(settings))
+    async with session(ctx, "latency") as run:
+        tap, client = run.tap, run.client
         conn = await asyncpg.connect(settings.database_url)
         postgres_version = str(await conn.fetchval("SHOW server_version"))
         await conn.close()
-        try:
-            await client.push(chain20())
-            await client.push(fanout100())
-            for _ in range(WARMUP_CHAINS):  # connections, JIT-free but cache-warm paths
-                await _run_one(client, tap, "bench-chain20")
-            chains: dict[str, int] = {}
-            for _ in range(s.chains):  # one at a time: latency, not load
-                iid, sent = await _run_one(client, tap, "bench-chain20")
-                chains[iid] = sent
-            fanouts: dict[str, int] = {}
-            for _ in range(s.fanouts):
-                iid, sent = await _run_one(client, tap, "bench-fanout100")
-                fanouts[iid] = sent
-        finally:
-            await client.close()
-            await tap.stop()
+        await client.push(chain20())
+        await client.push(fanout100())
+        for _ in range(WARMUP_CHAINS):  # connections, JIT-free but cache-warm paths
+            await _run_one(client, tap, "bench-chain20")
+        chains: dict[str, int] = {}
+        for _ in range(s.chains):  # one at a time: latency, not load
+            iid, sent = await _run_one(client, tap, "bench-chain20")
+            chains[iid] = sent
+        fanouts: dict[str, int] = {}
+        for _ in range(s.fanouts):
+            iid, sent = await _run_one(client, tap, "bench-fanout100")
+            fanouts[iid] = sent
     times = chain_times(tap, chains)
     fan_e2e = []
     for iid, t0 in fanouts.items():
@@ -206,46 +229,37 @@ def _stack_processes(stack: Stack, settings: Settings) -> dict[str, list[psutil.
 
 async def throughput(ctx: PhaseContext) -> dict[str, Any]:
     s, settings = ctx.sizes, ctx.settings
-    async with fresh_stack(
-        settings,
-        ctx.log_root / "throughput",
-        workers=s.workers,
-        concurrency=s.worker_concurrency,
-    ) as stack:
-        tap = EventTap(settings.kafka_bootstrap, settings.partitions)
-        await tap.start()
-        client = Client(api_url(settings), connections=min(s.concurrency, 128))
-        try:
-            await client.push(chain20())
-            for _ in range(WARMUP_CHAINS):
+    async with session(
+        ctx, "throughput", workers=s.workers, connections=min(s.concurrency, 128)
+    ) as run:
+        stack, tap, client = run.stack, run.tap, run.client
+        await client.push(chain20())
+        for _ in range(WARMUP_CHAINS):
+            await _run_one(client, tap, "bench-chain20")
+        begin = now_us()
+        measure_from = begin + int(s.throughput_warmup_seconds * 1e6)
+        stop_at = measure_from + int(s.throughput_seconds * 1e6)
+        completed = 0
+
+        async def loop() -> None:
+            nonlocal completed
+            while now_us() < stop_at:
                 await _run_one(client, tap, "bench-chain20")
-            begin = now_us()
-            measure_from = begin + int(s.throughput_warmup_seconds * 1e6)
-            stop_at = measure_from + int(s.throughput_seconds * 1e6)
-            completed = 0
+                completed += 1
 
-            async def loop() -> None:
-                nonlocal completed
-                while now_us() < stop_at:
-                    await _run_one(client, tap, "bench-chain20")
-                    completed += 1
-
-            procs = _stack_processes(stack, settings)
-            cpu_before: dict[str, float] = {}
-            loops = [asyncio.create_task(loop()) for _ in range(s.concurrency)]
-            await asyncio.sleep(s.throughput_warmup_seconds)
-            cpu_before = {k: cpu_seconds(v) for k, v in procs.items()}
-            wall_before = time.monotonic()
-            await asyncio.sleep(s.throughput_seconds)
-            cpu = {
-                k: (cpu_seconds(v) - cpu_before[k]) / (time.monotonic() - wall_before)
-                for k, v in procs.items()
-            }
-            await asyncio.gather(*loops)
-            lag = await _projection_lag(settings, tap, measure_from, stop_at)
-        finally:
-            await client.close()
-            await tap.stop()
+        procs = _stack_processes(stack, settings)
+        cpu_before: dict[str, float] = {}
+        loops = [asyncio.create_task(loop()) for _ in range(s.concurrency)]
+        await asyncio.sleep(s.throughput_warmup_seconds)
+        cpu_before = {k: cpu_seconds(v) for k, v in procs.items()}
+        wall_before = time.monotonic()
+        await asyncio.sleep(s.throughput_seconds)
+        cpu = {
+            k: (cpu_seconds(v) - cpu_before[k]) / (time.monotonic() - wall_before)
+            for k, v in procs.items()
+        }
+        await asyncio.gather(*loops)
+        lag = await _projection_lag(settings, tap, measure_from, stop_at)
     attempts = [
         e.caused_at
         for events in tap.by_instance.values()
@@ -320,54 +334,46 @@ def _rss(pid: int) -> int:
 
 
 async def memory_and_recovery(ctx: PhaseContext) -> dict[str, Any]:
-    s, settings = ctx.sizes, ctx.settings
-    async with fresh_stack(
-        settings, ctx.log_root / "recovery", concurrency=s.worker_concurrency
-    ) as stack:
-        tap = EventTap(settings.kafka_bootstrap, settings.partitions)
-        await tap.start()
-        client = Client(api_url(settings))
-        try:
-            await client.push(hold())
-            await client.push(chain20())
-            for _ in range(WARMUP_CHAINS):
-                await _run_one(client, tap, "bench-chain20")
-            engine_pid = stack.pid("engine")
-            assert engine_pid is not None
-            rss0 = _rss(engine_pid)
-            points = []
-            live: list[str] = []
-            parked: set[str] = set()
+    s = ctx.sizes
+    async with session(ctx, "recovery") as run:
+        stack, tap, client = run.stack, run.tap, run.client
+        await client.push(hold())
+        await client.push(chain20())
+        for _ in range(WARMUP_CHAINS):
+            await _run_one(client, tap, "bench-chain20")
+        engine_pid = stack.pid("engine")
+        assert engine_pid is not None
+        rss0 = _rss(engine_pid)
+        points = []
+        live: list[str] = []
+        parked: set[str] = set()
 
-            def park(e: Event) -> None:
-                if isinstance(e.payload, StepAttemptStarted) and e.instance_id is not None:
-                    parked.add(e.instance_id)
+        def park(e: Event) -> None:
+            if isinstance(e.payload, StepAttemptStarted) and e.instance_id is not None:
+                parked.add(e.instance_id)
 
-            tap.on_event = park
-            for target in s.memory_points:
-                live += await _start_many(client, "bench-hold", target - len(live))
-                wanted = set(live)
-                await tap.wait_until(
-                    lambda: parked.issuperset(wanted),  # noqa: B023 (awaited in this iteration)
-                    600,
-                    f"{len(live)} instances parked on their timer",
-                    interval=0.5,
-                )
-                await asyncio.sleep(1)  # let the engine settle its allocations
-                rss = _rss(engine_pid)
-                points.append(
-                    {
-                        "live_instances": len(live),
-                        "engine_rss_bytes": rss,
-                        "engine_rss_baseline_bytes": rss0,
-                        "bytes_per_instance": (rss - rss0) / len(live),
-                    }
-                )
-            tap.on_event = None
-            recovery = await _recovery(stack, client, tap, s.recovery_flow, len(live))
-        finally:
-            await client.close()
-            await tap.stop()
+        tap.on_event = park
+        for target in s.memory_points:
+            live += await _start_many(client, "bench-hold", target - len(live))
+            wanted = set(live)
+            await tap.wait_until(
+                lambda: parked.issuperset(wanted),  # noqa: B023 (awaited in this iteration)
+                600,
+                f"{len(live)} instances parked on their timer",
+                interval=0.5,
+            )
+            await asyncio.sleep(1)  # let the engine settle its allocations
+            rss = _rss(engine_pid)
+            points.append(
+                {
+                    "live_instances": len(live),
+                    "engine_rss_bytes": rss,
+                    "engine_rss_baseline_bytes": rss0,
+                    "bytes_per_instance": (rss - rss0) / len(live),
+                }
+            )
+        tap.on_event = None
+        recovery = await _recovery(stack, client, tap, s.recovery_flow, len(live))
     return {"memory": points, "recovery": recovery}
 
 
