@@ -40,7 +40,7 @@ lint: setup  ## ruff (rules and formatting) and the import contracts
 typecheck: setup  ## mypy --strict over services, projections and tests
 	$(BIN)/mypy
 
-bench: setup  ## the benchmark and the peers; rewrites docs/benchmarks.md (about 40 min)
+bench: setup  ## the benchmark and the peers; rewrites docs/benchmarks.md (about 15 min)
 	$(BIN)/python -m bench
 
 bench-quick: setup  ## small sizes, Baton only: a smoke run of the benchmark (about 3 min)
