@@ -106,12 +106,15 @@ def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
 # Back-to-back transactions (KAFKA-5477). The coordinator answers EndTxn before it has written
 # the commit markers, and refuses the next transaction's AddPartitionsToTxn (or
 # AddOffsetsToTxn) with CONCURRENT_TRANSACTIONS until it has. aiokafka then waits a fixed
-# 20 ms (`BACKOFF_OVERRIDE`, or `retry_backoff_ms`, 100 ms, for offsets). On one broker the
+# 20 ms (`BACKOFF_OVERRIDE`, or `retry_backoff_ms`, 100 ms, for offsets). This sets a module
+# constant of aiokafka's, for the whole process (engines are the only transactional clients). On one broker the
 # markers take a millisecond or two, so the engine, whose shards commit transaction after
 # transaction under load, would spend most of its time waiting. Retrying after 2 ms took a
 # back-to-back transaction from 24 ms to 5 ms at p50 (bench/floor.py, "back-to-back").
 CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
-TRANSACTIONAL_RETRY_BACKOFF_MS = 5
+# Every other retry of these producers (metadata, coordinator lookups, AddOffsetsToTxn refused
+# the same way): shorter than aiokafka's 100 ms, long enough not to storm a broker in trouble.
+TRANSACTIONAL_RETRY_BACKOFF_MS = 20
 
 
 def _shorten_concurrent_transactions_backoff() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -44,5 +45,8 @@ async def send_envelopes(
         )
         for env in envelopes
     ]
-    for f in futures:
-        await f
+    # Every ack is awaited (none left unretrieved), then the first failure is raised.
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -26,7 +26,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
-    KafkaError,
     ProducerFenced,
 )
 
@@ -64,6 +63,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # on_partitions_assigned), so nothing is dropped here.
         async with self.engine._lock:
             await self.engine._flush()
+            await self.engine._checkpoint_all()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.engine._assigned({tp.partition for tp in assigned})
@@ -144,6 +144,7 @@ class Engine:
         # Both were written by committed transactions; the later one is the position.
         known = [o for o in (group, shard.logged_position) if o is not None]
         shard.position = max(known) if known else None
+        shard.decided_to = shard.position
 
     async def _seek(self, shard: Shard) -> None:
         assert self.consumer is not None
@@ -168,6 +169,7 @@ class Engine:
             self._generation += 1
             for p in sorted(set(self.shards) - partitions):
                 await self.shards.pop(p).producer.stop()
+                self._reopen_at.pop(p, None)
             new = sorted(partitions - set(self.shards))
             opened = await asyncio.gather(*(self._open_shard(p) for p in new))
             self.shards.update({s.partition: s for s in opened})
@@ -200,10 +202,17 @@ class Engine:
             await asyncio.sleep(0.05)
 
     def _poll_timeout_ms(self) -> int:
-        dues = [d for d in (s.next_due() for s in self.shards.values()) if d is not None]
-        if not dues:
-            return IDLE_POLL_MS
-        wait_ms = (min(dues) - now_micros()) // 1000
+        # A broken shard's overdue timers wait for its rebuild: counting them would make the
+        # loop spin through the whole back-off.
+        dues = [
+            d
+            for d in (s.next_due() for s in self.shards.values() if not s.broken())
+            if d is not None
+        ]
+        wait_ms = IDLE_POLL_MS if not dues else (min(dues) - now_micros()) // 1000
+        if self._reopen_at:
+            loop_now = asyncio.get_running_loop().time()
+            wait_ms = min(wait_ms, int((min(self._reopen_at.values()) - loop_now) * 1000))
         return int(max(0, min(IDLE_POLL_MS, wait_ms)))
 
     async def run(self) -> None:
@@ -241,10 +250,17 @@ class Engine:
                     self._checkpoint_idle()
             async with self._lock:
                 await self._flush()
+                await self._checkpoint_all()
         finally:
-            for shard in self.shards.values():
-                if shard.committer is not None and not shard.committer.done():
-                    shard.committer.cancel()
+            committers = [
+                s.committer
+                for s in self.shards.values()
+                if s.committer is not None and not s.committer.done()
+            ]
+            for committer in committers:
+                committer.cancel()
+            # Let each abort its transaction before close() stops the producers.
+            await asyncio.gather(*committers, return_exceptions=True)
         if self._fatal is not None:
             raise self._fatal
 
@@ -257,7 +273,13 @@ class Engine:
         for p, shard in list(self.shards.items()):
             if shard.broken():
                 continue  # its input is read again once it is rebuilt
+            if shard.commands_tp not in self.consumer.assignment():
+                continue  # revoked; the rebalance callbacks are about to take it
             records = batch.get(shard.commands_tp, [])
+            if shard.decided_to is not None and records and records[0].offset < shard.decided_to:
+                # Already decided (a position reset we did not ask for): deciding again could
+                # repeat a transition. Recovery re-seeks explicitly, to a new shard.
+                records = [r for r in records if r.offset >= shard.decided_to]
             if owners.get(p) is not shard:
                 # Rebuilt (and re-sought) while this batch was being fetched: its records for
                 # p may predate the seek. They are read again from the shard's position.
@@ -276,6 +298,8 @@ class Engine:
             out = shard.decide_batch(records, now, lagging)
             self.stats.commands += len(records)
             next_offset = records[-1].offset + 1 if records else None
+            if next_offset is not None:
+                shard.decided_to = next_offset
             if out or next_offset is not None:
                 self._enqueue(shard, out, next_offset)
         self.stats.decide.add(time.monotonic() - t0)
@@ -307,13 +331,18 @@ class Engine:
             t0 = time.monotonic()
             try:
                 await shard.commit(out, next_offset)
-            except KafkaError as err:
-                # Memory already holds what failed to commit, and whatever was decided on
-                # top of it since: this shard is done either way.
-                # The loop tends to it at its next turn (within IDLE_POLL_MS).
+            except BaseException as err:
+                # Any failure (a Kafka error, a topic that never got a leader, aiokafka's own
+                # state checks, cancellation): memory already holds what failed to commit and
+                # whatever was decided on top of it, and the inputs are behind the consumer's
+                # position. Only a rebuild from the log is safe; the loop tends to it at its
+                # next turn (within IDLE_POLL_MS). Deciding on would commit later inputs past
+                # these and lose them.
                 shard.failed = err
                 shard.pending, shard.pending_offset = None, None
-                return
+                if isinstance(err, Exception):
+                    return
+                raise
             self.stats.transactions += 1
             self.stats.commit.add(time.monotonic() - t0)
             self._failures.pop(shard.partition, None)
@@ -330,11 +359,27 @@ class Engine:
     async def _checkpoint(self, shard: Shard) -> None:
         try:
             await shard.checkpoint()
-        except KafkaError as err:
-            shard.failed = err
-            return
+        except BaseException as err:
+            shard.failed = err  # as in _commit_pending
+            if isinstance(err, Exception):
+                return
+            raise
         # Decisions enqueued meanwhile found this task running and left it to commit them.
         await self._commit_pending(shard)
+
+    async def _checkpoint_all(self) -> None:
+        """Every shard's group offset up to its position: before partitions move and on a
+        clean stop, so whoever reads the group next (any version) starts exactly there.
+        Call after _flush, under the lock."""
+
+        async def one(shard: Shard) -> None:
+            try:
+                await shard.checkpoint()
+            except Exception:
+                # The position is in the events' headers anyway; only the group trails.
+                log.warning("p%d: checkpoint failed", shard.partition, exc_info=True)
+
+        await asyncio.gather(*(one(s) for s in self.shards.values() if not s.broken()))
 
     async def _settle(self, shard: Shard) -> None:
         """Until everything decided for the shard is committed, or its transaction failed."""
@@ -361,6 +406,7 @@ class Engine:
                 # fence it back; the group will tell us (see _revive_orphans).
                 log.warning("p%d: fenced or no longer ours; shard dropped", p)
                 await self.shards.pop(p).producer.stop()
+                self._reopen_at.pop(p, None)
                 self._dropped_at[p] = loop.time()
                 continue
             if p not in self._reopen_at:
@@ -375,7 +421,12 @@ class Engine:
                 self._reopen_at[p] = loop.time() + min(5.0, 0.1 * 2 ** (failures - 1))
             if loop.time() >= self._reopen_at[p]:
                 del self._reopen_at[p]
-                await self._reopen(p)
+                try:
+                    await self._reopen(p)
+                except Exception as reopen_err:
+                    # The broker is still in trouble: keep the broken shard and try again
+                    # after a longer back-off rather than stop the engine.
+                    shard.failed = reopen_err
 
     async def _revive_orphans(self) -> None:
         """A partition still assigned to us long after we were fenced on it (the fencer was a
@@ -393,10 +444,13 @@ class Engine:
                 await self._seek(self.shards[p])
 
     async def _reopen(self, p: int) -> None:
-        old = self.shards.pop(p)
-        await old.producer.stop()
+        """Rebuild shard p from the log. The new producer fences the old one first, so if
+        opening fails the broken shard stays in place (and is tried again)."""
         shard = await self._open_shard(p)
+        old = self.shards.get(p)
         self.shards[p] = shard
+        if old is not None:
+            await old.producer.stop()
         await self._seek(shard)
 
     def stop(self) -> None:

@@ -55,9 +55,7 @@ LIVENESS_SCAN_INTERVAL_US = 500_000
 # How far behind the engine's real position the consumer group's committed offset may fall
 # (it is for operators: recovery reads the position from the events).
 GROUP_COMMIT_INTERVAL_S = 1.0
-# A shard whose last transaction ended this recently is busy: a transaction may carry the group
-# offset at little cost to latency. An idle one gets a checkpoint transaction of its own.
-BUSY_WITHIN_S = 0.05
+# A shard idle this long gets a checkpoint transaction of its own when its group offset trails.
 IDLE_AFTER_S = 0.2
 
 AttemptKey = tuple[str, str, int]
@@ -135,6 +133,9 @@ class Shard:
         self.pending: Outbox | None = None
         self.pending_offset: int | None = None
         self.committer: asyncio.Task[None] | None = None
+        # The commands offset after the last input decided here (None: none yet, read from
+        # `position`); an input below it is never decided twice.
+        self.decided_to: int | None = None
         # Set when a transaction failed: nothing more is decided on this shard, and the
         # engine drops it (fenced) or rebuilds it from the log.
         self.failed: BaseException | None = None
@@ -325,20 +326,19 @@ class Shard:
         decided events, the last one carries it in a header (INPUT_OFFSET_HEADER): `load`
         reads it back, so the usual transaction needs no AddOffsetsToTxn and TxnOffsetCommit
         round trips. Otherwise it is committed to the consumer group. The group also gets it
-        at least once a second for operators: on a busy shard in a transaction like this one,
-        on an idle one in a `checkpoint` of its own, off the path of any command."""
+        at least once a second, in the next transaction, and an idle shard gets a `checkpoint`
+        of its own: for operators' lag, and so an engine that reads only the group's offset
+        (an older version, a rollback) would not decide anything twice."""
         if not out and next_offset is None:
             return
         for queue in {t.queue for t, _ in out.tasks}:
             await self.ensure_queue(queue)
         p = self.partition
         clock = time.monotonic()
-        busy = clock - self._committed_at < BUSY_WITHIN_S
         to_group = next_offset is not None and (
             not out.events
             or (
-                busy
-                and next_offset != self.group_position
+                next_offset != self.group_position
                 and clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
             )
         )

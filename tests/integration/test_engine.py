@@ -17,6 +17,7 @@ from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.engine import shard as shard_module
 from services.engine.engine import GROUP_ID
+from services.engine.shard import Outbox
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     EventLog,
@@ -138,6 +139,11 @@ async def test_a_new_engine_resumes_at_the_position_recorded_with_the_events(
     """The usual transaction records its input position on its last event, not in the group:
     a successor must resume there even though the group's offset trails."""
     monkeypatch.setattr(shard_module, "GROUP_COMMIT_INTERVAL_S", 3600.0)
+
+    async def no_checkpoint(self: shard_module.Shard) -> None:
+        return None  # as if the engine died before its clean-stop checkpoint
+
+    monkeypatch.setattr(shard_module.Shard, "checkpoint", no_checkpoint)
     wf = definition("recorded", [{"id": "s", "type": "sleep", "duration": "1h"}])
     iids = []
     async with following_events(kafka) as log:
@@ -165,6 +171,36 @@ async def test_a_new_engine_resumes_at_the_position_recorded_with_the_events(
                 assert second.shards[p].position == positions[p]
     for iid in iids:  # nothing decided twice
         assert log.types(iid).count("StepAttemptStarted") == 1
+
+
+async def test_a_transaction_failing_with_any_error_rebuilds_the_shard_and_loses_nothing(
+    kafka: str, producer: AIOKafkaProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only Kafka errors: a commit that raises anything leaves decisions in memory that
+    never reached the log. Deciding on would commit later inputs past them."""
+    real_commit = shard_module.Shard.commit
+    failed: list[int] = []
+
+    async def flaky(self: shard_module.Shard, out: Outbox, next_offset: int | None) -> None:
+        if not failed and any(e.type == "StepAttemptSucceeded" for e, _ in out.events):
+            failed.append(self.partition)
+            raise TimeoutError("a new queue's topic has no leader")  # not a KafkaError
+        await real_commit(self, out, next_offset)
+
+    monkeypatch.setattr(shard_module.Shard, "commit", flaky)
+    wf = definition("flaky-commit", DIAMOND)
+    async with (
+        following_events(kafka) as log,
+        running_engine(kafka),
+        scripted_worker(kafka, "default", succeed_all),
+    ):
+        iid = await start_instance(producer, "flaky-commit", wf)
+        await wait_until_async(lambda: "InstanceSucceeded" in log.types(iid), timeout=60)
+    assert failed
+    events = log.of(iid)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    succeeded = [e.payload.step_id for e in events if isinstance(e.payload, StepAttemptSucceeded)]
+    assert sorted(succeeded) == ["a", "b", "c", "d"]
 
 
 async def test_an_idle_shard_brings_the_group_offset_up_to_its_position(
