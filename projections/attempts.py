@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from projections.tables import Batch, Handler, Key, Table, ts, ts_or_none
 from services.domain.events import (
@@ -73,13 +74,20 @@ def _created(b: Batch, e: Event, p: StepAttemptCreated) -> None:
     )
 
 
+def _reported_at(e: Event) -> datetime:
+    """When the worker said it (its report's issue time, `caused_at`): the attempt's real
+    start or end, even when a short step's start and result are decided together. The
+    engine's own decisions (a timeout, a lost heartbeat) carry none: the decision time."""
+    return ts(e.caused_at if e.caused_at is not None else e.occurred_at)
+
+
 def _started(b: Batch, e: Event, p: StepAttemptStarted) -> None:
     b.update(
         ATTEMPTS,
         (e.instance_id, p.step_id, p.attempt),
         status=AttemptStatus.RUNNING.value,
         worker_id=p.worker_id,
-        started_at=ts(e.occurred_at),
+        started_at=_reported_at(e),
     )
 
 
@@ -89,7 +97,7 @@ def _succeeded(b: Batch, e: Event, p: StepAttemptSucceeded) -> None:
         (e.instance_id, p.step_id, p.attempt),
         status=AttemptStatus.SUCCEEDED.value,
         outputs=p.outputs,
-        ended_at=ts(e.occurred_at),
+        ended_at=_reported_at(e),
     )
 
 
@@ -102,7 +110,7 @@ def _failed(b: Batch, e: Event, p: StepAttemptFailed) -> None:
         message=p.message,
         output_tail=p.output_tail,
         retry_at=ts_or_none(p.retry_at),
-        ended_at=ts(e.occurred_at),
+        ended_at=_reported_at(e),
     )
 
 
