@@ -7,7 +7,7 @@ the optimisation log) is written by hand.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,51 +86,43 @@ def _targets(baton: dict[str, Any]) -> list[str]:
     flow = recovery.get("kill_to_steps_flowing_ms")
     mem = rec.get("memory", [])
     out = [_row(["DESIGN §6 target", "measured", "verdict"]), _row(["---", "---", "---"])]
-    out.append(
-        _row(
-            [
-                f"step launch p50 ≤ {TARGET_LAUNCH_P50:g} ms",
-                _f(launch.p50 if launch else None, " ms"),
-                _verdict(None if launch is None else launch.p50 <= TARGET_LAUNCH_P50),
-            ]
+    # (target, measured value or None, unit, whether the value meets it)
+    checks: list[tuple[str, float | None, str, Callable[[float], bool]]] = [
+        (
+            f"step launch p50 ≤ {TARGET_LAUNCH_P50:g} ms",
+            launch.p50 if launch else None,
+            " ms",
+            lambda v: v <= TARGET_LAUNCH_P50,
+        ),
+        (
+            f"step launch p99 ≤ {TARGET_LAUNCH_P99:g} ms",
+            launch.p99 if launch else None,
+            " ms",
+            lambda v: v <= TARGET_LAUNCH_P99,
+        ),
+        (
+            f"workflow start p50 ≤ {TARGET_START_P50:g} ms",
+            start.p50 if start else None,
+            " ms",
+            lambda v: v <= TARGET_START_P50,
+        ),
+        (
+            f"throughput ≥ {TARGET_THROUGHPUT:,.0f} step attempts/s",
+            tput,
+            " /s",
+            lambda v: v >= TARGET_THROUGHPUT,
+        ),
+        (
+            f"projection lag p99 ≤ {TARGET_LAG_P99_MS / 1000:g} s (during the throughput run)",
+            lag.p99 if lag else None,
+            " ms",
+            lambda v: v <= TARGET_LAG_P99_MS,
+        ),
+    ]
+    for label, value, unit, meets in checks:
+        out.append(
+            _row([label, _f(value, unit), _verdict(None if value is None else meets(value))])
         )
-    )
-    out.append(
-        _row(
-            [
-                f"step launch p99 ≤ {TARGET_LAUNCH_P99:g} ms",
-                _f(launch.p99 if launch else None, " ms"),
-                _verdict(None if launch is None else launch.p99 <= TARGET_LAUNCH_P99),
-            ]
-        )
-    )
-    out.append(
-        _row(
-            [
-                f"workflow start p50 ≤ {TARGET_START_P50:g} ms",
-                _f(start.p50 if start else None, " ms"),
-                _verdict(None if start is None else start.p50 <= TARGET_START_P50),
-            ]
-        )
-    )
-    out.append(
-        _row(
-            [
-                f"throughput ≥ {TARGET_THROUGHPUT:,.0f} step attempts/s",
-                _f(tput, " /s"),
-                _verdict(None if tput is None else tput >= TARGET_THROUGHPUT),
-            ]
-        )
-    )
-    out.append(
-        _row(
-            [
-                f"projection lag p99 ≤ {TARGET_LAG_P99_MS / 1000:g} s (during the throughput run)",
-                _f(lag.p99 if lag else None, " ms"),
-                _verdict(None if lag is None else lag.p99 <= TARGET_LAG_P99_MS),
-            ]
-        )
-    )
     live = recovery.get("live_instances")
     out.append(
         _row(
