@@ -24,7 +24,9 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepEvaluationFailed,
     StepStopped,
+    StepUnsatisfied,
 )
 from services.domain.statuses import InstanceStatus
 
@@ -91,9 +93,11 @@ def _change(b: Batch, e: Event, **changes: Any) -> None:
 
 
 def _restarted(b: Batch, e: Event, p: InstanceRestarted) -> None:
+    params = {} if p.params is None else {"params": p.params}
     _change(
         b,
         e,
+        **params,
         run=p.run,
         status=InstanceStatus.IN_PROGRESS.value,
         failure_reason=None,
@@ -145,4 +149,6 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepAttemptSucceeded: _step_event,
     StepAttemptFailed: _step_event,
     StepStopped: _step_event,
+    StepUnsatisfied: _step_event,
+    StepEvaluationFailed: _step_event,
 }

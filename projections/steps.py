@@ -20,7 +20,9 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepEvaluationFailed,
     StepStopped,
+    StepUnsatisfied,
 )
 from services.domain.statuses import StepStatus
 
@@ -35,7 +37,9 @@ def _step_keys(e: Event) -> Iterator[Key]:
         | StepAttemptStarted
         | StepAttemptSucceeded
         | StepAttemptFailed
-        | StepStopped,
+        | StepStopped
+        | StepUnsatisfied
+        | StepEvaluationFailed,
     ):
         yield (e.instance_id, p.step_id)
 
@@ -51,6 +55,7 @@ STEPS = Table(
         ("attempt", "int4"),
         ("run", "int4"),
         ("updated_at", "timestamptz"),
+        ("reason", "text"),
     ),
     key=("instance_id", "step_id"),
     keys_of=_step_keys,
@@ -82,6 +87,7 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
                 "attempt": 0,
                 "run": 1,
                 "updated_at": at,
+                "reason": None,
             },
         )
 
@@ -89,11 +95,11 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
 def _restarted(b: Batch, e: Event, p: InstanceRestarted) -> None:
     # The attempt number is kept: attempts count on across runs.
     for step_id in p.reset_steps:
-        _set(b, e, step_id, StepStatus.NOT_CREATED, run=p.run)
+        _set(b, e, step_id, StepStatus.NOT_CREATED, run=p.run, reason=None)
 
 
 def _attempt_created(b: Batch, e: Event, p: StepAttemptCreated) -> None:
-    _set(b, e, p.step_id, StepStatus.STARTING, attempt=p.attempt, run=p.run)
+    _set(b, e, p.step_id, StepStatus.STARTING, attempt=p.attempt, run=p.run, reason=None)
 
 
 def _attempt_started(b: Batch, e: Event, p: StepAttemptStarted) -> None:
@@ -109,7 +115,15 @@ def _attempt_failed(b: Batch, e: Event, p: StepAttemptFailed) -> None:
 
 
 def _step_stopped(b: Batch, e: Event, p: StepStopped) -> None:
-    _set(b, e, p.step_id, p.status)
+    _set(b, e, p.step_id, p.status, reason=p.reason)
+
+
+def _step_unsatisfied(b: Batch, e: Event, p: StepUnsatisfied) -> None:
+    _set(b, e, p.step_id, StepStatus.UNSATISFIED, run=p.run, reason=p.reason)
+
+
+def _step_evaluation_failed(b: Batch, e: Event, p: StepEvaluationFailed) -> None:
+    _set(b, e, p.step_id, StepStatus.INTERNALLY_FAILED, run=p.run, reason=p.message)
 
 
 HANDLERS: dict[type[EventPayload], Handler] = {
@@ -120,4 +134,6 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepAttemptSucceeded: _attempt_succeeded,
     StepAttemptFailed: _attempt_failed,
     StepStopped: _step_stopped,
+    StepUnsatisfied: _step_unsatisfied,
+    StepEvaluationFailed: _step_evaluation_failed,
 }

@@ -143,6 +143,8 @@ class StepPublic(_Out):
     attempt: int
     run: int
     updated_at: datetime
+    # Why it ended without an attempt's result: UNSATISFIED, INTERNALLY_FAILED, STOPPED.
+    reason: str | None = None
 
 
 class AttemptPublic(_Out):
@@ -188,6 +190,8 @@ class ActionReason(_In):
 
 class RestartBody(_In):
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
+    # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
 
 
 class ActionAccepted(_Out):

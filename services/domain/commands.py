@@ -46,6 +46,7 @@ class RestartInstance:
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
     # The run the caller saw ended: a retried request must not restart the run it started.
     expected_run: int | None = None
+    params: str = "{}"  # JSON: param overrides for the new run
 
 
 @dataclass(frozen=True, slots=True)

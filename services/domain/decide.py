@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from services.domain.commands import (
@@ -32,8 +33,18 @@ from services.domain.definition import (
     ExponentialBackoff,
     RetryPolicy,
     load_workflow,
+    param_sources,
     parse_workflow,
-    resolve_params,
+)
+from services.domain.evaluation import (
+    builtins,
+    check_overrides,
+    context,
+    evaluate_condition,
+    evaluate_params,
+    parsed_outputs,
+    restart_params,
+    start_params,
 )
 from services.domain.events import (
     Event,
@@ -48,10 +59,13 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepEvaluationFailed,
     StepStopped,
+    StepUnsatisfied,
     WorkflowVersionCreated,
 )
 from services.domain.evolve import evolve, evolve_workflow
+from services.domain.expressions import ExpressionError, member_paths
 from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import (
     FailureKind,
@@ -62,6 +76,10 @@ from services.domain.statuses import (
 )
 
 MICROS = 1_000_000
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 class Rejected(ValueError):
@@ -115,12 +133,69 @@ def _current(d: _Draft, step_id: str, attempt: int, *statuses: StepStatus) -> bo
 # --- rules shared by several commands -------------------------------------------------
 
 
+def _base(s: InstanceState) -> dict[str, Any]:
+    """The built-ins of the instance's current run."""
+    return builtins(
+        workflow_id=s.workflow_id,
+        version=s.version,
+        time_zone=s.workflow.time_zone,
+        instance_id=s.instance_id,
+        run=s.run,
+        initiator=s.initiator,
+        started_at=s.started_at,
+        run_started_at=s.run_started_at,
+    )
+
+
+@lru_cache(maxsize=16384)
+def _steps_read(definition: str, step_id: str) -> frozenset[str]:
+    """The steps whose status and outputs the step's params and incoming conditions read (all
+    its ancestors when one indexes `steps` with a computed key)."""
+    wf = load_workflow(definition)
+    dag = wf.dag
+    sources = [src for p in dag.steps[step_id].params.values() for src, _ in param_sources(p)]
+    sources += [c for (_, to), c in dag.conditions.items() if to == step_id]
+    read: set[str] = set()
+    for src in sources:
+        paths = member_paths(src)
+        if paths.steps_dynamic:
+            return dag.ancestors[step_id]
+        read |= paths.steps
+    return frozenset(read)
+
+
+def _steps_view(s: InstanceState, step_id: str) -> dict[str, Any]:
+    view = {}
+    for sid in _steps_read(s.definition, step_id):
+        st = s.steps[sid]
+        outputs = parsed_outputs(st.outputs) if st.outputs else {}
+        view[sid] = {"status": st.status.value, "outputs": outputs}
+    return view
+
+
 def _create_attempt(d: _Draft, step_id: str) -> None:
     wf = d.s.workflow
     step = wf.dag.steps[step_id]
     attempt = d.s.steps[step_id].attempt + 1
-    params = json.loads(d.s.params)
-    params.update({k: p.value for k, p in step.params.items()})
+    if not step.params:
+        params = d.s.params  # the run's params, as recorded: nothing to merge
+    elif not wf.dag.dynamic_params[step_id]:
+        merged = json.loads(d.s.params)
+        merged.update({k: p.value for k, p in step.params.items()})
+        params = _dumps(merged)
+    else:
+        try:
+            values = evaluate_params(
+                step.params,
+                wf.dag.param_order[step_id],
+                json.loads(d.s.params),
+                _base(d.s),
+                _steps_view(d.s, step_id),
+            )
+        except ExpressionError as err:
+            d.emit(StepEvaluationFailed(step_id, d.s.run, str(err)))
+            return
+        params = _dumps(values)
     engine_run = step.type in ENGINE_STEP_TYPES
     d.emit(
         StepAttemptCreated(
@@ -129,7 +204,7 @@ def _create_attempt(d: _Draft, step_id: str) -> None:
             run=d.s.run,
             step_type=step.type,
             queue=None if engine_run else step.queue,
-            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+            params=params,
         )
     )
     if step.type == "sleep":
@@ -196,25 +271,93 @@ def _stop_active(d: _Draft, status: StepStatus, reason: str) -> None:
             d.emit(StepStopped(step_id=sid, attempt=st.attempt, status=status, reason=reason))
 
 
-def _advance(d: _Draft) -> None:
-    """Start every step whose predecessors all succeeded; end the run when nothing can run."""
-    if not _live(d):
-        return
+def _incoming(d: _Draft, step_id: str) -> bool | None:
+    """Whether any incoming edge of a step whose predecessors are all complete is taken.
+    Decides StepUnsatisfied (False) or StepEvaluationFailed (None) itself."""
+    dag = d.s.workflow.dag
+    taken = False
+    not_taken: list[str] = []
+    ctx: dict[str, Any] | None = None
+    for pred in dag.predecessors[step_id]:
+        if d.s.steps[pred].status is StepStatus.UNSATISFIED:
+            not_taken.append(f"{pred} was unsatisfied")
+            continue
+        condition = dag.conditions.get((pred, step_id))
+        if condition is None:
+            taken = True
+            continue
+        if ctx is None:
+            ctx = context(json.loads(d.s.params), _base(d.s), _steps_view(d.s, step_id))
+        try:
+            holds = evaluate_condition(condition, ctx)
+        except ExpressionError as err:
+            d.emit(
+                StepEvaluationFailed(step_id, d.s.run, f"condition of {pred} -> {step_id}: {err}")
+            )
+            return None
+        if holds:
+            taken = True
+        else:
+            not_taken.append(f"{pred} -> {step_id}: {condition} is false")
+    if not taken:
+        d.emit(StepUnsatisfied(step_id, d.s.run, "; ".join(not_taken)))
+    return taken
+
+
+def _failed_fast(d: _Draft) -> bool:
+    """A step failed that ends the run at once (FAIL_IMMEDIATELY, or failed to evaluate):
+    stop the rest and fail the instance."""
     dag = d.s.workflow.dag
     steps = d.s.steps
+    fatal = [
+        sid
+        for sid in dag.order
+        if steps[sid].status.is_failure
+        and (
+            dag.steps[sid].failure_mode is FailureMode.FAIL_IMMEDIATELY
+            or steps[sid].status is StepStatus.INTERNALLY_FAILED
+        )
+    ]
+    if not fatal:
+        return False
     failed = tuple(sid for sid in dag.order if steps[sid].status.is_failure)
-    fatal = [f for f in failed if dag.steps[f].failure_mode is FailureMode.FAIL_IMMEDIATELY]
-    if fatal:
-        _stop_active(d, StepStatus.STOPPED, f"step {fatal[0]} failed (FAIL_IMMEDIATELY)")
-        d.emit(InstanceFailed(d.s.run, f"step {fatal[0]} failed", failed, killed=False))
+    why = (
+        "FAIL_IMMEDIATELY"
+        if steps[fatal[0]].status is not StepStatus.INTERNALLY_FAILED
+        else ("INTERNALLY_FAILED")
+    )
+    _stop_active(d, StepStatus.STOPPED, f"step {fatal[0]} failed ({why})")
+    d.emit(InstanceFailed(d.s.run, f"step {fatal[0]} failed", failed, killed=False))
+    return True
+
+
+def _advance(d: _Draft) -> None:
+    """Decide every step whose predecessors are all complete (run it, or find it unsatisfied),
+    in topological order; end the run when nothing can run any more."""
+    if not _live(d) or _failed_fast(d):
         return
-    for sid in dag.order:
-        if steps[sid].status is StepStatus.NOT_CREATED and all(
-            steps[p].status.is_success for p in dag.predecessors[sid]
-        ):
-            _create_attempt(d, sid)
+    dag = d.s.workflow.dag
+    for sid in dag.topo:
+        steps = d.s.steps
+        if steps[sid].status is not StepStatus.NOT_CREATED:
+            continue
+        preds = dag.predecessors[sid]
+        if not all(steps[p].status.is_complete for p in preds):
+            continue
+        if preds:
+            taken = _incoming(d, sid)
+            if taken is None:
+                break  # an evaluation failed: the run ends (below), nothing more starts
+            if not taken:
+                continue
+        _create_attempt(d, sid)
+        if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
+            break
+    if _failed_fast(d):
+        return
     if any(st.status.is_active for st in d.s.steps.values()):
         return
+    failed = tuple(sid for sid in dag.order if d.s.steps[sid].status.is_failure)
     if failed:
         d.emit(InstanceFailed(d.s.run, "step(s) failed: " + ", ".join(failed), failed, False))
     else:
@@ -232,22 +375,40 @@ def _start(d: _Draft, c: StartInstance) -> None:
         overrides = json.loads(c.params)
         if not isinstance(overrides, dict):
             raise Rejected("params must be a JSON object")
-        params = resolve_params(wf, overrides)
+        given = check_overrides(wf, overrides)
     except DefinitionError as err:
         raise Rejected(str(err)) from None
     except json.JSONDecodeError as err:
         raise Rejected(f"definition or params are not JSON: {err}") from None
+    base = builtins(
+        workflow_id=c.workflow_id,
+        version=c.version,
+        time_zone=wf.time_zone,
+        instance_id=c.instance_id,
+        run=1,
+        initiator=c.initiator,
+        started_at=d.now,
+        run_started_at=d.now,
+    )
+    failure = None
+    try:
+        params = start_params(wf, overrides, base)
+    except ExpressionError as err:
+        params, failure = given, str(err)
     d.emit(
         InstanceStarted(
             version=c.version,
             definition=c.definition,
-            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+            params=_dumps(params),
             initiator=c.initiator,
             idempotency_key=c.idempotency_key,
             timeout_at=d.now + round(wf.timeout * MICROS),
         ),
         workflow_id=c.workflow_id,
     )
+    if failure is not None:
+        d.emit(InstanceFailed(1, f"params could not be evaluated: {failure}", (), killed=False))
+        return
     _advance(d)
 
 
@@ -271,14 +432,43 @@ def _restart(d: _Draft, c: RestartInstance) -> None:
     if c.expected_run is not None and c.expected_run != d.s.run:
         return  # a retry of a restart that already made a newer run
     wf = d.s.workflow
+    try:
+        overrides = json.loads(c.params)
+        if not isinstance(overrides, dict):
+            raise Rejected("params must be a JSON object")
+        check_overrides(wf, overrides, restart=True)
+    except DefinitionError as err:
+        raise Rejected(str(err)) from None
+    except json.JSONDecodeError as err:
+        raise Rejected(f"params are not JSON: {err}") from None
     if c.mode is RestartMode.FROM_BEGINNING:
         reset = wf.dag.order
     else:
-        reset = tuple(sid for sid in wf.dag.order if not d.s.steps[sid].status.is_success)
+        reset = tuple(sid for sid in wf.dag.order if not d.s.steps[sid].status.is_complete)
     if not reset:
-        return  # every step succeeded: a run from the incomplete steps would do nothing
+        return  # every step completed: a run from the incomplete steps would do nothing
+    run = d.s.run + 1
+    base = builtins(
+        workflow_id=d.s.workflow_id,
+        version=d.s.version,
+        time_zone=wf.time_zone,
+        instance_id=d.s.instance_id,
+        run=run,
+        initiator=d.s.initiator,
+        started_at=d.s.started_at,
+        run_started_at=d.now,
+    )
+    failure = None
+    try:
+        params = _dumps(restart_params(wf, json.loads(d.s.params), overrides, base))
+    except ExpressionError as err:
+        params, failure = d.s.params, str(err)
     timeout_at = d.now + round(wf.timeout * MICROS)
-    d.emit(InstanceRestarted(d.s.run + 1, c.mode, reset, timeout_at))
+    changed = None if params == d.s.params else params
+    d.emit(InstanceRestarted(run, c.mode, reset, timeout_at, changed))
+    if failure is not None:
+        d.emit(InstanceFailed(run, f"params could not be evaluated: {failure}", (), False))
+        return
     _advance(d)
 
 

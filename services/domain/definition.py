@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -22,9 +23,18 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
-from services.domain.params import ParamType, check_value, infer_type, normalise
+from services.domain.expressions import (
+    MAX_SOURCE_CHARS,
+    ExpressionError,
+    compile_expression,
+    is_template,
+    member_paths,
+    template_sources,
+)
+from services.domain.params import ParamMode, ParamType, check_value, infer_type, normalise
 from services.domain.statuses import FailureMode
 
 MAX_STEPS = 300
@@ -88,19 +98,49 @@ class _Model(BaseModel):
 
 
 class Param(_Model):
+    """A literal `value` (whose strings may interpolate `${...}`) or a CEL `expression`."""
+
     type: ParamType
-    value: Any
+    value: Any = None
+    expression: str | None = Field(None, min_length=1, max_length=MAX_SOURCE_CHARS)
+    mode: Annotated[ParamMode, BeforeValidator(_upper)] = ParamMode.MUTABLE
+    description: str | None = Field(None, max_length=10_000)
 
     @field_validator("value")
     @classmethod
     def _check(cls, value: Any, info: Any) -> Any:
         ptype = info.data.get("type")
-        if ptype is None:
+        if ptype is None or value is None:
             return value
         fault = check_value(ptype, value)
         if fault:
             raise ValueError(fault)
         return normalise(ptype, value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Param:
+        if self.expression is not None and self.value is not None:
+            raise ValueError("give either a value or an expression, not both")
+        if self.expression is None and self.value is None:
+            raise ValueError("give a value or an expression")
+        if self.mode is ParamMode.CONSTANT and self.dynamic:
+            raise ValueError("a CONSTANT param must be a plain literal (no expression, no ${...})")
+        return self
+
+    @property
+    def dynamic(self) -> bool:
+        """Evaluated when used (an expression or a template), rather than a plain literal."""
+        return self.expression is not None or _has_template(self.value)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    return False
 
 
 def _param_shorthand(value: Any) -> Any:
@@ -144,12 +184,30 @@ class RetryPolicy(_Model):
     )
 
 
+def _successor_shorthand(value: Any) -> Any:
+    return {"step": value} if isinstance(value, str) else value
+
+
+class Successor(_Model):
+    """An edge to a successor, taken when the step ends well and `if` (CEL) holds."""
+
+    step: str
+    if_: str | None = Field(None, alias="if", min_length=1, max_length=MAX_SOURCE_CHARS)
+
+    @property
+    def condition(self) -> str | None:
+        """The condition, or None for an unconditional edge (`"true"` counts as none)."""
+        return None if self.if_ is None or self.if_.strip() == "true" else self.if_
+
+
 class _StepBase(_Model):
     id: str = Field(pattern=_ID)
     name: str | None = Field(None, max_length=256)
     description: str | None = Field(None, max_length=10_000)
     tags: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=32)
-    next: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+    next: list[Annotated[Successor, BeforeValidator(_successor_shorthand)]] = Field(
+        default_factory=list, max_length=MAX_STEPS
+    )
     timeout: Duration | None = None
     failure_mode: Annotated[FailureMode, BeforeValidator(_upper)] = FailureMode.FAIL_AFTER_RUNNING
     retry_policy: RetryPolicy = RetryPolicy()
@@ -191,17 +249,35 @@ class Workflow(_Model):
     description: str | None = Field(None, max_length=10_000)
     tags: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=32)
     timeout: Duration = Field(DEFAULT_WORKFLOW_TIMEOUT_S, gt=0, le=MAX_WORKFLOW_TIMEOUT_S)
+    # The zone of the run date and hour built-ins (`instance.run_date`).
+    time_zone: str = Field("UTC", max_length=64)
     params: Params = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
+            ) from None
+        return value
 
     @functools.cached_property
     def dag(self) -> Dag:
         return Dag(self)
 
+    @functools.cached_property
+    def param_order(self) -> tuple[str, ...]:
+        """The order in which the workflow's params are evaluated at start."""
+        return order_params(param_dependencies(self.params, frozenset()))[0]
+
     def to_json(self) -> str:
         """Canonical JSON: what events store, so equal definitions encode byte-identically."""
         return json.dumps(
-            self.model_dump(mode="json", exclude_defaults=False),
+            self.model_dump(mode="json", exclude_defaults=False, by_alias=True),
             sort_keys=True,
             separators=(",", ":"),
             allow_nan=False,
@@ -216,12 +292,64 @@ class Dag:
             s.id: s for s in wf.steps
         }
         preds: dict[str, list[str]] = {s.id: [] for s in wf.steps}
+        # The condition on each conditional edge (predecessor, successor).
+        self.conditions: dict[tuple[str, str], str] = {}
         for s in wf.steps:
             for n in s.next:
-                preds[n].append(s.id)
+                preds[n.step].append(s.id)
+                if n.condition is not None:
+                    self.conditions[(s.id, n.step)] = n.condition
         self.predecessors: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in preds.items()}
+        self.successors: Mapping[str, tuple[str, ...]] = {
+            s.id: tuple(n.step for n in s.next) for s in wf.steps
+        }
+        # Definition order: how steps are listed (read models, restarts).
         self.order: tuple[str, ...] = tuple(s.id for s in wf.steps)
         self.roots: tuple[str, ...] = tuple(k for k in self.order if not preds[k])
+        # A topological order (definition order among equals): one pass in it sees every
+        # predecessor's decision before its successors'.
+        self.topo: tuple[str, ...] = _topological(self.order, self.predecessors, self.successors)
+        self.ancestors: Mapping[str, frozenset[str]] = _ancestors(self.topo, self.predecessors)
+        outer = frozenset(wf.params)
+        # Per step: the order its own params are evaluated in, and whether any is dynamic.
+        self.param_order: Mapping[str, tuple[str, ...]] = {
+            s.id: order_params(param_dependencies(s.params, outer))[0] for s in wf.steps
+        }
+        self.dynamic_params: Mapping[str, bool] = {
+            s.id: any(p.dynamic for p in s.params.values()) for s in wf.steps
+        }
+
+
+def _topological(
+    order: tuple[str, ...],
+    predecessors: Mapping[str, tuple[str, ...]],
+    successors: Mapping[str, tuple[str, ...]],
+) -> tuple[str, ...]:
+    waiting = {k: len(predecessors[k]) for k in order}
+    rank = {k: i for i, k in enumerate(order)}
+    ready = [k for k in order if not waiting[k]]
+    out: list[str] = []
+    while ready:
+        ready.sort(key=rank.__getitem__, reverse=True)
+        k = ready.pop()
+        out.append(k)
+        for n in successors[k]:
+            waiting[n] -= 1
+            if not waiting[n]:
+                ready.append(n)
+    return tuple(out)
+
+
+def _ancestors(
+    topo: tuple[str, ...], predecessors: Mapping[str, tuple[str, ...]]
+) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for k in topo:
+        acc: set[str] = set(predecessors[k])
+        for p in predecessors[k]:
+            acc |= out[p]
+        out[k] = frozenset(acc)
+    return out
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -270,7 +398,8 @@ def _graph_faults(wf: Workflow) -> list[tuple[str, str]]:
             index[s.id] = i
     for i, s in enumerate(wf.steps):
         seen: set[str] = set()
-        for j, n in enumerate(s.next):
+        for j, edge in enumerate(s.next):
+            n = edge.step
             if n not in index:
                 faults.append((f"steps[{i}].next[{j}]", f"unknown step {n!r}"))
             elif n == s.id:
@@ -283,13 +412,13 @@ def _graph_faults(wf: Workflow) -> list[tuple[str, str]]:
     cycle = _find_cycle(wf)
     if cycle:
         i = index[cycle[0]]
-        j = wf.steps[i].next.index(cycle[1])
+        j = [n.step for n in wf.steps[i].next].index(cycle[1])
         faults.append((f"steps[{i}].next[{j}]", "cycle: " + " -> ".join(cycle)))
     return faults
 
 
 def _find_cycle(wf: Workflow) -> list[str] | None:
-    nexts = {s.id: s.next for s in wf.steps}
+    nexts = {s.id: [n.step for n in s.next] for s in wf.steps}
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(nexts, white)
     for root in nexts:
@@ -327,6 +456,12 @@ def parse_workflow(data: Any) -> Workflow:
     faults = _graph_faults(wf)
     if faults:
         raise DefinitionError(faults)
+    # Imported here: the analysis needs the model above, and the model needs nothing of it.
+    from services.domain.analysis import expression_faults
+
+    faults = expression_faults(wf)
+    if faults:
+        raise DefinitionError(faults)
     size = len(wf.to_json().encode())
     if size > MAX_CANONICAL_BYTES:
         raise DefinitionError(
@@ -361,24 +496,69 @@ def load_workflow(canonical_json: str) -> Workflow:
     return parse_workflow(json.loads(canonical_json))
 
 
-def resolve_params(wf: Workflow, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Workflow params with start-time overrides, each checked against its declared type.
+# --- how params depend on each other -----------------------------------------------------
 
-    A start may also bring params the definition does not declare; their type is inferred.
-    """
-    faults: list[tuple[str, str]] = []
-    resolved = {name: p.value for name, p in wf.params.items()}
-    for name, value in overrides.items():
-        declared = wf.params.get(name)
-        ptype = declared.type if declared else infer_type(value)
-        if ptype is None:
-            faults.append((f"params.{name}", "cannot infer the type of this value"))
-            continue
-        fault = check_value(ptype, value)
-        if fault:
-            faults.append((f"params.{name}", f"{fault} (declared {ptype.value})"))
-            continue
-        resolved[name] = normalise(ptype, value)
-    if faults:
-        raise DefinitionError(faults)
-    return resolved
+
+def param_sources(param: Param) -> list[tuple[str, str]]:
+    """Each expression a param evaluates, with the field it sits in (`expression`, `value`,
+    `value[2]`, `value.key`)."""
+    if param.expression is not None:
+        return [(param.expression, "expression")]
+    out: list[tuple[str, str]] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, str):
+            out.extend((src, where) for src in template_sources(value))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+
+    walk(param.value, "value")
+    return out
+
+
+def param_dependencies(params: Mapping[str, Param], outer: frozenset[str]) -> dict[str, set[str]]:
+    """For each param, the params of the same map it reads. A param that names itself reads
+    the outer param of that name (a step's `path: "${path}/x"` refines the workflow's)."""
+    deps: dict[str, set[str]] = {}
+    for name, p in params.items():
+        names: set[str] = set()
+        for src, _ in param_sources(p):
+            try:
+                expr = compile_expression(src)
+            except ExpressionError:
+                continue  # reported by the analysis
+            names |= (expr.references | member_paths(src).params) & params.keys()
+        if name in outer:
+            names.discard(name)
+        deps[name] = names
+    return deps
+
+
+def order_params(deps: Mapping[str, set[str]]) -> tuple[tuple[str, ...], list[str] | None]:
+    """An evaluation order (dependencies first, then by name), and a cycle if there is one."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(name: str, path: list[str]) -> list[str] | None:
+        if state.get(name) == 2:
+            return None
+        if state.get(name) == 1:
+            return [*path[path.index(name) :], name]
+        state[name] = 1
+        for dep in sorted(deps[name]):
+            cycle = visit(dep, [*path, name])
+            if cycle:
+                return cycle
+        state[name] = 2
+        order.append(name)
+        return None
+
+    for name in sorted(deps):
+        cycle = visit(name, [])
+        if cycle:
+            return tuple(order), cycle
+    return tuple(order), None

@@ -33,6 +33,7 @@ class InstanceRestarted:
     mode: RestartMode
     reset_steps: tuple[str, ...]
     timeout_at: int
+    params: str | None = None  # the new run's params (JSON); None: the previous run's
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,25 @@ class StepAttemptFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class StepUnsatisfied:
+    """No incoming edge of the step was taken (each one's condition was false, or its
+    predecessor was unsatisfied): the step and its branch are skipped."""
+
+    step_id: str
+    run: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvaluationFailed:
+    """A param or an incoming condition of the step could not be evaluated."""
+
+    step_id: str
+    run: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class StepStopped:
     step_id: str
     attempt: int
@@ -116,6 +136,8 @@ InstanceEvent = (
     | StepAttemptSucceeded
     | StepAttemptFailed
     | StepStopped
+    | StepUnsatisfied
+    | StepEvaluationFailed
 )
 EventPayload = InstanceEvent | WorkflowVersionCreated
 
@@ -132,6 +154,8 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     StepAttemptSucceeded,
     StepAttemptFailed,
     StepStopped,
+    StepUnsatisfied,
+    StepEvaluationFailed,
 )
 
 

@@ -19,7 +19,9 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepEvaluationFailed,
     StepStopped,
+    StepUnsatisfied,
     WorkflowVersionCreated,
 )
 from services.domain.state import InstanceState, StepState, WorkflowState
@@ -44,6 +46,9 @@ def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceS
         timeout_at=p.timeout_at,
         seq=e.seq,
         steps=dict.fromkeys(wf_steps, StepState()),
+        initiator=p.initiator,
+        started_at=e.occurred_at,
+        run_started_at=e.occurred_at,
     )
 
 
@@ -63,6 +68,8 @@ def _restarted(s: InstanceState, e: Event, p: InstanceRestarted) -> InstanceStat
         steps=steps,
         failed_steps=(),
         seq=e.seq,
+        params=s.params if p.params is None else p.params,
+        run_started_at=e.occurred_at,
     )
 
 
@@ -98,7 +105,9 @@ def _attempt_started(s: InstanceState, e: Event, p: StepAttemptStarted) -> Insta
 
 def _attempt_succeeded(s: InstanceState, e: Event, p: StepAttemptSucceeded) -> InstanceState:
     old = s.steps[p.step_id]
-    new = replace(old, status=StepStatus.SUCCEEDED, timeout_at=None, wake_at=None)
+    new = replace(
+        old, status=StepStatus.SUCCEEDED, timeout_at=None, wake_at=None, outputs=p.outputs
+    )
     return _set_step(s, e, p.step_id, new)
 
 
@@ -123,6 +132,15 @@ def _step_stopped(s: InstanceState, e: Event, p: StepStopped) -> InstanceState:
     return _set_step(s, e, p.step_id, new)
 
 
+def _step_unsatisfied(s: InstanceState, e: Event, p: StepUnsatisfied) -> InstanceState:
+    return _set_step(s, e, p.step_id, replace(s.steps[p.step_id], status=StepStatus.UNSATISFIED))
+
+
+def _step_evaluation_failed(s: InstanceState, e: Event, p: StepEvaluationFailed) -> InstanceState:
+    new = replace(s.steps[p.step_id], status=StepStatus.INTERNALLY_FAILED)
+    return _set_step(s, e, p.step_id, new)
+
+
 _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -135,6 +153,8 @@ _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     StepAttemptSucceeded: _attempt_succeeded,
     StepAttemptFailed: _attempt_failed,
     StepStopped: _step_stopped,
+    StepUnsatisfied: _step_unsatisfied,
+    StepEvaluationFailed: _step_evaluation_failed,
 }
 
 

@@ -1,14 +1,15 @@
 """Expressions: CEL (the `common-expression-language` package, bindings to the Rust `cel`
 crate), bounded, plus `${...}` interpolation in strings.
 
-Groundwork for the workflow language's params, conditions and loops (issue 4); nothing in the
-DSL uses it yet. What it guarantees:
+The workflow language's params, conditions and loops use it. What it guarantees:
 
 - **Bounded.** A source is at most MAX_SOURCE_CHARS, nests brackets at most MAX_NESTING deep and
   uses at most MAX_COMPREHENSIONS comprehension macros (`map`, `filter`, `all`, `exists`,
-  `exists_one`), so a pushed definition cannot ask for unbounded work: CEL has no loops, and
-  the inputs an expression sees (params, step outputs) are bounded records. A result larger
-  than MAX_RESULT_BYTES as JSON is refused. There is no wall-clock limit: the library has none.
+  `exists_one`), none inside another, so a pushed definition cannot ask for unbounded work:
+  CEL has no loops, the inputs an expression sees (params, step outputs) are bounded
+  records, and without nesting the work is linear in them. A result larger than
+  MAX_RESULT_BYTES as JSON is refused. The library has no wall-clock limit: these bounds are
+  what keep evaluation short (docs/dsl.md gives the worst case measured).
 - **Never a crash.** Every failure (syntax, an unknown name, a type error, division by zero,
   overflow, an oversized result) is an ExpressionError with a message that says which
   expression and why; the caller turns it into a failed step or a rejected definition.
@@ -18,10 +19,12 @@ DSL uses it yet. What it guarantees:
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +38,13 @@ MAX_RESULT_BYTES = 64 * 1024
 _COMPREHENSION = re.compile(r"\.\s*(?:map|filter|all|exists_one|exists)\s*\(\s*([A-Za-z_]\w*)\s*,")
 # `${ ... }` in a string; `$${` is a literal `${`.
 _INTERPOLATION = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
+# A rough CEL lexer: enough to find member paths and brackets outside string literals.
+_TOKEN = re.compile(
+    r"(?P<str>[rRbB]{0,2}(?:\"\"\"(?:\\.|[^\\])*?\"\"\"|'''(?:\\.|[^\\])*?'''"
+    r"|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'))"
+    r"|(?P<id>[A-Za-z_][A-Za-z0-9_]*)|(?P<ws>\s+)|(?P<op>.)",
+    re.S,
+)
 
 
 class ExpressionError(ValueError):
@@ -54,7 +64,11 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: unknown name {', '.join(missing)}")
         try:
             value = self._program.execute(dict(context))
-        except (RuntimeError, ValueError, TypeError, ArithmeticError) as err:
+        except KeyError as err:
+            raise ExpressionError(f"{self.source!r}: no such key: {err.args[0]}") from None
+        except Exception as err:
+            # Whatever the library raises (it maps CEL errors onto several Python types): an
+            # expression's failure is its step's, never the engine's.
             raise ExpressionError(f"{self.source!r}: {_first_line(err)}") from None
         size = len(json.dumps(value, default=str, separators=(",", ":")).encode())
         if size > MAX_RESULT_BYTES:
@@ -92,6 +106,114 @@ def _nesting(source: str) -> int:
     return deepest
 
 
+@dataclass(frozen=True)
+class Paths:
+    """The params and steps an expression names through `params.x` / `steps.x` (or
+    `steps["x"]`); `*_dynamic` when it indexes them with a computed key or uses the whole map."""
+
+    params: frozenset[str]
+    steps: frozenset[str]
+    params_dynamic: bool
+    steps_dynamic: bool
+
+
+def _tokens(source: str) -> list[tuple[str, str]]:
+    return [
+        (m.lastgroup or "op", m.group()) for m in _TOKEN.finditer(source) if m.lastgroup != "ws"
+    ]
+
+
+@lru_cache(maxsize=4096)
+def member_paths(source: str) -> Paths:
+    """Which params and steps `source` reads (for checks at push time, and to build only the
+    part of the context an expression needs)."""
+    toks = _tokens(source)
+    found: dict[str, set[str]] = {"params": set(), "steps": set()}
+    dynamic = {"params": False, "steps": False}
+    for i, (kind, text) in enumerate(toks):
+        if kind != "id" or text not in found or (i and toks[i - 1][1] == "."):
+            continue
+        nxt = toks[i + 1 : i + 4]
+        if len(nxt) >= 2 and nxt[0][1] == "." and nxt[1][0] == "id":
+            found[text].add(nxt[1][1])
+        elif len(nxt) == 3 and nxt[0][1] == "[" and nxt[1][0] == "str" and nxt[2][1] == "]":
+            found[text].add(str(ast.literal_eval(nxt[1][1].lstrip("rRbB"))))
+        else:
+            dynamic[text] = True
+    return Paths(
+        frozenset(found["params"]), frozenset(found["steps"]), dynamic["params"], dynamic["steps"]
+    )
+
+
+def _top_level(source: str) -> str:
+    """`source` with string literals and everything inside brackets blanked out."""
+    out = []
+    depth = 0
+    for kind, text in _tokens(source):
+        if kind == "op" and text in "([{":
+            if depth == 0:
+                out.append(text)
+            depth += 1
+        elif kind == "op" and text in ")]}":
+            depth -= 1
+            if depth == 0:
+                out.append(text)
+        elif depth == 0:
+            out.append('""' if kind == "str" else text)
+    return " ".join(out)
+
+
+def boolean_shape(source: str) -> bool | None:
+    """Whether `source` can only yield a boolean (True), can never yield one (False), or
+    cannot be told without its inputs (None), judged by its outermost operator."""
+    top = _top_level(source).strip()
+    if "?" in top:
+        return None
+    if re.search(r"\|\s*\||&\s*&|=\s*=|!\s*=|<|>|\bin\b", top):
+        return True
+    if re.search(r".\s*[-+*/%]", top):
+        return False
+    if top.startswith("!") or top in ("true", "false"):
+        return True
+    if top == "null" or top.startswith(('"', "[", "{", "-")) or top[:1].isdigit():
+        return False
+    return None
+
+
+def is_template(text: str) -> bool:
+    """Whether a string holds `${...}` parts (or a `$${` escape) to interpolate."""
+    return "${" in text and _INTERPOLATION.search(text) is not None
+
+
+def template_sources(template: str) -> list[str]:
+    """The expression inside each `${...}` of `template`."""
+    return [m.group(1).strip() for m in _INTERPOLATION.finditer(template) if m.group(1) is not None]
+
+
+_MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
+
+
+def _nested_comprehension(source: str) -> bool:
+    """Whether a comprehension macro sits inside another one's arguments."""
+    depth = 0
+    open_at: list[int] = []  # depths at which a comprehension's arguments are open
+    toks = _tokens(source)
+    for i, (kind, text) in enumerate(toks):
+        if kind != "op":
+            continue
+        if text in "([{":
+            depth += 1
+            if text == "(" and i >= 2 and toks[i - 2][1] == "." and toks[i - 1][1] in _MACROS:
+                if open_at:
+                    return True
+                open_at.append(depth)
+        elif text in ")]}":
+            if open_at and open_at[-1] == depth:
+                open_at.pop()
+            depth -= 1
+    return False
+
+
 @lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Expression:
     """Parse and check `source`; cached, since definitions repeat their expressions."""
@@ -108,6 +230,11 @@ def compile_expression(source: str) -> Expression:
         raise ExpressionError(
             f"{source[:60]!r}: at most {MAX_COMPREHENSIONS} comprehensions (map, filter, all,"
             f" exists, exists_one), not {len(bound)}"
+        )
+    if _nested_comprehension(source):
+        raise ExpressionError(
+            f"{source[:60]!r}: a comprehension (map, filter, all, exists, exists_one) may not"
+            " contain another one"
         )
     try:
         program = cel.compile(source)
@@ -135,6 +262,8 @@ def interpolate(template: str, context: Mapping[str, Any]) -> str:
         result = compile_expression(match.group(1).strip()).evaluate(context)
         if isinstance(result, str):
             return result
+        if isinstance(result, datetime):
+            return result.astimezone(UTC).isoformat().replace("+00:00", "Z")
         return json.dumps(result, default=str, separators=(",", ":"))
 
     return _INTERPOLATION.sub(value, template)

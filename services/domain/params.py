@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +20,27 @@ class ParamType(StrEnum):
     LONG_ARRAY = "long_array"
     DOUBLE_ARRAY = "double_array"
     BOOLEAN_ARRAY = "boolean_array"
+
+
+class ParamMode(StrEnum):
+    """Who may change a param's value, and when (Maestro's modes).
+
+    Baton's steps never write params (their results are `steps.<id>.outputs`), so MUTABLE and
+    MUTABLE_ON_START_RESTART allow the same changes here: at start and at restart."""
+
+    CONSTANT = "CONSTANT"  # a literal, never overridden; a restart keeps it
+    IMMUTABLE = "IMMUTABLE"  # never overridden; a restart evaluates it again
+    MUTABLE = "MUTABLE"  # overridable at start and restart (the default)
+    MUTABLE_ON_START = "MUTABLE_ON_START"  # overridable at start; a restart keeps its value
+    MUTABLE_ON_START_RESTART = "MUTABLE_ON_START_RESTART"
+
+    @property
+    def on_start(self) -> bool:
+        return self not in (ParamMode.CONSTANT, ParamMode.IMMUTABLE)
+
+    @property
+    def on_restart(self) -> bool:
+        return self in (ParamMode.MUTABLE, ParamMode.MUTABLE_ON_START_RESTART)
 
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -119,3 +141,43 @@ def infer_type(value: Any) -> ParamType | None:
         if kinds <= {ParamType.LONG, ParamType.DOUBLE}:
             return ParamType.DOUBLE_ARRAY
     return None
+
+
+def iso_timestamp(value: datetime) -> str:
+    """A timestamp as params carry it: ISO 8601 in UTC, `2024-01-01T00:00:00Z`."""
+    text = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def coerce(ptype: ParamType, value: Any) -> Any:
+    """An evaluated value as a `ptype` param, or ValueError saying why it is not one.
+
+    What CEL hands back is converted where the meaning is unambiguous: a timestamp becomes
+    an ISO 8601 string for a string param, and a long becomes a double for a double param."""
+    if isinstance(value, datetime) and ptype is ParamType.STRING:
+        value = iso_timestamp(value)
+    fault = check_value(ptype, value)
+    if fault:
+        raise ValueError(f"{fault}, got {describe(value)}")
+    return normalise(ptype, value)
+
+
+def describe(value: Any) -> str:
+    """A value's kind in the params' vocabulary, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a long"
+    if isinstance(value, float):
+        return "a double"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime):
+        return "a timestamp"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a map"
+    if value is None:
+        return "null"
+    return type(value).__name__

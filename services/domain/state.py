@@ -19,6 +19,7 @@ class StepState:
     retry_at: int | None = None
     timeout_at: int | None = None
     wake_at: int | None = None
+    outputs: str | None = None  # JSON of the succeeded attempt's outputs, for expressions
 
     def failures(self, kind: FailureKind) -> int:
         if kind is FailureKind.USER:
@@ -40,6 +41,9 @@ class InstanceState:
     timeout_at: int
     seq: int
     steps: Mapping[str, StepState]
+    initiator: str = ""
+    started_at: int = 0  # the first run's start (UTC micros): the run date built-ins
+    run_started_at: int = 0
     failed_steps: tuple[str, ...] = ()
 
     @property

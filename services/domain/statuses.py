@@ -69,6 +69,12 @@ class StepStatus(StrEnum):
         return self in _SUCCESS_STEP
 
     @property
+    def is_complete(self) -> bool:
+        """Ended without a failure: succeeded in some way, or unsatisfied (a restart from the
+        incomplete steps leaves these as they are)."""
+        return self in _SUCCESS_STEP or self is StepStatus.UNSATISFIED
+
+    @property
     def is_failure(self) -> bool:
         return self in _FAILURE_STEP
 

@@ -33,7 +33,9 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepEvaluationFailed,
     StepStopped,
+    StepUnsatisfied,
     WorkflowVersionCreated,
 )
 from services.domain.statuses import FailureKind, RestartMode, StepStatus
@@ -141,6 +143,21 @@ EVENTS: tuple[Event, ...] = (
         ),
     ),
     _event(10, StepStopped(step_id="load", attempt=3, status=StepStatus.STOPPED, reason="stopped")),
+    # Events v3: steps that end without an attempt.
+    _event(
+        11,
+        StepUnsatisfied(
+            step_id="backfill", run=1, reason="extract -> backfill: params.rows == 0 is false"
+        ),
+    ),
+    _event(
+        12,
+        StepEvaluationFailed(
+            step_id="load",
+            run=1,
+            message="param path: 'steps.extract.outputs.dir': no such key: dir",
+        ),
+    ),
 )
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
@@ -186,6 +203,17 @@ EVENT_VARIANTS: tuple[Event, ...] = (
             initiator="schedule:nightly",
             idempotency_key=None,
             timeout_at=T0 + 3600 * SECOND,
+        ),
+    ),
+    # Events v3: a restart that changed the run's params.
+    _event(
+        21,
+        InstanceRestarted(
+            run=3,
+            mode=RestartMode.FROM_BEGINNING,
+            reset_steps=("extract",),
+            timeout_at=T0 + 9000 * SECOND,
+            params='{"date":"2025-11-21"}',
         ),
     ),
 )
@@ -261,6 +289,8 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
     ),
     _command(11, RestartInstance(instance_id=INSTANCE)),
     _command(12, StopInstance(instance_id=INSTANCE)),
+    # Commands v3: a restart with param overrides.
+    _command(13, RestartInstance(instance_id=INSTANCE, expected_run=2, params='{"rows":5}')),
 )
 
 TASK = Task(

@@ -392,7 +392,8 @@ def test_an_older_writer_without_a_later_field_is_resolved_by_its_default(
 
     codec = Codec(schema_dir)
     old = next(e for e in codec.schemas() if (e.subject, e.version) == ("baton.events-value", 1))
-    assert codec.current_schema(EVENT_RECORD).version == 2
+    newest = len(list((schema_dir / "history" / "baton.events-value").glob("v*.avsc")))
+    assert codec.current_schema(EVENT_RECORD).version == newest > 1
     writer = codec.writer_schema(old.id)
     assert writer is not None
     sample = EVENTS[10]

@@ -14,8 +14,8 @@ from services.domain.definition import (
     parse_duration,
     parse_workflow,
     parse_workflow_text,
-    resolve_params,
 )
+from services.domain.evaluation import check_overrides, start_params
 from services.domain.params import ParamType
 
 
@@ -141,9 +141,9 @@ def test_durations(text: Any, seconds: float) -> None:
 
 def test_start_params_are_checked_against_declared_types() -> None:
     w = parse_workflow(wf({"id": "a", "type": "noop"}, params={"n": 1, "xs": [1.5, 2]}))
-    assert resolve_params(w, {"n": 5, "extra": "s"}) == {"n": 5, "xs": [1.5, 2.0], "extra": "s"}
+    assert start_params(w, {"n": 5, "extra": "s"}, {}) == {"n": 5, "xs": [1.5, 2.0], "extra": "s"}
     with pytest.raises(DefinitionError) as err:
-        resolve_params(w, {"n": "five", "xs": ["a"]})
+        check_overrides(w, {"n": "five", "xs": ["a"]})
     assert dict(err.value.faults).keys() == {"params.n", "params.xs"}
 
 

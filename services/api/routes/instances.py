@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 
 from services.api import problems
-from services.api.common import page, publish, row_dict
+from services.api.common import canonical_json, json_value, page, publish, row_dict
 from services.api.deps import Codec, Pool, Producer
 from services.api.dto import (
     DEFAULT_PAGE,
@@ -26,6 +26,8 @@ from services.api.dto import (
     StepPublic,
 )
 from services.domain.commands import Command, KillInstance, RestartInstance, StopInstance
+from services.domain.definition import DefinitionError, load_workflow
+from services.domain.evaluation import check_overrides
 from services.domain.statuses import InstanceStatus, RestartMode
 
 MAX_WAIT_SECONDS = 30.0
@@ -265,11 +267,31 @@ async def restart_instance(
     instance_id: InstanceId,
     body: Annotated[RestartBody | None, Body()] = None,
 ) -> ActionAccepted:
-    mode = (body or RestartBody()).mode
+    req = body or RestartBody()
+    if req.params:
+        row = await _instance_row(pool, instance_id)
+        definition = await pool.fetchval(
+            "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+            row["workflow_id"],
+            row["version"],
+        )
+        try:
+            check_overrides(
+                load_workflow(canonical_json(json_value(definition))), req.params, restart=True
+            )
+            params = canonical_json(req.params)
+        except DefinitionError as err:
+            raise problems.from_definition_error(err, "params") from None
+        except ValueError as err:  # NaN or infinity: not JSON
+            raise problems.invalid_input([("params", str(err))], "params") from None
+    else:
+        params = "{}"
 
     def restart(row: Mapping[str, Any]) -> Command:
         # The run this caller saw end: a retried request restarts it once, not twice.
-        return RestartInstance(instance_id=instance_id, mode=mode, expected_run=row["run"])
+        return RestartInstance(
+            instance_id=instance_id, mode=req.mode, expected_run=row["run"], params=params
+        )
 
     out = await _act(pool, producer, codec, instance_id, "restart", restart, needs_terminal=True)
     return ActionAccepted.model_validate(out)

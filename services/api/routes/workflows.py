@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -30,8 +31,9 @@ from services.domain.definition import (
     Workflow,
     load_workflow,
     parse_workflow_text,
-    resolve_params,
 )
+from services.domain.evaluation import builtins, check_overrides, start_params
+from services.domain.expressions import ExpressionError
 
 # Instance ids of keyed starts: uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}"), so the
 # same key twice names the same instance and the engine drops the second StartInstance.
@@ -224,16 +226,32 @@ async def start_instance(
             "Internal Server Error",
             f"stored version {row['version']} of {workflow_id!r} no longer validates: {err}",
         ) from None
+    instance_id = instance_id_for(workflow_id, req.idempotency_key)
     try:
-        resolved = resolve_params(wf, req.params)
+        given = check_overrides(wf, req.params)
         params = canonical_json(req.params)
+        # Evaluated here only to refuse what cannot start (the engine evaluates for the record,
+        # at its own start time): an override can break an expression that reads it.
+        now = time.time_ns() // 1000
+        base = builtins(
+            workflow_id=workflow_id,
+            version=row["version"],
+            time_zone=wf.time_zone,
+            instance_id=instance_id,
+            run=1,
+            initiator=req.initiator,
+            started_at=now,
+            run_started_at=now,
+        )
+        start_params(wf, req.params, base)
     except DefinitionError as err:
         raise problems.from_definition_error(err, "params") from None
+    except ExpressionError as err:
+        raise problems.invalid_input([("params", str(err))], "params") from None
     except ValueError as err:  # NaN or infinity: not JSON
         raise problems.invalid_input([("params", str(err))], "params") from None
-    instance_id = instance_id_for(workflow_id, req.idempotency_key)
     if req.idempotency_key is not None:
-        await _same_request_or_conflict(pool, instance_id, row["version"], resolved, req)
+        await _same_request_or_conflict(pool, instance_id, row["version"], given, req)
     command = StartInstance(
         instance_id=instance_id,
         workflow_id=workflow_id,
@@ -255,14 +273,18 @@ async def start_instance(
 async def _same_request_or_conflict(
     pool: Pool, instance_id: str, version: int, params: dict[str, Any], req: InstanceCreate
 ) -> None:
-    """A key already used for a different start is an error, not a silent no-op. (A start
-    not yet projected cannot be compared; the engine then keeps the first one.)"""
+    """A key already used for a different start is an error, not a silent no-op: another
+    version, or an override the instance does not have. (A start not yet projected cannot be
+    compared; the engine then keeps the first one.)"""
     existing = await pool.fetchrow(
         "SELECT version, params FROM instances WHERE instance_id = $1", instance_id
     )
     if existing is None:
         return
-    if existing["version"] != version or json_value(existing["params"]) != params:
+    stored = json_value(existing["params"])
+    if existing["version"] != version or any(
+        k not in stored or stored[k] != v for k, v in params.items()
+    ):
         raise problems.conflict(
             f"idempotency key {req.idempotency_key!r} was used for instance {instance_id} "
             f"with version {existing['version']} and other params; use a new key"

@@ -1,0 +1,216 @@
+"""Checks of a definition's expressions at push time, each fault with its exact path.
+
+- Every expression compiles within the bounds (services.domain.expressions).
+- Every name it reads exists: a param of its scope, or a context root; `params.x` names a
+  param of its scope; `steps.x` names a step upstream of where it is evaluated (its outputs
+  exist by then). Workflow params are evaluated at start, before any step: no `steps` there.
+- Params do not depend on each other in a cycle.
+- What can be evaluated without a run is evaluated, with the default values and sample
+  built-ins: a param's value must have its declared type, and a condition must be a boolean.
+  A condition that reads step outputs is judged by its outermost operator (`a + 1` can never
+  be a boolean); the rest is checked when it runs, and a failure there fails the step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from services.domain.definition import (
+    Param,
+    Workflow,
+    order_params,
+    param_dependencies,
+    param_sources,
+)
+from services.domain.evaluation import (
+    CONTEXT_ROOTS,
+    RESERVED_NAMES,
+    builtins,
+    context,
+    evaluate_condition,
+    evaluate_param,
+)
+from services.domain.expressions import (
+    ExpressionError,
+    boolean_shape,
+    compile_expression,
+    member_paths,
+)
+
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# 2024-01-01T00:00:00Z: the built-ins a push-time evaluation sees.
+_SAMPLE_START = 1_704_067_200_000_000
+
+Faults = list[tuple[str, str]]
+
+
+class _Scope:
+    """What an expression evaluated at one place may read."""
+
+    def __init__(
+        self, names: frozenset[str], steps: frozenset[str] | None, where: str, wf: Workflow
+    ) -> None:
+        self.names = names  # params, by name or as params.<name>
+        self.steps = steps  # upstream steps; None: no steps at all (workflow params)
+        self.where = where  # for messages: "step 'load'"
+        self.wf = wf
+
+
+def _sample_base(wf: Workflow) -> dict[str, Any]:
+    return builtins(
+        workflow_id=wf.id,
+        version=1,
+        time_zone=wf.time_zone,
+        instance_id="push-check",
+        run=1,
+        initiator="push-check",
+        started_at=_SAMPLE_START,
+        run_started_at=_SAMPLE_START,
+    )
+
+
+def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
+    """Faults of one expression, and whether it reads step outputs."""
+    try:
+        expr = compile_expression(src)
+    except ExpressionError as err:
+        return [(path, str(err))], False
+    faults: Faults = []
+    for name in sorted(expr.references - scope.names - CONTEXT_ROOTS):
+        faults.append((path, f"unknown name {name!r} in {src!r}: no such param"))
+    paths = member_paths(src)
+    for name in sorted(paths.params - scope.names):
+        faults.append((path, f"unknown param {name!r} in {src!r}"))
+    reads_steps = "steps" in expr.references
+    if reads_steps and scope.steps is None:
+        faults.append(
+            (
+                path,
+                f"{src!r} reads steps, but workflow params are evaluated at start, before any step runs",
+            )
+        )
+    elif scope.steps is not None:
+        known = scope.wf.dag.steps
+        for sid in sorted(paths.steps - scope.steps):
+            if sid not in known:
+                faults.append((path, f"unknown step {sid!r} in {src!r}"))
+            else:
+                faults.append(
+                    (
+                        path,
+                        f"step {sid!r} is not upstream of {scope.where}: its outputs may not"
+                        " exist when this is evaluated",
+                    )
+                )
+    return faults, reads_steps
+
+
+def _params_faults(
+    params: Mapping[str, Param],
+    prefix: str,
+    scope: _Scope,
+    outer: frozenset[str],
+    sample: dict[str, Any],
+    base: Mapping[str, Any],
+) -> Faults:
+    """Faults of one map of params; evaluates what it can into `sample`."""
+    faults: Faults = []
+    reads_steps: set[str] = set()
+    for name, p in params.items():
+        if not PARAM_NAME.match(name):
+            faults.append(
+                (
+                    f"{prefix}.{name}",
+                    "a param name is letters, digits and _, not starting with a digit",
+                )
+            )
+        elif name in RESERVED_NAMES:
+            faults.append((f"{prefix}.{name}", f"{name!r} is a reserved name"))
+        for src, where in param_sources(p):
+            found, steps = _source_faults(src, f"{prefix}.{name}.{where}", scope)
+            faults.extend(found)
+            if steps:
+                reads_steps.add(name)
+    if faults:
+        return faults
+    deps = param_dependencies(params, outer)
+    order, cycle = order_params(deps)
+    if cycle:
+        return [
+            (
+                f"{prefix}.{cycle[0]}",
+                "params depend on each other in a cycle: " + " -> ".join(cycle),
+            )
+        ]
+    # Evaluate what needs no run: in order, skipping whatever reads steps (or depends on it),
+    # and whatever reads an outer param that could not be evaluated (already reported).
+    blocked = set(reads_steps)
+    unknown = outer - sample.keys()
+    for name in order:
+        if deps[name] & blocked or _reads(params[name]) & unknown:
+            blocked.add(name)
+        if name in blocked:
+            continue
+        try:
+            sample[name] = evaluate_param(name, params[name], context(sample, base))
+        except ExpressionError as err:
+            faults.append(
+                (f"{prefix}.{name}", f"{err} (evaluated at push time with the default values)")
+            )
+            blocked.add(name)
+    return faults
+
+
+def _reads(param: Param) -> set[str]:
+    names: set[str] = set()
+    for src, _ in param_sources(param):
+        names |= compile_expression(src).references | member_paths(src).params
+    return names
+
+
+def _condition_faults(
+    src: str, path: str, scope: _Scope, sample: Mapping[str, Any], base: Mapping[str, Any]
+) -> Faults:
+    found, reads_steps = _source_faults(src, path, scope)
+    if found:
+        return found
+    if not reads_steps:
+        expr = compile_expression(src)
+        if (expr.references | member_paths(src).params) & (scope.names - sample.keys()):
+            return []  # reads a param that could not be evaluated (already reported)
+        try:
+            evaluate_condition(src, context(sample, base))
+        except ExpressionError as err:
+            return [(path, f"{err} (evaluated at push time with the default values)")]
+        return []
+    if boolean_shape(src) is False:
+        return [(path, f"{src!r} is not a boolean expression; a condition must be one")]
+    return []
+
+
+def expression_faults(wf: Workflow) -> Faults:
+    """Every fault of the definition's params and conditions (see the module's doc)."""
+    base = _sample_base(wf)
+    names = frozenset(wf.params)
+    sample: dict[str, Any] = {}
+    faults = _params_faults(
+        wf.params, "params", _Scope(names, None, "the workflow", wf), frozenset(), sample, base
+    )
+    dag = wf.dag
+    for i, step in enumerate(wf.steps):
+        scope = _Scope(
+            names | frozenset(step.params), dag.ancestors[step.id], f"step {step.id!r}", wf
+        )
+        step_sample = dict(sample)
+        faults += _params_faults(step.params, f"steps[{i}].params", scope, names, step_sample, base)
+        for j, edge in enumerate(step.next):
+            if edge.condition is None:
+                continue
+            target = edge.step
+            edge_scope = _Scope(names, dag.ancestors[target], f"the edge {step.id} -> {target}", wf)
+            faults += _condition_faults(
+                edge.condition, f"steps[{i}].next[{j}].if", edge_scope, sample, base
+            )
+    return faults
