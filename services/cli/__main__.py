@@ -5,7 +5,7 @@
     baton validate FILE...             check definitions, push nothing
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
-    baton stop|kill|restart ID         act on an instance
+    baton stop|kill|restart ID         act on an instance (restart takes -p k=v too)
     baton workflows | instances        list
 
 Every command but `run` talks HTTP to the API (`--api`, default from the settings).
@@ -191,6 +191,8 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_action(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"mode": args.mode} if args.action == "restart" else {}
+    if args.action == "restart" and args.param:
+        body["params"] = dict(args.param)
     if args.action != "restart" and args.reason:
         body["reason"] = args.reason
     accepted = client.post(f"/instances/{args.id}/actions/{args.action}", body or None)
@@ -336,6 +338,15 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
         if action == "restart":
             p.add_argument(
                 "--mode", choices=["FROM_INCOMPLETE", "FROM_BEGINNING"], default="FROM_INCOMPLETE"
+            )
+            p.add_argument(
+                "-p",
+                "--param",
+                type=_param,
+                action="append",
+                default=[],
+                metavar="NAME=VALUE",
+                help="override a param for the new run (MUTABLE ones only)",
             )
         else:
             p.add_argument("--reason", default="")

@@ -54,9 +54,10 @@ def render(
             start = _time(a.get("started_at")) or _time(a["created_at"])
             took = _seconds(start, _time(a.get("ended_at")), now)
         attempt = str(s["attempt"]) if s["attempt"] else "-"
+        reason = f"  {s['reason']}" if s.get("reason") and a is None else ""
         lines.append(
             f"  {s['step_id']:<{width}}  {s['step_type']:<6}  {s['status']:<20}  "
-            f"{attempt:>3}  {took}"
+            f"{attempt:>3}  {took}{reason}"
         )
     if instance.get("failure_reason"):
         lines.append(f"  failure: {instance['failure_reason']}")

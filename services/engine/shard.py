@@ -237,12 +237,13 @@ class Shard:
         state = folded
         encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
         tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
+        cancelled = {id(e) for e in cancellations(events)}
+        # Nothing below may fail: memory now moves to the decided state.
         self.instances[iid] = state
         for e in events:
             self._track_liveness(iid, e, now)
         self._schedule(iid, state)
         out.events.extend(encoded)
-        cancelled = {id(e) for e in cancellations(events)}
         out.cancellations.extend(pair for pair in encoded if id(pair[0]) in cancelled)
         out.tasks.extend(tasks)
 
@@ -258,9 +259,10 @@ class Shard:
     def _track_liveness(self, iid: str, e: Event, now: int) -> None:
         p = e.payload
         step_id = getattr(p, "step_id", None)
-        if step_id is None:
-            return
-        key = (iid, step_id, p.attempt)  # type: ignore[union-attr]
+        attempt = getattr(p, "attempt", None)
+        if step_id is None or attempt is None:
+            return  # not about an attempt (a step that ends without one)
+        key = (iid, step_id, attempt)
         if isinstance(p, StepAttemptStarted) and p.wake_at is None:
             self.last_seen[key] = now
         elif not isinstance(p, StepAttemptStarted):

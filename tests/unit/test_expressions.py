@@ -6,11 +6,13 @@ import pytest
 
 from services.domain.expressions import (
     MAX_COMPREHENSIONS,
+    MAX_MAPPED_ITEMS,
     MAX_NESTING,
     MAX_SOURCE_CHARS,
     ExpressionError,
     compile_expression,
     interpolate,
+    member_paths,
     template_references,
 )
 
@@ -84,3 +86,37 @@ def test_interpolation_substitutes_values_and_keeps_escapes() -> None:
     assert template_references(text) == frozenset({"params", "steps"})
     with pytest.raises(ExpressionError, match="unknown name missing"):
         interpolate("${missing}", CONTEXT)
+
+
+def test_given_a_list_too_long_for_map_then_it_is_refused_before_running() -> None:
+    expr = compile_expression("params.files.map(f, f + '.gz').size()")
+    short = {"params": {"files": ["a"] * MAX_MAPPED_ITEMS, "other": list(range(5000))}}
+    assert expr.evaluate(short) == MAX_MAPPED_ITEMS  # only the list it names counts
+    with pytest.raises(ExpressionError, match="map and filter may go over at most"):
+        expr.evaluate({"params": {"files": ["a"] * (MAX_MAPPED_ITEMS + 1)}})
+    # Lists joined with `+` count as many times as they may be joined.
+    joined = compile_expression("(params.files + params.files).filter(f, f != '').size()")
+    with pytest.raises(ExpressionError, match=r"x2 with the `\+`"):
+        joined.evaluate(short)
+    # exists and all are linear: no such limit.
+    assert compile_expression("params.other.exists(n, n < 0)").evaluate(short) is False
+
+
+def test_given_a_long_chain_of_string_concatenations_then_it_is_refused_before_running() -> None:
+    source = " + ".join(["params.s"] * 40)
+    with pytest.raises(ExpressionError, match="concatenations over inputs of 65536 characters"):
+        compile_expression(source).evaluate({"params": {"s": "y" * 65536}})
+    assert len(compile_expression(source).evaluate({"params": {"s": "y" * 100}})) == 4000
+
+
+def test_nested_comprehensions_are_refused_at_compile_time() -> None:
+    with pytest.raises(ExpressionError, match="may not contain another"):
+        compile_expression("params.a.map(x, params.b.filter(y, y == x))")
+
+
+def test_member_paths_name_the_params_and_steps_read() -> None:
+    paths = member_paths("steps.a.outputs.n > params.limit && steps['b-2'].status == 'x'")
+    assert (paths.params, paths.steps) == (frozenset({"limit"}), frozenset({"a", "b-2"}))
+    assert not paths.params_dynamic and not paths.steps_dynamic
+    assert member_paths("params[name] == 1").params_dynamic
+    assert member_paths("size(steps) > 0").steps_dynamic
