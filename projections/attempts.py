@@ -13,6 +13,7 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepAttemptSucceeded,
+    StepSkipped,
     StepStopped,
 )
 from services.domain.statuses import AttemptStatus
@@ -20,7 +21,9 @@ from services.domain.statuses import AttemptStatus
 
 def _attempt_keys(e: Event) -> Iterator[Key]:
     p = e.payload
-    if isinstance(p, StepAttemptStarted | StepAttemptSucceeded | StepAttemptFailed | StepStopped):
+    if isinstance(
+        p, StepAttemptStarted | StepAttemptSucceeded | StepAttemptFailed | StepStopped
+    ) or (isinstance(p, StepSkipped) and p.attempt > 0):
         yield (e.instance_id, p.step_id, p.attempt)
 
 
@@ -114,9 +117,12 @@ def _failed(b: Batch, e: Event, p: StepAttemptFailed) -> None:
     )
 
 
-def _stopped(b: Batch, e: Event, p: StepStopped) -> None:
+def _stopped(b: Batch, e: Event, p: StepStopped | StepSkipped) -> None:
     # A step waiting for its retry is stopped after its last attempt already ended: that
-    # attempt keeps the failure it ended with.
+    # attempt keeps the failure it ended with. A skipped step's attempt in flight (if any)
+    # is stopped too.
+    if isinstance(p, StepSkipped) and p.attempt == 0:
+        return
     key = (e.instance_id, p.step_id, p.attempt)
     row = b.get(ATTEMPTS, key)
     if row is None or AttemptStatus(row["status"]).is_terminal:
@@ -136,4 +142,5 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepAttemptSucceeded: _succeeded,
     StepAttemptFailed: _failed,
     StepStopped: _stopped,
+    StepSkipped: _stopped,
 }

@@ -15,7 +15,9 @@ from services.domain.events import (
     Event,
     EventPayload,
     InstanceFailed,
+    InstancePaused,
     InstanceRestarted,
+    InstanceResumed,
     InstanceStarted,
     InstanceStopped,
     InstanceSucceeded,
@@ -25,6 +27,8 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepRestarted,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
 )
@@ -133,6 +137,14 @@ def _timed_out(b: Batch, e: Event, p: InstanceTimedOut) -> None:
     _ended(b, e, InstanceStatus.TIMED_OUT)
 
 
+def _paused(b: Batch, e: Event, p: InstancePaused) -> None:
+    _change(b, e, status=InstanceStatus.PAUSED.value)
+
+
+def _resumed(b: Batch, e: Event, p: InstanceResumed) -> None:
+    _change(b, e, status=InstanceStatus.IN_PROGRESS.value)
+
+
 def _step_event(b: Batch, e: Event, p: Any) -> None:
     _change(b, e)
 
@@ -151,4 +163,8 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepStopped: _step_event,
     StepUnsatisfied: _step_event,
     StepEvaluationFailed: _step_event,
+    InstancePaused: _paused,
+    InstanceResumed: _resumed,
+    StepSkipped: _step_event,
+    StepRestarted: _step_event,
 }

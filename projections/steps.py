@@ -21,6 +21,8 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepRestarted,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
 )
@@ -39,7 +41,9 @@ def _step_keys(e: Event) -> Iterator[Key]:
         | StepAttemptFailed
         | StepStopped
         | StepUnsatisfied
-        | StepEvaluationFailed,
+        | StepEvaluationFailed
+        | StepSkipped
+        | StepRestarted,
     ):
         yield (e.instance_id, p.step_id)
 
@@ -126,6 +130,14 @@ def _step_evaluation_failed(b: Batch, e: Event, p: StepEvaluationFailed) -> None
     _set(b, e, p.step_id, StepStatus.INTERNALLY_FAILED, run=p.run, reason=p.message)
 
 
+def _step_skipped(b: Batch, e: Event, p: StepSkipped) -> None:
+    _set(b, e, p.step_id, StepStatus.SKIPPED, reason=p.reason)
+
+
+def _step_restarted(b: Batch, e: Event, p: StepRestarted) -> None:
+    _set(b, e, p.step_id, StepStatus.NOT_CREATED, reason=None)
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -136,4 +148,6 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepStopped: _step_stopped,
     StepUnsatisfied: _step_unsatisfied,
     StepEvaluationFailed: _step_evaluation_failed,
+    StepSkipped: _step_skipped,
+    StepRestarted: _step_restarted,
 }

@@ -190,13 +190,22 @@ class ActionReason(_In):
 
 class RestartBody(_In):
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
+    # FROM_STEP: the step to run again, with everything downstream of it.
+    step: str | None = Field(None, min_length=1, max_length=128)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
 
 
 class ActionAccepted(_Out):
     instance_id: str
-    action: Literal["stop", "kill", "restart"]
+    action: Literal["stop", "kill", "restart", "pause", "resume"]
+    command_id: str
+
+
+class StepActionAccepted(_Out):
+    instance_id: str
+    step_id: str
+    action: Literal["skip", "stop", "restart"]
     command_id: str
 
 

@@ -5,7 +5,8 @@
     baton validate FILE...             check definitions, push nothing
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
-    baton stop|kill|restart ID         act on an instance (restart takes -p k=v too)
+    baton stop|kill|restart|pause|resume ID   act on an instance (restart: -p k=v, --step S)
+    baton step skip|stop|restart ID STEP       act on one step
     baton workflows | instances        list
 
 Every command but `run` talks HTTP to the API (`--api`, default from the settings).
@@ -189,11 +190,21 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
     return 0 if status == "SUCCEEDED" else 1
 
 
+def cmd_step_action(client: Client, args: argparse.Namespace) -> int:
+    body = {"reason": args.reason} if args.reason else None
+    path = f"/instances/{args.id}/steps/{args.step}/actions/{args.step_action}"
+    accepted = client.post(path, body)
+    print(f"{args.step_action} {args.id}/{args.step}: accepted (command {accepted['command_id']})")
+    return 0
+
+
 def cmd_action(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"mode": args.mode} if args.action == "restart" else {}
     if args.action == "restart" and args.param:
         body["params"] = dict(args.param)
-    if args.action != "restart" and args.reason:
+    if args.action == "restart" and args.step:
+        body["mode"], body["step"] = "FROM_STEP", args.step
+    if args.action != "restart" and getattr(args, "reason", ""):
         body["reason"] = args.reason
     accepted = client.post(f"/instances/{args.id}/actions/{args.action}", body or None)
     print(f"{args.action} {args.id}: accepted (command {accepted['command_id']})")
@@ -332,6 +343,8 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
         ("stop", "stop a running instance"),
         ("kill", "kill a running instance at once"),
         ("restart", "restart a finished instance"),
+        ("pause", "pause a running instance: no new step starts"),
+        ("resume", "resume a paused instance"),
     ):
         p = sub.add_parser(action, help=text)
         p.add_argument("id")
@@ -339,6 +352,7 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
             p.add_argument(
                 "--mode", choices=["FROM_INCOMPLETE", "FROM_BEGINNING"], default="FROM_INCOMPLETE"
             )
+            p.add_argument("--step", help="restart from this step (and what follows it)")
             p.add_argument(
                 "-p",
                 "--param",
@@ -348,9 +362,16 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
                 metavar="NAME=VALUE",
                 help="override a param for the new run (MUTABLE ones only)",
             )
-        else:
+        elif action != "resume":
             p.add_argument("--reason", default="")
         p.set_defaults(func=cmd_action, action=action)
+
+    step = sub.add_parser("step", help="skip, stop or restart one step of an instance")
+    step.add_argument("step_action", choices=["skip", "stop", "restart"])
+    step.add_argument("id")
+    step.add_argument("step")
+    step.add_argument("--reason", default="")
+    step.set_defaults(func=cmd_step_action)
 
     workflows = sub.add_parser("workflows", help="list workflows")
     workflows.add_argument("--limit", type=int, default=100)

@@ -47,6 +47,48 @@ class RestartInstance:
     # The run the caller saw ended: a retried request must not restart the run it started.
     expected_run: int | None = None
     params: str = "{}"  # JSON: param overrides for the new run
+    step_id: str | None = None  # FROM_STEP: the step to restart from
+
+
+@dataclass(frozen=True, slots=True)
+class PauseInstance:
+    """No new step starts until ResumeInstance; running attempts go on to their end."""
+
+    instance_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeInstance:
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SkipStep:
+    """The step ends SKIPPED (its successors run as after a success); a running attempt is
+    stopped."""
+
+    instance_id: str
+    step_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopStep:
+    """The step's active attempt is stopped and the step ends STOPPED (the run ends STOPPED
+    unless the step is restarted)."""
+
+    instance_id: str
+    step_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartStep:
+    """In a live run, a failed or stopped step runs again (a new attempt, fresh retries)."""
+
+    instance_id: str
+    step_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +147,11 @@ InstanceCommand = (
     | StopInstance
     | KillInstance
     | RestartInstance
+    | PauseInstance
+    | ResumeInstance
+    | SkipStep
+    | StopStep
+    | RestartStep
     | ReportAttemptStarted
     | ReportAttemptSucceeded
     | ReportAttemptFailed
@@ -126,6 +173,11 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     ReportAttemptSucceeded,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
+    PauseInstance,
+    ResumeInstance,
+    SkipStep,
+    StopStep,
+    RestartStep,
 )
 
 

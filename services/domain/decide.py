@@ -18,14 +18,19 @@ from services.domain.commands import (
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
+    PauseInstance,
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
     RestartInstance,
+    RestartStep,
+    ResumeInstance,
+    SkipStep,
     StartInstance,
     StopInstance,
+    StopStep,
 )
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
@@ -50,7 +55,9 @@ from services.domain.events import (
     Event,
     EventPayload,
     InstanceFailed,
+    InstancePaused,
     InstanceRestarted,
+    InstanceResumed,
     InstanceStarted,
     InstanceStopped,
     InstanceSucceeded,
@@ -60,6 +67,8 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepRestarted,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
     WorkflowVersionCreated,
@@ -119,7 +128,8 @@ class _Draft:
 
 
 def _live(d: _Draft) -> bool:
-    return d.state is not None and d.state.status is InstanceStatus.IN_PROGRESS
+    """Running or paused: reports, timers, stops and step actions apply."""
+    return d.state is not None and d.state.status.is_live
 
 
 def _current(d: _Draft, step_id: str, attempt: int, *statuses: StepStatus) -> bool:
@@ -331,35 +341,68 @@ def _failed_fast(d: _Draft) -> bool:
     return True
 
 
+def _slots(s: InstanceState) -> int | None:
+    """How many more attempts may start under the workflow's step concurrency (None: no
+    limit). Attempts in flight (a task sent, a worker or the engine running it) hold one."""
+    limit = s.workflow.step_concurrency
+    if limit is None:
+        return None
+    busy = sum(
+        1 for st in s.steps.values() if st.status in (StepStatus.STARTING, StepStatus.RUNNING)
+    )
+    return max(0, limit - busy)
+
+
+def _ready(s: InstanceState, sid: str) -> bool:
+    """Not created yet, and every predecessor complete."""
+    dag = s.workflow.dag
+    return s.steps[sid].status is StepStatus.NOT_CREATED and all(
+        s.steps[p].status.is_complete for p in dag.predecessors[sid]
+    )
+
+
 def _advance(d: _Draft) -> None:
     """Decide every step whose predecessors are all complete (run it, or find it unsatisfied),
-    in topological order; end the run when nothing can run any more."""
+    and every retry that is due, in topological order, as far as pause and the step
+    concurrency allow; end the run when nothing can run any more."""
     if not _live(d) or _failed_fast(d):
         return
     dag = d.s.workflow.dag
-    for sid in dag.topo:
-        steps = d.s.steps
-        if steps[sid].status is not StepStatus.NOT_CREATED:
-            continue
-        preds = dag.predecessors[sid]
-        if not all(steps[p].status.is_complete for p in preds):
-            continue
-        if preds:
-            taken = _incoming(d, sid)
-            if taken is None:
-                break  # an evaluation failed: the run ends (below), nothing more starts
-            if not taken:
+    if d.s.status is InstanceStatus.IN_PROGRESS:
+        for sid in dag.topo:
+            st = d.s.steps[sid]
+            due_retry = (
+                st.status is StepStatus.WAITING_FOR_RETRY
+                and st.retry_at is not None
+                and st.retry_at <= d.now
+            )
+            if not due_retry and not _ready(d.s, sid):
                 continue
-        _create_attempt(d, sid)
-        if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
-            break
-    if _failed_fast(d):
+            if not due_retry and dag.predecessors[sid]:
+                taken = _incoming(d, sid)
+                if taken is None:
+                    break  # an evaluation failed: the run ends (below), nothing more starts
+                if not taken:
+                    continue
+            slots = _slots(d.s)
+            if slots == 0:
+                continue  # waits for a running attempt to end (the next report decides it)
+            _create_attempt(d, sid)
+            if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
+                break
+        if _failed_fast(d):
+            return
+    steps = d.s.steps
+    if any(st.status.is_active for st in steps.values()):
         return
-    if any(st.status.is_active for st in d.s.steps.values()):
-        return
-    failed = tuple(sid for sid in dag.order if d.s.steps[sid].status.is_failure)
+    if d.s.status is InstanceStatus.PAUSED and any(_ready(d.s, sid) for sid in dag.order):
+        return  # waits for resume
+    failed = tuple(sid for sid in dag.order if steps[sid].status.is_failure)
+    stopped = tuple(sid for sid in dag.order if steps[sid].status is StepStatus.STOPPED)
     if failed:
         d.emit(InstanceFailed(d.s.run, "step(s) failed: " + ", ".join(failed), failed, False))
+    elif stopped:
+        d.emit(InstanceStopped(d.s.run, "step(s) stopped: " + ", ".join(stopped)))
     else:
         d.emit(InstanceSucceeded(d.s.run))
 
@@ -443,6 +486,8 @@ def _restart(d: _Draft, c: RestartInstance) -> None:
         raise Rejected(f"params are not JSON: {err}") from None
     if c.mode is RestartMode.FROM_BEGINNING:
         reset = wf.dag.order
+    elif c.mode is RestartMode.FROM_STEP:
+        reset = _from_step(d.s, c.step_id)
     else:
         reset = tuple(sid for sid in wf.dag.order if not d.s.steps[sid].status.is_complete)
     if not reset:
@@ -469,6 +514,79 @@ def _restart(d: _Draft, c: RestartInstance) -> None:
     if failure is not None:
         d.emit(InstanceFailed(run, f"params could not be evaluated: {failure}", (), False))
         return
+    _advance(d)
+
+
+def _from_step(s: InstanceState, step_id: str | None) -> tuple[str, ...]:
+    """The step and everything downstream of it, in definition order; the steps upstream must
+    have completed (their results stand)."""
+    dag = s.workflow.dag
+    if step_id is None or step_id not in dag.steps:
+        raise Rejected(f"FROM_STEP needs a step of the workflow, not {step_id!r}")
+    blocked = [
+        a for a in dag.order if a in dag.ancestors[step_id] and not s.steps[a].status.is_complete
+    ]
+    if blocked:
+        raise Rejected(
+            f"step {step_id} cannot run again: upstream step {blocked[0]} is"
+            f" {s.steps[blocked[0]].status.value}"
+        )
+    downstream = {sid for sid in dag.order if step_id in dag.ancestors[sid]}
+    return tuple(sid for sid in dag.order if sid == step_id or sid in downstream)
+
+
+def _pause(d: _Draft, c: PauseInstance) -> None:
+    if d.state is None or d.s.status is not InstanceStatus.IN_PROGRESS:
+        return
+    d.emit(InstancePaused(d.s.run, c.reason or "paused by request"))
+
+
+def _resume(d: _Draft, c: ResumeInstance) -> None:
+    if d.state is None or d.s.status is not InstanceStatus.PAUSED:
+        return
+    d.emit(InstanceResumed(d.s.run))
+    _advance(d)
+
+
+def _step(d: _Draft, step_id: str) -> StepState | None:
+    """The step of a live run, or None; an unknown step id can never apply."""
+    if not _live(d):
+        return None
+    st = d.s.steps.get(step_id)
+    if st is None:
+        raise Rejected(f"the workflow has no step {step_id!r}")
+    return st
+
+
+def _skip_step(d: _Draft, c: SkipStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None or not (
+        st.status.is_active
+        or st.status is StepStatus.NOT_CREATED
+        or st.status.is_failure
+        or st.status is StepStatus.STOPPED
+    ):
+        return
+    attempt = st.attempt if st.status in (StepStatus.STARTING, StepStatus.RUNNING) else 0
+    d.emit(StepSkipped(c.step_id, d.s.run, attempt, c.reason or "skipped by request"))
+    _advance(d)
+
+
+def _stop_step(d: _Draft, c: StopStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None or not st.status.is_active:
+        return
+    d.emit(StepStopped(c.step_id, st.attempt, StepStatus.STOPPED, c.reason or "stopped by request"))
+    _advance(d)
+
+
+def _restart_step(d: _Draft, c: RestartStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None or not (
+        st.status.is_failure or st.status in (StepStatus.STOPPED, StepStatus.TIMED_OUT)
+    ):
+        return
+    d.emit(StepRestarted(c.step_id, d.s.run))
     _advance(d)
 
 
@@ -516,12 +634,10 @@ def _fire_timers(d: _Draft, c: FireTimers) -> None:
         _stop_active(d, StepStatus.TIMED_OUT, "workflow timeout")
         d.emit(InstanceTimedOut(d.s.run))
         return
+    # Due retries are created by _advance, within pause and the step concurrency.
     for sid in d.s.workflow.dag.order:
         st = d.s.steps[sid]
-        if st.status is StepStatus.WAITING_FOR_RETRY and st.retry_at is not None:
-            if st.retry_at <= now:
-                _create_attempt(d, sid)
-        elif st.status is StepStatus.RUNNING and st.wake_at is not None:
+        if st.status is StepStatus.RUNNING and st.wake_at is not None:
             if st.wake_at <= now:
                 d.emit(StepAttemptSucceeded(sid, st.attempt, "{}"))
         elif st.status.is_active and st.timeout_at is not None and st.timeout_at <= now:
@@ -535,6 +651,11 @@ _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
     StopInstance: _stop,
     KillInstance: _kill,
     RestartInstance: _restart,
+    PauseInstance: _pause,
+    ResumeInstance: _resume,
+    SkipStep: _skip_step,
+    StopStep: _stop_step,
+    RestartStep: _restart_step,
     ReportAttemptStarted: _report_started,
     ReportAttemptSucceeded: _report_succeeded,
     ReportAttemptFailed: _report_failed,
@@ -595,12 +716,16 @@ def decide_workflow(
 
 def next_deadline(state: InstanceState) -> int | None:
     """The earliest recorded time at which `FireTimers` has something to do."""
-    if state.status is not InstanceStatus.IN_PROGRESS:
+    if not state.status.is_live:
         return None
     due = [state.timeout_at]
+    # A retry waits while the run is paused or every slot is taken: resuming, or an attempt
+    # ending, decides it then.
+    retries = state.status is InstanceStatus.IN_PROGRESS and _slots(state) != 0
     for st in state.steps.values():
         if st.status is StepStatus.WAITING_FOR_RETRY and st.retry_at is not None:
-            due.append(st.retry_at)
+            if retries:
+                due.append(st.retry_at)
         elif st.status.is_active:
             due.extend(t for t in (st.wake_at, st.timeout_at) if t is not None)
     return min(due)
@@ -608,7 +733,7 @@ def next_deadline(state: InstanceState) -> int | None:
 
 def running_on_workers(state: InstanceState) -> list[tuple[str, StepState]]:
     """Attempts a worker has reported started: the ones whose heartbeats are watched."""
-    if state.status is not InstanceStatus.IN_PROGRESS:
+    if not state.status.is_live:
         return []
     return [
         (sid, st)

@@ -249,6 +249,8 @@ class Workflow(_Model):
     description: str | None = Field(None, max_length=10_000)
     tags: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=32)
     timeout: Duration = Field(DEFAULT_WORKFLOW_TIMEOUT_S, gt=0, le=MAX_WORKFLOW_TIMEOUT_S)
+    # At most this many attempts of the instance in flight at once (Maestro: ≤ 1000).
+    step_concurrency: int | None = Field(None, ge=1, le=1000)
     # The zone of the run date and hour built-ins (`instance.run_date`).
     time_zone: str = Field("UTC", max_length=64)
     params: Params = Field(default_factory=dict)

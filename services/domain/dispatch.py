@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from services.domain.events import Event, StepAttemptCreated, StepAttemptFailed, StepStopped
+from services.domain.events import (
+    Event,
+    StepAttemptCreated,
+    StepAttemptFailed,
+    StepSkipped,
+    StepStopped,
+)
 from services.domain.state import InstanceState
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
@@ -47,6 +53,7 @@ def cancellations(events: list[Event]) -> list[Event]:
         e
         for e in events
         if isinstance(e.payload, StepStopped)
+        or (isinstance(e.payload, StepSkipped) and e.payload.attempt > 0)
         or (
             isinstance(e.payload, StepAttemptFailed)
             and e.payload.kind in (FailureKind.TIMEOUT, FailureKind.PLATFORM)

@@ -37,6 +37,17 @@ class InstanceRestarted:
 
 
 @dataclass(frozen=True, slots=True)
+class InstancePaused:
+    run: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceResumed:
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceSucceeded:
     run: int
 
@@ -117,6 +128,25 @@ class StepEvaluationFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class StepSkipped:
+    """Skipped by request: successors run as after a success. `attempt` is the attempt that
+    was in flight and is stopped, or 0."""
+
+    step_id: str
+    run: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepRestarted:
+    """In a live run, a failed or stopped step is reset to run again, its retry budgets fresh."""
+
+    step_id: str
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepStopped:
     step_id: str
     attempt: int
@@ -138,6 +168,10 @@ InstanceEvent = (
     | StepStopped
     | StepUnsatisfied
     | StepEvaluationFailed
+    | InstancePaused
+    | InstanceResumed
+    | StepSkipped
+    | StepRestarted
 )
 EventPayload = InstanceEvent | WorkflowVersionCreated
 
@@ -156,6 +190,10 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     StepStopped,
     StepUnsatisfied,
     StepEvaluationFailed,
+    InstancePaused,
+    InstanceResumed,
+    StepSkipped,
+    StepRestarted,
 )
 
 

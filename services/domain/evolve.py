@@ -10,7 +10,9 @@ from services.domain.definition import load_workflow
 from services.domain.events import (
     Event,
     InstanceFailed,
+    InstancePaused,
     InstanceRestarted,
+    InstanceResumed,
     InstanceStarted,
     InstanceStopped,
     InstanceSucceeded,
@@ -20,6 +22,8 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepRestarted,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
     WorkflowVersionCreated,
@@ -141,6 +145,27 @@ def _step_evaluation_failed(s: InstanceState, e: Event, p: StepEvaluationFailed)
     return _set_step(s, e, p.step_id, new)
 
 
+def _paused(s: InstanceState, e: Event, p: InstancePaused) -> InstanceState:
+    return replace(s, status=InstanceStatus.PAUSED, seq=e.seq)
+
+
+def _resumed(s: InstanceState, e: Event, p: InstanceResumed) -> InstanceState:
+    return replace(s, status=InstanceStatus.IN_PROGRESS, seq=e.seq)
+
+
+def _step_skipped(s: InstanceState, e: Event, p: StepSkipped) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(
+        old, status=StepStatus.SKIPPED, retry_at=None, timeout_at=None, wake_at=None, outputs=None
+    )
+    return _set_step(s, e, p.step_id, new)
+
+
+def _step_restarted(s: InstanceState, e: Event, p: StepRestarted) -> InstanceState:
+    # Attempt numbers count on; the retry budgets start again.
+    return _set_step(s, e, p.step_id, StepState(attempt=s.steps[p.step_id].attempt))
+
+
 _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -155,6 +180,10 @@ _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     StepStopped: _step_stopped,
     StepUnsatisfied: _step_unsatisfied,
     StepEvaluationFailed: _step_evaluation_failed,
+    InstancePaused: _paused,
+    InstanceResumed: _resumed,
+    StepSkipped: _step_skipped,
+    StepRestarted: _step_restarted,
 }
 
 

@@ -21,6 +21,11 @@ class InstanceStatus(StrEnum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL_INSTANCE
 
+    @property
+    def is_live(self) -> bool:
+        """Running or paused: attempts may be in flight, reports and timers still apply."""
+        return self in (InstanceStatus.IN_PROGRESS, InstanceStatus.PAUSED)
+
 
 _TERMINAL_INSTANCE = frozenset(
     {
@@ -144,3 +149,4 @@ class FailureMode(StrEnum):
 class RestartMode(StrEnum):
     FROM_INCOMPLETE = "FROM_INCOMPLETE"
     FROM_BEGINNING = "FROM_BEGINNING"
+    FROM_STEP = "FROM_STEP"  # the named step and everything downstream of it

@@ -11,20 +11,27 @@ from services.domain.commands import (
     Command,
     CommandEnvelope,
     KillInstance,
+    PauseInstance,
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
     RestartInstance,
+    RestartStep,
+    ResumeInstance,
+    SkipStep,
     StartInstance,
     StopInstance,
+    StopStep,
 )
 from services.domain.events import (
     Event,
     EventPayload,
     InstanceFailed,
+    InstancePaused,
     InstanceRestarted,
+    InstanceResumed,
     InstanceStarted,
     InstanceStopped,
     InstanceSucceeded,
@@ -34,6 +41,8 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepRestarted,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
     WorkflowVersionCreated,
@@ -158,6 +167,10 @@ EVENTS: tuple[Event, ...] = (
             message="param path: 'steps.extract.outputs.dir': no such key: dir",
         ),
     ),
+    _event(13, InstancePaused(run=1, reason="paused by user:ana@example.com")),
+    _event(14, InstanceResumed(run=1)),
+    _event(15, StepSkipped(step_id="load", run=1, attempt=2, reason="skipped: data already there")),
+    _event(16, StepRestarted(step_id="load", run=1)),
 )
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
@@ -244,6 +257,11 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
     _command(3, StopInstance(instance_id=INSTANCE, reason="wrong region")),
     _command(4, KillInstance(instance_id=INSTANCE, reason="runaway cost")),
     _command(5, RestartInstance(instance_id=INSTANCE, mode=RestartMode.FROM_BEGINNING)),
+    _command(15, PauseInstance(instance_id=INSTANCE, reason="upstream outage")),
+    _command(16, ResumeInstance(instance_id=INSTANCE)),
+    _command(17, SkipStep(instance_id=INSTANCE, step_id="load", reason="loaded by hand")),
+    _command(18, StopStep(instance_id=INSTANCE, step_id="load", reason="wrong input")),
+    _command(19, RestartStep(instance_id=INSTANCE, step_id="load")),
     _command(
         6,
         ReportAttemptStarted(
@@ -291,6 +309,12 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
     _command(12, StopInstance(instance_id=INSTANCE)),
     # Commands v3: a restart with param overrides.
     _command(13, RestartInstance(instance_id=INSTANCE, expected_run=2, params='{"rows":5}')),
+    _command(
+        14,
+        RestartInstance(
+            instance_id=INSTANCE, mode=RestartMode.FROM_STEP, expected_run=3, step_id="load"
+        ),
+    ),
 )
 
 TASK = Task(

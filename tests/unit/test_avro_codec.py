@@ -213,7 +213,11 @@ def test_every_published_version_is_read_by_the_current_reader(path: Path) -> No
             datum = CODEC.task_record(value)
         if names and datum["payload"][0] not in names:
             continue  # a type added after this version: its writers could not write it
-        decoded = decode(CODEC, value, _historical_frame(entry.id, writer, datum))
+        try:
+            frame = _historical_frame(entry.id, writer, datum)
+        except ValueError:
+            continue  # a value this version could not express (an enum symbol added later)
+        decoded = decode(CODEC, value, frame)
         if is_current:
             assert decoded == value
         else:

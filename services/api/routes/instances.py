@@ -23,12 +23,23 @@ from services.api.dto import (
     InstanceSummary,
     Page,
     RestartBody,
+    StepActionAccepted,
     StepPublic,
 )
-from services.domain.commands import Command, KillInstance, RestartInstance, StopInstance
+from services.domain.commands import (
+    Command,
+    KillInstance,
+    PauseInstance,
+    RestartInstance,
+    RestartStep,
+    ResumeInstance,
+    SkipStep,
+    StopInstance,
+    StopStep,
+)
 from services.domain.definition import DefinitionError, load_workflow
 from services.domain.evaluation import check_overrides
-from services.domain.statuses import InstanceStatus, RestartMode
+from services.domain.statuses import InstanceStatus, RestartMode, StepStatus
 
 MAX_WAIT_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.05
@@ -268,6 +279,12 @@ async def restart_instance(
     body: Annotated[RestartBody | None, Body()] = None,
 ) -> ActionAccepted:
     req = body or RestartBody()
+    if (req.mode is RestartMode.FROM_STEP) != (req.step is not None):
+        raise problems.invalid_input(
+            [("step", "give `step` exactly when the mode is FROM_STEP")], "request"
+        )
+    if req.step is not None:
+        await _check_restartable_from(pool, instance_id, req.step)
     if req.params:
         row = await _instance_row(pool, instance_id)
         definition = await pool.fetchval(
@@ -290,8 +307,160 @@ async def restart_instance(
     def restart(row: Mapping[str, Any]) -> Command:
         # The run this caller saw end: a retried request restarts it once, not twice.
         return RestartInstance(
-            instance_id=instance_id, mode=req.mode, expected_run=row["run"], params=params
+            instance_id=instance_id,
+            mode=req.mode,
+            expected_run=row["run"],
+            params=params,
+            step_id=req.step,
         )
 
     out = await _act(pool, producer, codec, instance_id, "restart", restart, needs_terminal=True)
     return ActionAccepted.model_validate(out)
+
+
+@router.post(
+    "/{instance_id}/actions/pause",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Pause a running instance: no new step starts; running attempts go on",
+)
+async def pause_instance(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: InstanceId,
+    body: Annotated[ActionReason | None, Body()] = None,
+) -> ActionAccepted:
+    cmd = PauseInstance(instance_id=instance_id, reason=body.reason if body else "")
+    return ActionAccepted.model_validate(
+        await _act_from(
+            pool, producer, codec, instance_id, "pause", cmd, {InstanceStatus.IN_PROGRESS}
+        )
+    )
+
+
+@router.post(
+    "/{instance_id}/actions/resume",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Resume a paused instance",
+)
+async def resume_instance(
+    pool: Pool, producer: Producer, codec: Codec, instance_id: InstanceId
+) -> ActionAccepted:
+    cmd = ResumeInstance(instance_id=instance_id)
+    return ActionAccepted.model_validate(
+        await _act_from(pool, producer, codec, instance_id, "resume", cmd, {InstanceStatus.PAUSED})
+    )
+
+
+async def _act_from(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: str,
+    action: str,
+    command: Command,
+    allowed: set[InstanceStatus],
+) -> dict[str, Any]:
+    row = await _instance_row(pool, instance_id)
+    status = InstanceStatus(row["status"])
+    if status not in allowed:
+        raise problems.conflict(f"cannot {action} an instance that is {status.value}")
+    command_id = await publish(producer, codec, command)
+    return {"instance_id": instance_id, "action": action, "command_id": command_id}
+
+
+async def _step_row(pool: Pool, instance_id: str, step_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow(
+        "SELECT * FROM steps WHERE instance_id = $1 AND step_id = $2", instance_id, step_id
+    )
+    if row is None:
+        raise problems.not_found(f"step {step_id!r} of instance {instance_id!r}")
+    return dict(row)
+
+
+async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) -> None:
+    """FROM_STEP needs a step whose upstream steps all completed (409 names the first that
+    did not)."""
+    await _step_row(pool, instance_id, step_id)
+    row = await _instance_row(pool, instance_id)
+    definition = await pool.fetchval(
+        "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+        row["workflow_id"],
+        row["version"],
+    )
+    dag = load_workflow(canonical_json(json_value(definition))).dag
+    upstream = dag.ancestors[step_id]
+    rows = await pool.fetch(
+        "SELECT step_id, status FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
+    )
+    for r in rows:
+        if r["step_id"] in upstream and not StepStatus(r["status"]).is_complete:
+            raise problems.conflict(
+                f"cannot restart from step {step_id}: upstream step {r['step_id']} is {r['status']}"
+            )
+
+
+# Which step statuses each step action is allowed from (the engine applies the same rules).
+_STEP_ACTION_STATUSES: dict[str, frozenset[StepStatus]] = {
+    "skip": frozenset(
+        s
+        for s in StepStatus
+        if s.is_active or s.is_failure or s in (StepStatus.NOT_CREATED, StepStatus.STOPPED)
+    ),
+    "stop": frozenset(s for s in StepStatus if s.is_active),
+    "restart": frozenset(
+        s for s in StepStatus if s.is_failure or s in (StepStatus.STOPPED, StepStatus.TIMED_OUT)
+    ),
+}
+
+
+@router.post(
+    "/{instance_id}/steps/{step_id}/actions/{action}",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Skip, stop or restart one step",
+)
+async def step_action(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    instance_id: InstanceId,
+    step_id: StepId,
+    action: Annotated[str, Path(pattern="^(skip|stop|restart)$")],
+    body: Annotated[ActionReason | None, Body()] = None,
+) -> StepActionAccepted:
+    """`skip`: the step ends SKIPPED and its successors run (a running attempt is stopped).
+    `stop`: its active attempt is stopped and it ends STOPPED. `restart`: a failed or stopped
+    step runs again — in the live run, or, when the instance has ended, as a new run from
+    that step (FROM_STEP)."""
+    row = await _instance_row(pool, instance_id)
+    step = await _step_row(pool, instance_id, step_id)
+    status = InstanceStatus(row["status"])
+    step_status = StepStatus(step["status"])
+    reason = body.reason if body else ""
+    command: Command
+    if action == "restart" and status.is_terminal:
+        await _check_restartable_from(pool, instance_id, step_id)
+        command = RestartInstance(
+            instance_id=instance_id,
+            mode=RestartMode.FROM_STEP,
+            expected_run=row["run"],
+            step_id=step_id,
+        )
+    else:
+        if not status.is_live:
+            raise problems.conflict(f"cannot {action} a step of an instance that is {status.value}")
+        if step_status not in _STEP_ACTION_STATUSES[action]:
+            raise problems.conflict(f"cannot {action} step {step_id}: it is {step_status.value}")
+        if action == "skip":
+            command = SkipStep(instance_id=instance_id, step_id=step_id, reason=reason)
+        elif action == "stop":
+            command = StopStep(instance_id=instance_id, step_id=step_id, reason=reason)
+        else:
+            command = RestartStep(instance_id=instance_id, step_id=step_id)
+    command_id = await publish(producer, codec, command)
+    return StepActionAccepted.model_validate(
+        {"instance_id": instance_id, "step_id": step_id, "action": action, "command_id": command_id}
+    )
