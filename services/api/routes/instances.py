@@ -37,7 +37,7 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
 )
-from services.domain.definition import DefinitionError, load_workflow
+from services.domain.definition import DefinitionError, Workflow, load_workflow
 from services.domain.evaluation import check_overrides
 from services.domain.statuses import InstanceStatus, RestartMode, StepStatus
 
@@ -286,16 +286,9 @@ async def restart_instance(
     if req.step is not None:
         await _check_restartable_from(pool, instance_id, req.step)
     if req.params:
-        row = await _instance_row(pool, instance_id)
-        definition = await pool.fetchval(
-            "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
-            row["workflow_id"],
-            row["version"],
-        )
+        wf = await _instance_workflow(pool, instance_id)
         try:
-            check_overrides(
-                load_workflow(canonical_json(json_value(definition))), req.params, restart=True
-            )
+            check_overrides(wf, req.params, restart=True)
             params = canonical_json(req.params)
         except DefinitionError as err:
             raise problems.from_definition_error(err, "params") from None
@@ -380,17 +373,22 @@ async def _step_row(pool: Pool, instance_id: str, step_id: str) -> dict[str, Any
     return dict(row)
 
 
-async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) -> None:
-    """FROM_STEP needs a step whose upstream steps all completed (409 names the first that
-    did not)."""
-    await _step_row(pool, instance_id, step_id)
+async def _instance_workflow(pool: Pool, instance_id: str) -> Workflow:
+    """The definition of the version the instance runs."""
     row = await _instance_row(pool, instance_id)
     definition = await pool.fetchval(
         "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
         row["workflow_id"],
         row["version"],
     )
-    dag = load_workflow(canonical_json(json_value(definition))).dag
+    return load_workflow(canonical_json(json_value(definition)))
+
+
+async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) -> None:
+    """FROM_STEP needs a step whose upstream steps all completed (409 names the first that
+    did not)."""
+    await _step_row(pool, instance_id, step_id)
+    dag = (await _instance_workflow(pool, instance_id)).dag
     upstream = dag.ancestors[step_id]
     rows = await pool.fetch(
         "SELECT step_id, status FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
