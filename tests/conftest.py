@@ -8,6 +8,7 @@ fixtures and so start no servers.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -76,6 +77,10 @@ async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[
     """Engine, worker, projector and API as separate processes on the session's Kafka/Postgres."""
     await prepare(settings)
     running = Stack(settings, settings.home / "logs")
+    # The e2e workflows' http steps call a server the test starts on 127.0.0.1, and their sql
+    # steps query the session's own database.
+    running.env["BATON_HTTP_ALLOWED_HOSTS"] = "127.0.0.1"
+    running.env["BATON_SQL_CONNECTIONS"] = json.dumps({"baton": settings.database_url})
     running.start("engine")
     running.start("worker", "--queue", "default", "--concurrency", "16")
     running.start("projector")

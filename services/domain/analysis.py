@@ -37,6 +37,7 @@ from services.domain.expressions import (
     boolean_shape,
     compile_expression,
     member_paths,
+    template_sources,
 )
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -50,12 +51,18 @@ class _Scope:
     """What an expression evaluated at one place may read."""
 
     def __init__(
-        self, names: frozenset[str], steps: frozenset[str] | None, where: str, wf: Workflow
+        self,
+        names: frozenset[str],
+        steps: frozenset[str] | None,
+        where: str,
+        wf: Workflow,
+        roots: frozenset[str] = CONTEXT_ROOTS,
     ) -> None:
         self.names = names  # params, by name or as params.<name>
         self.steps = steps  # upstream steps; None: no steps at all (workflow params)
         self.where = where  # for messages: "step 'load'"
         self.wf = wf
+        self.roots = roots  # the context's other names it may read
 
 
 def _sample_base(wf: Workflow) -> dict[str, Any]:
@@ -78,12 +85,17 @@ def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
     except ExpressionError as err:
         return [(path, str(err))], False
     faults: Faults = []
-    for name in sorted(expr.references - scope.names - CONTEXT_ROOTS):
-        faults.append((path, f"unknown name {name!r} in {src!r}: no such param"))
+    for name in sorted(expr.references - scope.names - scope.roots):
+        if name in CONTEXT_ROOTS:
+            faults.append((path, f"{src!r} reads {name!r}, which {scope.where} cannot see"))
+        else:
+            faults.append((path, f"unknown name {name!r} in {src!r}: no such param"))
     paths = member_paths(src)
     for name in sorted(paths.params - scope.names):
         faults.append((path, f"unknown param {name!r} in {src!r}"))
     reads_steps = "steps" in expr.references
+    if "steps" not in scope.roots:
+        return faults, reads_steps  # reading steps at all is reported above
     if reads_steps and scope.steps is None:
         faults.append(
             (
@@ -91,7 +103,7 @@ def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
                 f"{src!r} reads steps, but workflow params are evaluated at start, before any step runs",
             )
         )
-    elif scope.steps is not None:
+    if scope.steps is not None:
         known = scope.wf.dag.steps
         for sid in sorted(paths.steps - scope.steps):
             if sid not in known:
@@ -190,6 +202,37 @@ def _condition_faults(
     return []
 
 
+def _templates(value: Any, where: str) -> list[tuple[str, str]]:
+    """(expression, path) of every `${...}` in the strings of a value."""
+    out: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        out.extend((src, where) for src in template_sources(value))
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            out += _templates(v, f"{where}[{k}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out += _templates(v, f"{where}.{k}")
+    return out
+
+
+def _runtime_field_faults(step: Any, i: int, names: frozenset[str], wf: Workflow) -> Faults:
+    """`${...}` in http and sql fields: a worker fills them from the attempt's params alone."""
+    fields = {"http": ("url", "headers", "body"), "sql": ("args",)}.get(step.type, ())
+    scope = _Scope(
+        names,
+        frozenset(),
+        f"the {step.type} fields of a step (map it to a step param)",
+        wf,
+        roots=frozenset({"params"}),
+    )
+    faults: Faults = []
+    for field in fields:
+        for src, path in _templates(getattr(step, field), f"steps[{i}].{field}"):
+            faults += _source_faults(src, path, scope)[0]
+    return faults
+
+
 def expression_faults(wf: Workflow) -> Faults:
     """Every fault of the definition's params and conditions (see the module's doc)."""
     base = _sample_base(wf)
@@ -205,6 +248,7 @@ def expression_faults(wf: Workflow) -> Faults:
         )
         step_sample = dict(sample)
         faults += _params_faults(step.params, f"steps[{i}].params", scope, names, step_sample, base)
+        faults += _runtime_field_faults(step, i, names | frozenset(step.params), wf)
         for j, edge in enumerate(step.next):
             if edge.condition is None:
                 continue

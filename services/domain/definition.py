@@ -240,7 +240,51 @@ class PythonStep(_StepBase):
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-Step = Annotated[NoopStep | SleepStep | ShellStep | PythonStep, Field(discriminator="type")]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+MAX_RESPONSE_BYTES = 200 * 1024  # the response body kept in outputs (a step's outputs ≤ 256 KiB)
+
+
+class HttpStep(_StepBase):
+    """An HTTP request from a worker. `url`, header values and string parts of `body` may hold
+    `${...}` over the attempt's params. Only hosts the worker allows are reachable."""
+
+    type: Literal["http"]
+    url: str = Field(min_length=1, max_length=8192)
+    method: Annotated[HttpMethod, BeforeValidator(_upper)] = "GET"
+    headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")], str] = (
+        Field(default_factory=dict, max_length=64)
+    )
+    body: str | dict[str, Any] | list[Any] | None = None  # a string as is; JSON otherwise
+    # Statuses that mean success; empty: any 2xx.
+    expected_statuses: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, max_length=64
+    )
+    max_response_bytes: int = Field(64 * 1024, ge=0, le=MAX_RESPONSE_BYTES)
+
+
+class SqlStep(_StepBase):
+    """One SQL statement on a PostgreSQL connection the worker knows by name. `args` are bound
+    as $1, $2 … (never spliced into the text); their strings may hold `${...}`."""
+
+    type: Literal["sql"]
+    connection: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    statement: str = Field(min_length=1, max_length=100_000)
+    args: list[Any] = Field(default_factory=list, max_length=100)
+    max_rows: int = Field(1000, ge=0, le=10_000)
+    read_only: bool = True  # runs in a READ ONLY transaction unless false
+
+
+Step = Annotated[
+    NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep,
+    Field(discriminator="type"),
+]
+# What a worker's runtime needs of each step type, sent in the task's config.
+TASK_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
+    "shell": ("command",),
+    "python": ("function",),
+    "http": ("url", "method", "headers", "body", "expected_statuses", "max_response_bytes"),
+    "sql": ("connection", "statement", "args", "max_rows", "read_only"),
+}
 
 
 class Workflow(_Model):
@@ -290,9 +334,9 @@ class Dag:
     """Graph views of a validated workflow (built once per definition)."""
 
     def __init__(self, wf: Workflow) -> None:
-        self.steps: dict[str, NoopStep | SleepStep | ShellStep | PythonStep] = {
-            s.id: s for s in wf.steps
-        }
+        self.steps: dict[
+            str, NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep
+        ] = {s.id: s for s in wf.steps}
         preds: dict[str, list[str]] = {s.id: [] for s in wf.steps}
         # The condition on each conditional edge (predecessor, successor).
         self.conditions: dict[tuple[str, str], str] = {}
@@ -361,7 +405,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
         # Pydantic puts the discriminator tag of a union member into the location; users
         # never wrote it, so it is dropped from the path.
         if isinstance(part, str) and (
-            (isinstance(prev, int) and part in ("noop", "sleep", "shell", "python"))
+            (isinstance(prev, int) and part in ("noop", "sleep", "shell", "python", "http", "sql"))
             or (prev == "backoff" and part in ("fixed", "exponential"))
             or part.startswith("function-")
         ):
@@ -370,7 +414,10 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_UNION_CHOICES = {"step": "noop, sleep, shell, python", "backoff": "fixed, exponential"}
+_UNION_CHOICES = {
+    "step": "noop, sleep, shell, python, http, sql",
+    "backoff": "fixed, exponential",
+}
 
 
 def _faults(err: ValidationError) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from services.domain.definition import TASK_CONFIG_FIELDS
 from services.domain.events import (
     Event,
     StepAttemptCreated,
@@ -15,8 +16,6 @@ from services.domain.state import InstanceState
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 
-_CONFIG_FIELDS = ("command", "function")
-
 
 def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
     tasks = []
@@ -26,7 +25,7 @@ def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
         if not isinstance(p, StepAttemptCreated) or p.queue is None:
             continue
         step = dag.steps[p.step_id]
-        config = {f: getattr(step, f) for f in _CONFIG_FIELDS if hasattr(step, f)}
+        config = step.model_dump(mode="json", include=set(TASK_CONFIG_FIELDS.get(step.type, ())))
         tasks.append(
             Task(
                 instance_id=state.instance_id,

@@ -18,6 +18,7 @@ The context, for a step's params and the conditions on its incoming edges:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -131,6 +132,31 @@ def _fill(value: Any, ctx: Mapping[str, Any]) -> Any:
     if isinstance(value, dict):
         return {k: _fill(v, ctx) for k, v in value.items()}
     return value
+
+
+_WHOLE_TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
+
+
+def fill_templates(value: Any, params: Mapping[str, Any]) -> Any:
+    """`value` with the `${...}` in its strings filled from `params` alone (the http and sql
+    fields a worker fills from its attempt's params). A string that is exactly one `${expr}`
+    takes the expression's value as it is (a number stays a number: a sql arg, a JSON body
+    field); any other template is text."""
+    ctx = context(params, {})
+
+    def fill(v: Any) -> Any:
+        if isinstance(v, str):
+            whole = _WHOLE_TEMPLATE.fullmatch(v)
+            if whole is not None:
+                return compile_expression(whole.group(1).strip()).evaluate(ctx)
+            return interpolate(v, ctx) if is_template(v) else v
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        return v
+
+    return fill(value)
 
 
 def evaluate_param(name: str, param: Param, ctx: Mapping[str, Any]) -> Any:

@@ -68,7 +68,11 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))
     # No group: every worker reads every cancellation, from now on.
     control = new_consumer(settings.kafka_bootstrap, None, auto_offset_reset="latest")
-    worker = Worker(consumer, producer, Codec(), default_runtimes(), options, control)
+    runtimes = default_runtimes(
+        http_allowed_hosts=os.environ.get("BATON_HTTP_ALLOWED_HOSTS"),
+        sql_connections=os.environ.get("BATON_SQL_CONNECTIONS"),
+    )
+    worker = Worker(consumer, producer, Codec(), runtimes, options, control)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

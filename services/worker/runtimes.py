@@ -422,11 +422,21 @@ def _python_outcome(result: _Exit, text: str | None, task: Task) -> StepOutcome:
 
 
 def default_runtimes(
-    base_env: Mapping[str, str] | None = None, cwd: str | None = None
+    base_env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    http_allowed_hosts: str | None = None,
+    sql_connections: str | None = None,
 ) -> dict[str, StepRuntime]:
-    """The registry: step type -> runtime. ``sleep`` steps never reach a worker."""
+    """The registry: step type -> runtime. ``sleep`` steps never reach a worker. The http and
+    sql settings are the values of BATON_HTTP_ALLOWED_HOSTS and BATON_SQL_CONNECTIONS."""
+    # Imported here: they need httpx and asyncpg, which the other runtimes do not.
+    from services.worker.http_runtime import HostAllowList, HttpRuntime
+    from services.worker.sql_runtime import SqlRuntime, connections_from_env
+
     return {
         "noop": NoopRuntime(),
         "shell": ShellRuntime(base_env),
         "python": PythonRuntime(base_env, cwd),
+        "http": HttpRuntime(HostAllowList.from_env(http_allowed_hosts)),
+        "sql": SqlRuntime(connections_from_env(sql_connections)),
     }

@@ -261,3 +261,42 @@ def test_step_outputs_upstream_are_readable_and_unknown_at_push_time() -> None:
         )
     )
     assert w.dag.ancestors["load"] == frozenset({"extract"})
+
+
+def test_http_and_sql_fields_may_template_params_only() -> None:
+    data = wf(
+        {"id": "a", "type": "noop", "next": ["b"]},
+        {
+            "id": "b",
+            "type": "http",
+            "url": "https://x/${steps.a.outputs.id}/${nope}",
+            "headers": {"x-day": "${instance.run_date}"},
+        },
+        {
+            "id": "c",
+            "type": "sql",
+            "connection": "db",
+            "statement": "select $1",
+            "args": ["${ghost}"],
+        },
+    )
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow(data)
+    found = [f"{path}: {msg}" for path, msg in err.value.faults]
+    assert any(f.startswith("steps[1].url: ") and "'steps', which" in f for f in found), found
+    assert any(f.startswith("steps[1].url: ") and "unknown name 'nope'" in f for f in found)
+    assert any(f.startswith("steps[1].headers.x-day: ") and "cannot see" in f for f in found)
+    assert any(f.startswith("steps[2].args[0]: ") and "unknown name 'ghost'" in f for f in found)
+
+
+def test_a_worker_fills_whole_templates_with_values_and_others_with_text() -> None:
+    from services.domain.evaluation import fill_templates
+
+    params = {"n": 2, "day": "2024-01-01", "m": {"k": [1]}}
+    assert fill_templates(["${n}", "x${n}", "${m}", "$${n}", {"d": "${day}"}], params) == [
+        2,
+        "x2",
+        {"k": [1]},
+        "${n}",
+        {"d": "2024-01-01"},
+    ]

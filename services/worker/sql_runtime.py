@@ -1,0 +1,112 @@
+"""The `sql` step: one statement on a PostgreSQL connection the worker knows by name.
+
+Connections are configured on the worker, never in definitions: `BATON_SQL_CONNECTIONS` is a
+JSON object of name -> DSN. `args` are bound as $1, $2 … by the server (never spliced into
+the text). The statement runs in a READ ONLY transaction unless the step says
+`read_only: false`, under a statement timeout (the step's timeout, else 60 s). At most
+`max_rows` rows are fetched, and the outputs stay within a step's output limit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from services.domain.evaluation import fill_templates
+from services.domain.expressions import ExpressionError
+from services.domain.statuses import FailureKind
+from services.domain.tasks import Task
+from services.worker.runtimes import StepOutcome, StepSuccess, failure
+
+DEFAULT_TIMEOUT_S = 60.0
+# The rows kept in outputs, as JSON: a step's outputs may be at most 256 KiB.
+MAX_ROWS_BYTES = 200 * 1024
+
+
+def connections_from_env(value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise ValueError("BATON_SQL_CONNECTIONS must be a JSON object of name -> DSN")
+    return parsed
+
+
+class SqlRuntime:
+    def __init__(self, connections: Mapping[str, str]) -> None:
+        self.connections = dict(connections)
+
+    async def run(self, task: Task) -> StepOutcome:
+        config = json.loads(task.config)
+        name = config["connection"]
+        dsn = self.connections.get(name)
+        if dsn is None:
+            known = ", ".join(sorted(self.connections)) or "none"
+            return failure(
+                FailureKind.USER,
+                f"no sql connection {name!r} on this worker (BATON_SQL_CONNECTIONS has {known})",
+            )
+        try:
+            args = fill_templates(config["args"], json.loads(task.params))
+        except ExpressionError as err:
+            return failure(FailureKind.USER, f"sql step: {err}")
+        timeout = task.timeout_seconds or DEFAULT_TIMEOUT_S
+        limit = int(config["max_rows"])
+        try:
+            conn = await asyncpg.connect(dsn, timeout=min(timeout, 30.0))
+        except (OSError, asyncpg.PostgresError) as err:
+            return failure(FailureKind.USER, f"cannot connect to {name!r}: {err}")
+        try:
+            await conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+            async with conn.transaction(readonly=bool(config["read_only"])):
+                cursor = conn.cursor(config["statement"], *args)
+                rows = [dict(r) async for r in _first(cursor, limit + 1)]
+        except asyncpg.QueryCanceledError:
+            return failure(FailureKind.TIMEOUT, f"the statement ran longer than {timeout:g}s")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, TypeError) as err:
+            return failure(FailureKind.USER, f"{type(err).__name__}: {err}")
+        finally:
+            await conn.close()
+        truncated = len(rows) > limit
+        rows = rows[:limit]
+        encoded = json.dumps(rows, default=_jsonable, separators=(",", ":"))
+        if len(encoded.encode()) > MAX_ROWS_BYTES:
+            return failure(
+                FailureKind.USER,
+                f"{len(rows)} rows are over {MAX_ROWS_BYTES} bytes as JSON; select fewer"
+                " columns or rows (max_rows)",
+            )
+        return StepSuccess(
+            {"rows": json.loads(encoded), "row_count": len(rows), "truncated": truncated}
+        )
+
+
+async def _first(cursor: Any, n: int) -> Any:
+    count = 0
+    async for row in cursor:
+        if count >= n:
+            return
+        count += 1
+        yield row
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
