@@ -57,7 +57,12 @@ def _steps(*steps: dict[str, Any]) -> dict[str, Any]:
         ),
         pytest.param(
             _steps({"id": "a", "type": "bogus"}),
-            [("steps[0].type", "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql")],
+            [
+                (
+                    "steps[0].type",
+                    "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql",
+                )
+            ],
             id="bad-type",
         ),
         pytest.param(
