@@ -12,6 +12,7 @@ from typing import Any
 
 from projections.tables import Batch, Handler, Key, Table, ts
 from services.domain.events import (
+    BreakpointSet,
     Event,
     EventPayload,
     InstanceFailed,
@@ -27,7 +28,9 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepPaused,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
@@ -167,4 +170,7 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     InstanceResumed: _resumed,
     StepSkipped: _step_event,
     StepRestarted: _step_event,
+    BreakpointSet: _step_event,
+    StepPaused: _step_event,
+    StepResumed: _step_event,
 }

@@ -12,6 +12,7 @@ from typing import Any
 from projections.tables import Batch, Handler, Key, Table, ts
 from services.domain.definition import load_workflow
 from services.domain.events import (
+    BreakpointSet,
     Event,
     EventPayload,
     InstanceRestarted,
@@ -21,7 +22,9 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepPaused,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
@@ -43,7 +46,10 @@ def _step_keys(e: Event) -> Iterator[Key]:
         | StepUnsatisfied
         | StepEvaluationFailed
         | StepSkipped
-        | StepRestarted,
+        | StepRestarted
+        | BreakpointSet
+        | StepPaused
+        | StepResumed,
     ):
         yield (e.instance_id, p.step_id)
 
@@ -138,6 +144,24 @@ def _step_restarted(b: Batch, e: Event, p: StepRestarted) -> None:
     _set(b, e, p.step_id, StepStatus.NOT_CREATED, reason=None)
 
 
+def _breakpoint_set(b: Batch, e: Event, p: BreakpointSet) -> None:
+    # Only the reason changes: the step keeps its status until it reaches the breakpoint.
+    b.update(
+        STEPS,
+        (e.instance_id, p.step_id),
+        reason="breakpoint set" if p.enabled else None,
+        updated_at=ts(e.occurred_at),
+    )
+
+
+def _step_paused(b: Batch, e: Event, p: StepPaused) -> None:
+    _set(b, e, p.step_id, StepStatus.PAUSED, reason="paused at its breakpoint")
+
+
+def _step_resumed(b: Batch, e: Event, p: StepResumed) -> None:
+    _set(b, e, p.step_id, StepStatus.NOT_CREATED, reason=None)
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -150,4 +174,7 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     StepEvaluationFailed: _step_evaluation_failed,
     StepSkipped: _step_skipped,
     StepRestarted: _step_restarted,
+    BreakpointSet: _breakpoint_set,
+    StepPaused: _step_paused,
+    StepResumed: _step_resumed,
 }

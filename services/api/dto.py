@@ -205,7 +205,7 @@ class ActionAccepted(_Out):
 class StepActionAccepted(_Out):
     instance_id: str
     step_id: str
-    action: Literal["skip", "stop", "restart"]
+    action: Literal["skip", "stop", "restart", "pause", "resume"]
     command_id: str
 
 

@@ -6,7 +6,7 @@
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
     baton stop|kill|restart|pause|resume ID   act on an instance (restart: -p k=v, --step S)
-    baton step skip|stop|restart ID STEP       act on one step
+    baton step skip|stop|restart|pause|resume ID STEP   act on one step
     baton workflows | instances        list
 
 Every command but `run` talks HTTP to the API (`--api`, default from the settings).
@@ -366,8 +366,10 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
             p.add_argument("--reason", default="")
         p.set_defaults(func=cmd_action, action=action)
 
-    step = sub.add_parser("step", help="skip, stop or restart one step of an instance")
-    step.add_argument("step_action", choices=["skip", "stop", "restart"])
+    step = sub.add_parser(
+        "step", help="skip, stop, restart, pause (breakpoint) or resume one step of an instance"
+    )
+    step.add_argument("step_action", choices=["skip", "stop", "restart", "pause", "resume"])
     step.add_argument("id")
     step.add_argument("step")
     step.add_argument("--reason", default="")

@@ -84,6 +84,23 @@ class StopStep:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseStep:
+    """Set a breakpoint: the step pauses before it starts (PAUSED) until resumed."""
+
+    instance_id: str
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeStep:
+    """Start a step paused at its breakpoint (the breakpoint stays for later runs); on a
+    step that has not reached it, clear the breakpoint."""
+
+    instance_id: str
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class RestartStep:
     """In a live run, a failed or stopped step runs again (a new attempt, fresh retries)."""
 
@@ -152,6 +169,8 @@ InstanceCommand = (
     | SkipStep
     | StopStep
     | RestartStep
+    | PauseStep
+    | ResumeStep
     | ReportAttemptStarted
     | ReportAttemptSucceeded
     | ReportAttemptFailed
@@ -178,6 +197,8 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     SkipStep,
     StopStep,
     RestartStep,
+    PauseStep,
+    ResumeStep,
 )
 
 

@@ -19,6 +19,7 @@ from services.domain.commands import (
     FireTimers,
     KillInstance,
     PauseInstance,
+    PauseStep,
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
@@ -27,6 +28,7 @@ from services.domain.commands import (
     RestartInstance,
     RestartStep,
     ResumeInstance,
+    ResumeStep,
     SkipStep,
     StartInstance,
     StopInstance,
@@ -52,6 +54,7 @@ from services.domain.evaluation import (
     start_params,
 )
 from services.domain.events import (
+    BreakpointSet,
     Event,
     EventPayload,
     InstanceFailed,
@@ -67,7 +70,9 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepPaused,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
@@ -384,6 +389,9 @@ def _advance(d: _Draft) -> None:
                     break  # an evaluation failed: the run ends (below), nothing more starts
                 if not taken:
                     continue
+            if not due_retry and sid in d.s.breakpoints and not st.released:
+                d.emit(StepPaused(sid, d.s.run))
+                continue
             slots = _slots(d.s)
             if slots == 0:
                 continue  # waits for a running attempt to end (the next report decides it)
@@ -590,6 +598,25 @@ def _restart_step(d: _Draft, c: RestartStep) -> None:
     _advance(d)
 
 
+def _pause_step(d: _Draft, c: PauseStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None or c.step_id in d.s.breakpoints:
+        return
+    d.emit(BreakpointSet(c.step_id, enabled=True))
+
+
+def _resume_step(d: _Draft, c: ResumeStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None:
+        return
+    if st.status is StepStatus.PAUSED:
+        # Released for this run; the breakpoint stays (a restart pauses there again).
+        d.emit(StepResumed(c.step_id, d.s.run))
+        _advance(d)
+    elif c.step_id in d.s.breakpoints:
+        d.emit(BreakpointSet(c.step_id, enabled=False))  # cleared before it is reached
+
+
 def _report_started(d: _Draft, c: ReportAttemptStarted) -> None:
     if not _current(d, c.step_id, c.attempt, StepStatus.STARTING):
         return
@@ -656,6 +683,8 @@ _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
     SkipStep: _skip_step,
     StopStep: _stop_step,
     RestartStep: _restart_step,
+    PauseStep: _pause_step,
+    ResumeStep: _resume_step,
     ReportAttemptStarted: _report_started,
     ReportAttemptSucceeded: _report_succeeded,
     ReportAttemptFailed: _report_failed,

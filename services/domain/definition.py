@@ -213,6 +213,8 @@ class _StepBase(_Model):
     retry_policy: RetryPolicy = RetryPolicy()
     params: Params = Field(default_factory=dict)
     queue: str = Field("default", pattern=_QUEUE)
+    # Pause the step before each run of it starts, until the step is resumed (a breakpoint).
+    breakpoint: bool = False
 
 
 class NoopStep(_StepBase):

@@ -147,6 +147,30 @@ class StepRestarted:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakpointSet:
+    """A breakpoint on the step was set (`enabled`) or cleared for this instance."""
+
+    step_id: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepPaused:
+    """The step reached its breakpoint: it waits, PAUSED, before its attempt."""
+
+    step_id: str
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepResumed:
+    """A step paused at its breakpoint was resumed: it starts now."""
+
+    step_id: str
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepStopped:
     step_id: str
     attempt: int
@@ -172,6 +196,9 @@ InstanceEvent = (
     | InstanceResumed
     | StepSkipped
     | StepRestarted
+    | BreakpointSet
+    | StepPaused
+    | StepResumed
 )
 EventPayload = InstanceEvent | WorkflowVersionCreated
 
@@ -194,6 +221,9 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     InstanceResumed,
     StepSkipped,
     StepRestarted,
+    BreakpointSet,
+    StepPaused,
+    StepResumed,
 )
 
 

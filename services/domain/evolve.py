@@ -8,6 +8,7 @@ from typing import Any
 
 from services.domain.definition import load_workflow
 from services.domain.events import (
+    BreakpointSet,
     Event,
     InstanceFailed,
     InstancePaused,
@@ -22,7 +23,9 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepPaused,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
@@ -38,7 +41,8 @@ class CorruptLog(RuntimeError):
 
 def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceState:
     assert e.instance_id is not None
-    wf_steps = _step_ids(p.definition)
+    wf = load_workflow(p.definition)
+    wf_steps = wf.dag.order
     return InstanceState(
         instance_id=e.instance_id,
         workflow_id=e.workflow_id,
@@ -53,11 +57,8 @@ def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceS
         initiator=p.initiator,
         started_at=e.occurred_at,
         run_started_at=e.occurred_at,
+        breakpoints=frozenset(s.id for s in wf.steps if s.breakpoint),
     )
-
-
-def _step_ids(definition: str) -> tuple[str, ...]:
-    return load_workflow(definition).dag.order
 
 
 def _restarted(s: InstanceState, e: Event, p: InstanceRestarted) -> InstanceState:
@@ -166,6 +167,20 @@ def _step_restarted(s: InstanceState, e: Event, p: StepRestarted) -> InstanceSta
     return _set_step(s, e, p.step_id, StepState(attempt=s.steps[p.step_id].attempt))
 
 
+def _breakpoint_set(s: InstanceState, e: Event, p: BreakpointSet) -> InstanceState:
+    points = s.breakpoints | {p.step_id} if p.enabled else s.breakpoints - {p.step_id}
+    return replace(s, breakpoints=points, seq=e.seq)
+
+
+def _step_paused(s: InstanceState, e: Event, p: StepPaused) -> InstanceState:
+    return _set_step(s, e, p.step_id, replace(s.steps[p.step_id], status=StepStatus.PAUSED))
+
+
+def _step_resumed(s: InstanceState, e: Event, p: StepResumed) -> InstanceState:
+    new = replace(s.steps[p.step_id], status=StepStatus.NOT_CREATED, released=True)
+    return _set_step(s, e, p.step_id, new)
+
+
 _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -184,6 +199,9 @@ _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     InstanceResumed: _resumed,
     StepSkipped: _step_skipped,
     StepRestarted: _step_restarted,
+    BreakpointSet: _breakpoint_set,
+    StepPaused: _step_paused,
+    StepResumed: _step_resumed,
 }
 
 

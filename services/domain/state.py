@@ -20,6 +20,7 @@ class StepState:
     timeout_at: int | None = None
     wake_at: int | None = None
     outputs: str | None = None  # JSON of the succeeded attempt's outputs, for expressions
+    released: bool = False  # resumed at its breakpoint: it starts without pausing again
 
     def failures(self, kind: FailureKind) -> int:
         if kind is FailureKind.USER:
@@ -45,6 +46,7 @@ class InstanceState:
     started_at: int = 0  # the first run's start (UTC micros): the run date built-ins
     run_started_at: int = 0
     failed_steps: tuple[str, ...] = ()
+    breakpoints: frozenset[str] = frozenset()  # steps that pause before they start
 
     @property
     def workflow(self) -> Workflow:

@@ -39,6 +39,8 @@ _TERMINAL_INSTANCE = frozenset(
 
 class StepStatus(StrEnum):
     NOT_CREATED = "NOT_CREATED"
+    # Stopped at a breakpoint before its attempt: waits for a resume of the step.
+    PAUSED = "PAUSED"
     # An attempt exists and its task was sent; no worker has reported it started yet.
     STARTING = "STARTING"
     RUNNING = "RUNNING"
@@ -88,7 +90,9 @@ class StepStatus(StrEnum):
         return self in _RETRYABLE_STEP
 
 
-_ACTIVE_STEP = frozenset({StepStatus.STARTING, StepStatus.RUNNING, StepStatus.WAITING_FOR_RETRY})
+_ACTIVE_STEP = frozenset(
+    {StepStatus.PAUSED, StepStatus.STARTING, StepStatus.RUNNING, StepStatus.WAITING_FOR_RETRY}
+)
 _SUCCESS_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.COMPLETED_WITH_ERROR, StepStatus.SKIPPED}
 )

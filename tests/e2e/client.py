@@ -67,6 +67,12 @@ class Baton:
 
         await wait_until_async(reached, timeout=timeout, message=f"{iid}/{step_id} is {status}")
 
+    async def wait_until_reason(self, iid: str, step_id: str, reason: str) -> None:
+        async def shown() -> bool:
+            return (await self.steps(iid)).get(step_id, {}).get("reason") == reason
+
+        await wait_until_async(shown, timeout=30, message=f"{iid}/{step_id}: {reason}")
+
     async def steps(self, iid: str) -> dict[str, dict[str, Any]]:
         r = await self.http.get(f"/instances/{iid}/steps")
         return {s["step_id"]: s for s in r.json()} if r.status_code == 200 else {}

@@ -114,3 +114,42 @@ async def test_a_stopped_step_ends_the_run_stopped_and_restarting_it_runs_it_aga
         (1, 1, "STOPPED"),
         (2, 2, "SUCCEEDED"),
     ]
+
+
+async def test_a_breakpoint_pauses_a_step_before_it_starts_until_it_is_resumed(
+    baton: Baton,
+) -> None:
+    wid = unique("breakpoint")
+    await baton.push(
+        {
+            "id": wid,
+            "steps": [
+                {"id": "first", "type": "noop", "next": ["check"]},
+                {"id": "check", "type": "noop", "breakpoint": True, "next": ["last"]},
+                {"id": "last", "type": "noop"},
+            ],
+        }
+    )
+    iid = await baton.start(wid)
+    await baton.wait_step(iid, "check", "PAUSED")
+    assert (await baton.instance(iid))["status"] == "IN_PROGRESS"
+    # A breakpoint set through the API on a step not reached yet.
+    r = await baton.http.post(f"/instances/{iid}/steps/last/actions/pause")
+    assert r.status_code == 202, r.text
+    await baton.wait_until_reason(iid, "last", "breakpoint set")
+    assert await baton.attempts(iid, "check") == []
+
+    r = await baton.http.post(f"/instances/{iid}/steps/first/actions/resume")
+    assert r.status_code == 409
+    assert r.json()["detail"] == "cannot resume step first: it is SUCCEEDED"
+
+    r = await baton.http.post(f"/instances/{iid}/steps/check/actions/resume")
+    assert r.status_code == 202, r.text
+    await baton.wait_step(iid, "last", "PAUSED")
+    r = await baton.http.post(f"/instances/{iid}/steps/last/actions/resume")
+    assert r.status_code == 202, r.text
+    inst = await baton.wait_status(iid, "SUCCEEDED", "FAILED")
+    assert inst["status"] == "SUCCEEDED", inst
+    types = [e["type"] for e in await baton.events(iid)]
+    assert types.count("StepPaused") == 2 and types.count("StepResumed") == 2
+    assert "BreakpointSet" in types

@@ -12,6 +12,7 @@ from services.domain.commands import (
     CommandEnvelope,
     KillInstance,
     PauseInstance,
+    PauseStep,
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
@@ -20,12 +21,14 @@ from services.domain.commands import (
     RestartInstance,
     RestartStep,
     ResumeInstance,
+    ResumeStep,
     SkipStep,
     StartInstance,
     StopInstance,
     StopStep,
 )
 from services.domain.events import (
+    BreakpointSet,
     Event,
     EventPayload,
     InstanceFailed,
@@ -41,7 +44,9 @@ from services.domain.events import (
     StepAttemptStarted,
     StepAttemptSucceeded,
     StepEvaluationFailed,
+    StepPaused,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
@@ -171,6 +176,9 @@ EVENTS: tuple[Event, ...] = (
     _event(14, InstanceResumed(run=1)),
     _event(15, StepSkipped(step_id="load", run=1, attempt=2, reason="skipped: data already there")),
     _event(16, StepRestarted(step_id="load", run=1)),
+    _event(17, BreakpointSet(step_id="load", enabled=True)),
+    _event(18, StepPaused(step_id="load", run=1)),
+    _event(19, StepResumed(step_id="load", run=1)),
 )
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
@@ -262,6 +270,8 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
     _command(17, SkipStep(instance_id=INSTANCE, step_id="load", reason="loaded by hand")),
     _command(18, StopStep(instance_id=INSTANCE, step_id="load", reason="wrong input")),
     _command(19, RestartStep(instance_id=INSTANCE, step_id="load")),
+    _command(20, PauseStep(instance_id=INSTANCE, step_id="load")),
+    _command(21, ResumeStep(instance_id=INSTANCE, step_id="load")),
     _command(
         6,
         ReportAttemptStarted(

@@ -8,12 +8,14 @@ import pytest
 from services.domain.commands import (
     FireTimers,
     PauseInstance,
+    PauseStep,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
     RestartInstance,
     RestartStep,
     ResumeInstance,
+    ResumeStep,
     SkipStep,
     StopStep,
 )
@@ -194,3 +196,36 @@ def test_actions_that_do_not_apply_decide_nothing() -> None:
     assert h.when(PauseInstance(IID)) == []
     assert h.when(SkipStep(IID, "a")) == []
     assert h.state is not None and h.state.steps["a"].status is StepStatus.SUCCEEDED
+
+
+def test_a_step_with_a_breakpoint_pauses_before_it_starts_until_resumed() -> None:
+    definition = workflow_json(
+        [
+            {"id": "a", "type": "noop", "next": ["b"]},
+            {"id": "b", "type": "noop", "breakpoint": True, "next": ["c"]},
+            {"id": "c", "type": "noop"},
+        ]
+    )
+    h = History()
+    h.when(start(definition))
+    assert h.types(PauseStep(IID, "c")) == ["BreakpointSet"]  # set on c through the API
+    assert run(h, "a") == ["StepAttemptSucceeded", "StepPaused"]
+    assert (status(h), status(h, "b")) == ("IN_PROGRESS", "PAUSED")  # the run waits
+    assert h.types(ResumeStep(IID, "b")) == ["StepResumed", "StepAttemptCreated"]
+    assert run(h, "b") == ["StepAttemptSucceeded", "StepPaused"]
+    assert h.types(ResumeStep(IID, "c")) == ["StepResumed", "StepAttemptCreated"]
+    assert run(h, "c") == ["StepAttemptSucceeded", "InstanceSucceeded"]
+    # The breakpoints stay: a new run pauses at them again, unless one is cleared first.
+    h.when(RestartInstance(IID, RestartMode.FROM_BEGINNING))
+    assert h.state is not None and h.state.breakpoints == frozenset({"b", "c"})
+    assert h.types(ResumeStep(IID, "c")) == ["BreakpointSet"]  # c not reached yet: cleared
+    assert h.state is not None and h.state.breakpoints == frozenset({"b"})
+
+
+def test_stopping_an_instance_stops_a_step_paused_at_its_breakpoint() -> None:
+    definition = workflow_json([{"id": "a", "type": "noop", "breakpoint": True}])
+    h = History()
+    assert h.types(start(definition)) == ["InstanceStarted", "StepPaused"]
+    from services.domain.commands import StopInstance
+
+    assert h.types(StopInstance(IID)) == ["StepStopped", "InstanceStopped"]

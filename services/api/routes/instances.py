@@ -30,9 +30,11 @@ from services.domain.commands import (
     Command,
     KillInstance,
     PauseInstance,
+    PauseStep,
     RestartInstance,
     RestartStep,
     ResumeInstance,
+    ResumeStep,
     SkipStep,
     StopInstance,
     StopStep,
@@ -411,6 +413,9 @@ _STEP_ACTION_STATUSES: dict[str, frozenset[StepStatus]] = {
     "restart": frozenset(
         s for s in StepStatus if s.is_failure or s in (StepStatus.STOPPED, StepStatus.TIMED_OUT)
     ),
+    # A breakpoint is set on a step that has not started (yet, or again after a restart).
+    "pause": frozenset({StepStatus.NOT_CREATED}),
+    "resume": frozenset({StepStatus.PAUSED, StepStatus.NOT_CREATED}),
 }
 
 
@@ -418,7 +423,7 @@ _STEP_ACTION_STATUSES: dict[str, frozenset[StepStatus]] = {
     "/{instance_id}/steps/{step_id}/actions/{action}",
     status_code=202,
     responses=_ACTION_RESPONSES,
-    summary="Skip, stop or restart one step",
+    summary="Skip, stop, restart, pause (breakpoint) or resume one step",
 )
 async def step_action(
     pool: Pool,
@@ -426,13 +431,14 @@ async def step_action(
     codec: Codec,
     instance_id: InstanceId,
     step_id: StepId,
-    action: Annotated[str, Path(pattern="^(skip|stop|restart)$")],
+    action: Annotated[str, Path(pattern="^(skip|stop|restart|pause|resume)$")],
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> StepActionAccepted:
     """`skip`: the step ends SKIPPED and its successors run (a running attempt is stopped).
     `stop`: its active attempt is stopped and it ends STOPPED. `restart`: a failed or stopped
     step runs again — in the live run, or, when the instance has ended, as a new run from
-    that step (FROM_STEP)."""
+    that step (FROM_STEP). `pause`: a breakpoint — the step pauses (PAUSED) before it
+    starts. `resume`: clears it, and starts the step if it is paused there."""
     row = await _instance_row(pool, instance_id)
     step = await _step_row(pool, instance_id, step_id)
     status = InstanceStatus(row["status"])
@@ -456,6 +462,10 @@ async def step_action(
             command = SkipStep(instance_id=instance_id, step_id=step_id, reason=reason)
         elif action == "stop":
             command = StopStep(instance_id=instance_id, step_id=step_id, reason=reason)
+        elif action == "pause":
+            command = PauseStep(instance_id=instance_id, step_id=step_id)
+        elif action == "resume":
+            command = ResumeStep(instance_id=instance_id, step_id=step_id)
         else:
             command = RestartStep(instance_id=instance_id, step_id=step_id)
     command_id = await publish(producer, codec, command)
