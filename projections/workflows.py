@@ -6,11 +6,17 @@ import json
 from collections.abc import Iterator
 
 from projections.tables import Batch, Handler, Key, Table, ts
-from services.domain.events import Event, EventPayload, WorkflowVersionCreated
+from services.domain.events import (
+    Event,
+    EventPayload,
+    WorkflowActivated,
+    WorkflowDeactivated,
+    WorkflowVersionCreated,
+)
 
 
 def _workflow_keys(e: Event) -> Iterator[Key]:
-    if isinstance(e.payload, WorkflowVersionCreated):
+    if isinstance(e.payload, WorkflowVersionCreated | WorkflowActivated | WorkflowDeactivated):
         yield (e.workflow_id,)
 
 
@@ -19,6 +25,7 @@ WORKFLOWS = Table(
     columns=(
         ("workflow_id", "text"),
         ("latest_version", "int4"),
+        ("active_version", "int4"),
         ("name", "text"),
         ("description", "text"),
         ("tags", "jsonb"),
@@ -61,6 +68,7 @@ def _version_created(b: Batch, e: Event, p: WorkflowVersionCreated) -> None:
         {
             "workflow_id": e.workflow_id,
             "latest_version": p.version,
+            "active_version": None if old is None else old["active_version"],
             "name": definition.get("name"),
             "description": definition.get("description"),
             "tags": json.dumps(definition.get("tags") or []),
@@ -70,6 +78,16 @@ def _version_created(b: Batch, e: Event, p: WorkflowVersionCreated) -> None:
     )
 
 
+def _activated(b: Batch, e: Event, p: WorkflowActivated) -> None:
+    b.update(WORKFLOWS, (e.workflow_id,), active_version=p.version, updated_at=ts(e.occurred_at))
+
+
+def _deactivated(b: Batch, e: Event, p: WorkflowDeactivated) -> None:
+    b.update(WORKFLOWS, (e.workflow_id,), active_version=None, updated_at=ts(e.occurred_at))
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     WorkflowVersionCreated: _version_created,
+    WorkflowActivated: _activated,
+    WorkflowDeactivated: _deactivated,
 }

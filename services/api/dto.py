@@ -59,6 +59,16 @@ class WorkflowAccepted(_Out):
     command_id: str
 
 
+class ActivateBody(_In):
+    version: Annotated[int, Field(ge=1)] | None = Field(None, description="default: the latest")
+
+
+class ActivationAccepted(_Out):
+    workflow_id: str
+    action: Literal["activate", "deactivate"]
+    command_id: str
+
+
 class ValidationResult(_Out):
     valid: Literal[True] = True
 
@@ -66,6 +76,8 @@ class ValidationResult(_Out):
 class WorkflowPublic(_Out):
     workflow_id: str
     latest_version: int
+    # The version `active` names; null when none is (then `default` is the latest).
+    active_version: int | None = None
     name: str | None
     description: str | None
     tags: list[str]
@@ -89,8 +101,8 @@ class WorkflowVersionPublic(WorkflowVersionSummary):
 class InstanceCreate(_In):
     """Start an instance of a workflow version. The same `idempotency_key` twice starts one."""
 
-    version: Annotated[int, Field(ge=1)] | Literal["latest"] = Field(
-        "latest", examples=["latest", 3]
+    version: Annotated[int, Field(ge=1)] | Literal["default", "active", "latest"] = Field(
+        "default", examples=["default", "active", "latest", 3]
     )
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
     idempotency_key: str | None = Field(None, min_length=1, max_length=256)
@@ -103,7 +115,9 @@ class InstanceCreate(_In):
         try:
             return handler(value)
         except ValidationError:
-            raise ValueError("expected a version number (1 or more) or 'latest'") from None
+            raise ValueError(
+                "expected a version number (1 or more), 'default', 'active' or 'latest'"
+            ) from None
 
 
 class InstanceAccepted(_Out):

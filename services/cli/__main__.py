@@ -2,6 +2,7 @@
 
     baton run                          the whole stack, a sample workflow, until Ctrl-C
     baton push FILE...                 push definitions, wait until each version is visible
+    baton activate WF [--version N] | baton deactivate WF   choose the active version
     baton validate FILE...             check definitions, push nothing
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
@@ -111,12 +112,14 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def _version(text: str) -> int | str:
-    if text == "latest":
+    if text in ("latest", "active", "default"):
         return text
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'latest', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number, 'default', 'active' or 'latest', got {text!r}"
+        ) from None
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -211,9 +214,21 @@ def cmd_action(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_activation(client: Client, args: argparse.Namespace) -> int:
+    body = {"version": args.version} if getattr(args, "version", None) else None
+    accepted = client.post(f"/workflows/{args.workflow}/actions/{args.activation}", body)
+    print(f"{args.activation} {args.workflow}: accepted (command {accepted['command_id']})")
+    return 0
+
+
 def cmd_workflows(client: Client, args: argparse.Namespace) -> int:
     for w in client.get("/workflows", limit=args.limit)["items"]:
-        print(f"{w['workflow_id']:<40}  v{w['latest_version']:<4}  {w['updated_at']}")
+        active = w.get("active_version")
+        shown = f"active v{active}" if active else "no active version"
+        print(
+            f"{w['workflow_id']:<40}  latest v{w['latest_version']:<4}  {shown:<18}"
+            f"  {w['updated_at']}"
+        )
     return 0
 
 
@@ -308,7 +323,12 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
 
     start = sub.add_parser("start", help="start an instance; prints its id")
     start.add_argument("workflow")
-    start.add_argument("--version", type=_version, default="latest")
+    start.add_argument(
+        "--version",
+        type=_version,
+        default="default",
+        help="a number, latest, active, or default (active, else latest; the default)",
+    )
     start.add_argument(
         "-p",
         "--param",
@@ -374,6 +394,14 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
     step.add_argument("step")
     step.add_argument("--reason", default="")
     step.set_defaults(func=cmd_step_action)
+
+    activate = sub.add_parser("activate", help="make a version of a workflow the active one")
+    activate.add_argument("workflow")
+    activate.add_argument("--version", type=int, help="default: the latest")
+    activate.set_defaults(func=cmd_activation, activation="activate")
+    deactivate = sub.add_parser("deactivate", help="leave a workflow without an active version")
+    deactivate.add_argument("workflow")
+    deactivate.set_defaults(func=cmd_activation, activation="deactivate")
 
     workflows = sub.add_parser("workflows", help="list workflows")
     workflows.add_argument("--limit", type=int, default=100)

@@ -15,6 +15,22 @@ from services.domain.statuses import FailureKind, RestartMode
 class PushWorkflow:
     workflow_id: str
     definition: str
+    activate: bool = True  # the new version becomes the active one
+
+
+@dataclass(frozen=True, slots=True)
+class ActivateWorkflow:
+    """Make a version the active one (None: the latest)."""
+
+    workflow_id: str
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivateWorkflow:
+    """Leave the workflow without an active version (`default` then means the latest)."""
+
+    workflow_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +194,15 @@ InstanceCommand = (
     | FireTimers
     | ExpireHeartbeat
 )
-WorkflowCommand = PushWorkflow
+WorkflowCommand = PushWorkflow | ActivateWorkflow | DeactivateWorkflow
+WORKFLOW_COMMANDS: tuple[type[Command], ...] = (PushWorkflow, ActivateWorkflow, DeactivateWorkflow)
 Command = InstanceCommand | WorkflowCommand
 
 # Commands that travel on the commands topic (the internal ones never leave the engine).
 WIRE_COMMANDS: tuple[type[Command], ...] = (
     PushWorkflow,
+    ActivateWorkflow,
+    DeactivateWorkflow,
     StartInstance,
     StopInstance,
     KillInstance,
@@ -204,7 +223,9 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
 
 def command_key(cmd: Command) -> str:
     """The partition key: co-partitions a command with its aggregate's events."""
-    return cmd.workflow_id if isinstance(cmd, PushWorkflow) else cmd.instance_id
+    if isinstance(cmd, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
+        return cmd.workflow_id
+    return cmd.instance_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 from services.domain.commands import (
+    ActivateWorkflow,
     Command,
+    DeactivateWorkflow,
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
@@ -76,6 +78,8 @@ from services.domain.events import (
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
+    WorkflowActivated,
+    WorkflowDeactivated,
     WorkflowVersionCreated,
 )
 from services.domain.evolve import evolve, evolve_workflow
@@ -707,8 +711,8 @@ def decide_and_fold(
 ) -> tuple[list[Event], InstanceState | None]:
     """`decide`, and the state its events lead to: each rule already applies every event it
     decides (with `evolve`, the fold replay uses), so the engine need not fold them again."""
-    if isinstance(command, PushWorkflow):
-        raise TypeError("PushWorkflow addresses a workflow: use decide_workflow")
+    if isinstance(command, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
+        raise TypeError(f"{type(command).__name__} addresses a workflow: use decide_workflow")
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise TypeError(f"no rule for {type(command).__name__}")
@@ -718,29 +722,56 @@ def decide_and_fold(
 
 
 def decide_workflow(
-    state: WorkflowState | None, command: PushWorkflow, now: int, caused_at: int | None = None
+    state: WorkflowState | None,
+    command: PushWorkflow | ActivateWorkflow | DeactivateWorkflow,
+    now: int,
+    caused_at: int | None = None,
 ) -> list[Event]:
-    try:
-        wf = parse_workflow(json.loads(command.definition))
-    except DefinitionError as err:
-        raise Rejected(str(err)) from None
-    except json.JSONDecodeError as err:
-        raise Rejected(f"definition is not JSON: {err}") from None
-    if wf.id != command.workflow_id:
-        raise Rejected(f"definition id {wf.id!r} differs from workflow id {command.workflow_id!r}")
-    seq = (state.seq if state else 0) + 1
-    version = (state.latest_version if state else 0) + 1
-    event = Event(
-        event_id=f"{command.workflow_id}:{seq}",
-        instance_id=None,
-        workflow_id=command.workflow_id,
-        seq=seq,
-        occurred_at=now,
-        payload=WorkflowVersionCreated(version=version, definition=wf.to_json()),
-        caused_at=caused_at,
-    )
-    evolve_workflow(state, event)  # the same fold replay uses; raises if the log is wrong
-    return [event]
+    """Versions and activation: the workflow aggregate's rules."""
+    payloads: list[EventPayload] = []
+    if isinstance(command, PushWorkflow):
+        try:
+            wf = parse_workflow(json.loads(command.definition))
+        except DefinitionError as err:
+            raise Rejected(str(err)) from None
+        except json.JSONDecodeError as err:
+            raise Rejected(f"definition is not JSON: {err}") from None
+        if wf.id != command.workflow_id:
+            raise Rejected(
+                f"definition id {wf.id!r} differs from workflow id {command.workflow_id!r}"
+            )
+        version = (state.latest_version if state else 0) + 1
+        payloads.append(WorkflowVersionCreated(version=version, definition=wf.to_json()))
+        if command.activate:
+            payloads.append(WorkflowActivated(version))
+    elif state is None:
+        raise Rejected(f"workflow {command.workflow_id!r} has no version")
+    elif isinstance(command, ActivateWorkflow):
+        version = state.latest_version if command.version is None else command.version
+        if not 1 <= version <= state.latest_version:
+            raise Rejected(
+                f"workflow {command.workflow_id!r} has versions 1 to {state.latest_version},"
+                f" not {version}"
+            )
+        if version != state.active_version:
+            payloads.append(WorkflowActivated(version))
+    elif state.active_version is not None:
+        payloads.append(WorkflowDeactivated(state.active_version))
+    events = []
+    for payload in payloads:
+        seq = (state.seq if state else 0) + 1
+        event = Event(
+            event_id=f"{command.workflow_id}:{seq}",
+            instance_id=None,
+            workflow_id=command.workflow_id,
+            seq=seq,
+            occurred_at=now,
+            payload=payload,
+            caused_at=caused_at,
+        )
+        state = evolve_workflow(state, event)  # the fold replay uses; raises if the log is wrong
+        events.append(event)
+    return events
 
 
 def next_deadline(state: InstanceState) -> int | None:
@@ -772,4 +803,4 @@ def running_on_workers(state: InstanceState) -> list[tuple[str, StepState]]:
 
 
 def handled_command_types() -> frozenset[type]:
-    return frozenset(_HANDLERS) | {PushWorkflow}
+    return frozenset(_HANDLERS) | {PushWorkflow, ActivateWorkflow, DeactivateWorkflow}

@@ -18,6 +18,16 @@ class WorkflowVersionCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowActivated:
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDeactivated:
+    version: int  # the version that was active
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceStarted:
     version: int
     definition: str
@@ -200,7 +210,8 @@ InstanceEvent = (
     | StepPaused
     | StepResumed
 )
-EventPayload = InstanceEvent | WorkflowVersionCreated
+WorkflowEvent = WorkflowVersionCreated | WorkflowActivated | WorkflowDeactivated
+EventPayload = InstanceEvent | WorkflowEvent
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
     WorkflowVersionCreated,
@@ -224,6 +235,8 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     BreakpointSet,
     StepPaused,
     StepResumed,
+    WorkflowActivated,
+    WorkflowDeactivated,
 )
 
 

@@ -29,6 +29,8 @@ from services.domain.events import (
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
+    WorkflowActivated,
+    WorkflowDeactivated,
     WorkflowVersionCreated,
 )
 from services.domain.state import InstanceState, StepState, WorkflowState
@@ -218,9 +220,18 @@ def evolve(state: InstanceState | None, event: Event) -> InstanceState:
 
 def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     p = event.payload
-    if not isinstance(p, WorkflowVersionCreated):
-        raise CorruptLog(f"{event.type} is not a workflow event")
-    return WorkflowState(workflow_id=event.workflow_id, latest_version=p.version, seq=event.seq)
+    if state is not None and event.seq != state.seq + 1:
+        raise CorruptLog(f"{event.event_id}: seq {event.seq} after {state.seq}")
+    if isinstance(p, WorkflowVersionCreated):
+        active = state.active_version if state else None
+        return WorkflowState(event.workflow_id, p.version, event.seq, active)
+    if state is None:
+        raise CorruptLog(f"{event.event_id}: {event.type} before any version")
+    if isinstance(p, WorkflowActivated):
+        return replace(state, active_version=p.version, seq=event.seq)
+    if isinstance(p, WorkflowDeactivated):
+        return replace(state, active_version=None, seq=event.seq)
+    raise CorruptLog(f"{event.type} is not a workflow event")
 
 
 def fold(events: list[Event], state: InstanceState | None = None) -> InstanceState | None:
@@ -230,4 +241,8 @@ def fold(events: list[Event], state: InstanceState | None = None) -> InstanceSta
 
 
 def handled_event_types() -> frozenset[type]:
-    return frozenset(_INSTANCE_HANDLERS) | {WorkflowVersionCreated}
+    return frozenset(_INSTANCE_HANDLERS) | {
+        WorkflowVersionCreated,
+        WorkflowActivated,
+        WorkflowDeactivated,
+    }

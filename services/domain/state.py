@@ -58,3 +58,4 @@ class WorkflowState:
     workflow_id: str
     latest_version: int
     seq: int
+    active_version: int | None = None

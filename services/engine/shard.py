@@ -31,7 +31,9 @@ from services.adapters.kafka import (
     task_topic,
 )
 from services.domain.commands import (
+    ActivateWorkflow,
     Command,
+    DeactivateWorkflow,
     ExpireHeartbeat,
     FireTimers,
     PushWorkflow,
@@ -39,7 +41,7 @@ from services.domain.commands import (
 )
 from services.domain.decide import Rejected, decide_and_fold, decide_workflow, next_deadline
 from services.domain.dispatch import cancellations, tasks_for
-from services.domain.events import Event, StepAttemptStarted, WorkflowVersionCreated
+from services.domain.events import Event, StepAttemptStarted
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
@@ -185,7 +187,7 @@ class Shard:
     # --- the fold, kept in memory ----------------------------------------------------------
 
     def _apply(self, event: Event) -> None:
-        if isinstance(event.payload, WorkflowVersionCreated):
+        if event.instance_id is None:
             wid = event.workflow_id
             self.workflows[wid] = evolve_workflow(self.workflows.get(wid), event)
             return
@@ -217,7 +219,7 @@ class Shard:
     def _handle(self, cmd: Command, now: int, out: Outbox, caused_at: int | None = None) -> None:
         """Decide one command. Memory changes only once everything it produces is encoded,
         so a command that fails anywhere leaves the shard exactly as it was."""
-        if isinstance(cmd, PushWorkflow):
+        if isinstance(cmd, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
             events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
             encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
             for e in events:

@@ -8,8 +8,10 @@ Never edit a sample whose .bin exists: add a new sample instead.
 from __future__ import annotations
 
 from services.domain.commands import (
+    ActivateWorkflow,
     Command,
     CommandEnvelope,
+    DeactivateWorkflow,
     KillInstance,
     PauseInstance,
     PauseStep,
@@ -50,6 +52,8 @@ from services.domain.events import (
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
+    WorkflowActivated,
+    WorkflowDeactivated,
     WorkflowVersionCreated,
 )
 from services.domain.statuses import FailureKind, RestartMode, StepStatus
@@ -179,6 +183,22 @@ EVENTS: tuple[Event, ...] = (
     _event(17, BreakpointSet(step_id="load", enabled=True)),
     _event(18, StepPaused(step_id="load", run=1)),
     _event(19, StepResumed(step_id="load", run=1)),
+    Event(
+        event_id=f"{WORKFLOW}:2",
+        instance_id=None,
+        workflow_id=WORKFLOW,
+        seq=2,
+        occurred_at=T0 + 2,
+        payload=WorkflowActivated(version=1),
+    ),
+    Event(
+        event_id=f"{WORKFLOW}:3",
+        instance_id=None,
+        workflow_id=WORKFLOW,
+        seq=3,
+        occurred_at=T0 + 3,
+        payload=WorkflowDeactivated(version=1),
+    ),
 )
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
@@ -272,6 +292,8 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
     _command(19, RestartStep(instance_id=INSTANCE, step_id="load")),
     _command(20, PauseStep(instance_id=INSTANCE, step_id="load")),
     _command(21, ResumeStep(instance_id=INSTANCE, step_id="load")),
+    _command(22, ActivateWorkflow(workflow_id=WORKFLOW, version=2)),
+    _command(23, DeactivateWorkflow(workflow_id=WORKFLOW)),
     _command(
         6,
         ReportAttemptStarted(

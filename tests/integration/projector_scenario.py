@@ -26,7 +26,12 @@ from services.domain.commands import (
 )
 from services.domain.decide import decide, decide_workflow
 from services.domain.definition import parse_workflow
-from services.domain.events import Event, InstanceStarted, StepAttemptFailed
+from services.domain.events import (
+    Event,
+    InstanceStarted,
+    StepAttemptFailed,
+    WorkflowVersionCreated,
+)
 from services.domain.evolve import evolve, evolve_workflow
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
@@ -209,8 +214,9 @@ async def assert_rows(pool: asyncpg.Pool, sc: Scenario) -> None:
 
 async def assert_workflow(conn: Any, sc: Scenario) -> None:
     wf = await conn.fetchrow("SELECT * FROM workflows WHERE workflow_id = $1", sc.workflow_id)
-    v1, v2 = sc.workflow_events
+    v1, v2 = [e for e in sc.workflow_events if isinstance(e.payload, WorkflowVersionCreated)]
     assert wf["latest_version"] == 2
+    assert wf["active_version"] == 2  # each push activated its version
     assert (wf["name"], wf["description"]) == ("Diamond", "second")
     assert json.loads(wf["tags"]) == ["projector", "test"]
     assert (wf["created_at"], wf["updated_at"]) == (ts(v1.occurred_at), ts(v2.occurred_at))

@@ -14,6 +14,8 @@ from services.api.deps import Codec, Pool, Producer
 from services.api.dto import (
     DEFAULT_PAGE,
     MAX_PAGE,
+    ActivateBody,
+    ActivationAccepted,
     InstanceAccepted,
     InstanceCreate,
     Page,
@@ -24,7 +26,12 @@ from services.api.dto import (
     WorkflowVersionSummary,
 )
 from services.api.problems import Problem
-from services.domain.commands import PushWorkflow, StartInstance
+from services.domain.commands import (
+    ActivateWorkflow,
+    DeactivateWorkflow,
+    PushWorkflow,
+    StartInstance,
+)
 from services.domain.definition import (
     MAX_DEFINITION_BYTES,
     DefinitionError,
@@ -48,7 +55,10 @@ router = APIRouter(prefix="/workflows", tags=["workflows"])
 WorkflowId = Annotated[str, Path(min_length=1, max_length=128)]
 VersionRef = Annotated[
     str,
-    Path(pattern=r"^(latest|[1-9][0-9]{0,8})$", description="a version number or `latest`"),
+    Path(
+        pattern=r"^(latest|active|default|[1-9][0-9]{0,8})$",
+        description="a version number, `latest`, `active`, or `default` (active, else latest)",
+    ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
@@ -103,12 +113,19 @@ async def _read_definition(request: Request) -> Workflow:
     responses=problems.responses(415, 422, 503),
     summary="Push a new version of a workflow",
 )
-async def push_workflow(request: Request, producer: Producer, codec: Codec) -> WorkflowAccepted:
+async def push_workflow(
+    request: Request,
+    producer: Producer,
+    codec: Codec,
+    activate: Annotated[bool, Query(description="make the new version the active one")] = True,
+) -> WorkflowAccepted:
     """Validate the definition and publish `PushWorkflow`. The new version becomes readable
     once the engine has recorded it and the projector has written it."""
     wf = await _read_definition(request)
     command_id = await publish(
-        producer, codec, PushWorkflow(workflow_id=wf.id, definition=wf.to_json())
+        producer,
+        codec,
+        PushWorkflow(workflow_id=wf.id, definition=wf.to_json(), activate=activate),
     )
     return WorkflowAccepted(workflow_id=wf.id, command_id=command_id)
 
@@ -168,7 +185,23 @@ async def list_versions(
 
 
 async def load_version(pool: Pool, workflow_id: str, version: int | str) -> dict[str, Any]:
-    """The `workflow_versions` row of `version` (a number or "latest"), or 404."""
+    """The `workflow_versions` row of `version` (a number, "latest", "active" or "default":
+    the active version, else the latest), or 404."""
+    if version in ("active", "default"):
+        active = await pool.fetchval(
+            "SELECT active_version FROM workflows WHERE workflow_id = $1", workflow_id
+        )
+        if active is not None:
+            version = active
+        elif version == "active":
+            exists = await pool.fetchval(
+                "SELECT 1 FROM workflows WHERE workflow_id = $1", workflow_id
+            )
+            if not exists:
+                raise problems.not_found(f"workflow {workflow_id!r}")
+            raise problems.not_found(f"an active version of workflow {workflow_id!r}")
+        else:
+            version = "latest"
     if version == "latest":
         row = await pool.fetchrow(
             "SELECT * FROM workflow_versions WHERE workflow_id = $1 ORDER BY version DESC LIMIT 1",
@@ -289,3 +322,40 @@ async def _same_request_or_conflict(
             f"idempotency key {req.idempotency_key!r} was used for instance {instance_id} "
             f"with version {existing['version']} and other params; use a new key"
         )
+
+
+@router.post(
+    "/{workflow_id}/actions/activate",
+    status_code=202,
+    responses=problems.responses(404, 422, 503),
+    summary="Make a version the active one",
+)
+async def activate_workflow(
+    pool: Pool,
+    producer: Producer,
+    codec: Codec,
+    workflow_id: WorkflowId,
+    body: Annotated[ActivateBody | None, Body()] = None,
+) -> ActivationAccepted:
+    """`active` and `default` name this version from now on (new starts, triggers)."""
+    version = (body or ActivateBody()).version
+    await load_version(pool, workflow_id, "latest" if version is None else version)
+    command_id = await publish(
+        producer, codec, ActivateWorkflow(workflow_id=workflow_id, version=version)
+    )
+    return ActivationAccepted(workflow_id=workflow_id, action="activate", command_id=command_id)
+
+
+@router.post(
+    "/{workflow_id}/actions/deactivate",
+    status_code=202,
+    responses=problems.responses(404, 503),
+    summary="Leave the workflow without an active version",
+)
+async def deactivate_workflow(
+    pool: Pool, producer: Producer, codec: Codec, workflow_id: WorkflowId
+) -> ActivationAccepted:
+    """`active` then names nothing (404), and `default` the latest version."""
+    await _workflow_row(pool, workflow_id)
+    command_id = await publish(producer, codec, DeactivateWorkflow(workflow_id=workflow_id))
+    return ActivationAccepted(workflow_id=workflow_id, action="deactivate", command_id=command_id)
