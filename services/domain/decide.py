@@ -86,6 +86,8 @@ from services.domain.evolve import evolve, evolve_workflow
 from services.domain.expressions import ExpressionError, member_paths
 from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import (
+    INSTANCE_ACTIONS,
+    STEP_ACTIONS,
     FailureKind,
     FailureMode,
     InstanceStatus,
@@ -548,13 +550,13 @@ def _from_step(s: InstanceState, step_id: str | None) -> tuple[str, ...]:
 
 
 def _pause(d: _Draft, c: PauseInstance) -> None:
-    if d.state is None or d.s.status is not InstanceStatus.IN_PROGRESS:
+    if d.state is None or d.s.status not in INSTANCE_ACTIONS["pause"]:
         return
     d.emit(InstancePaused(d.s.run, c.reason or "paused by request"))
 
 
 def _resume(d: _Draft, c: ResumeInstance) -> None:
-    if d.state is None or d.s.status is not InstanceStatus.PAUSED:
+    if d.state is None or d.s.status not in INSTANCE_ACTIONS["resume"]:
         return
     d.emit(InstanceResumed(d.s.run))
     _advance(d)
@@ -572,12 +574,7 @@ def _step(d: _Draft, step_id: str) -> StepState | None:
 
 def _skip_step(d: _Draft, c: SkipStep) -> None:
     st = _step(d, c.step_id)
-    if st is None or not (
-        st.status.is_active
-        or st.status is StepStatus.NOT_CREATED
-        or st.status.is_failure
-        or st.status is StepStatus.STOPPED
-    ):
+    if st is None or st.status not in STEP_ACTIONS["skip"]:
         return
     attempt = st.attempt if st.status in (StepStatus.STARTING, StepStatus.RUNNING) else 0
     d.emit(StepSkipped(c.step_id, d.s.run, attempt, c.reason or "skipped by request"))
@@ -586,7 +583,7 @@ def _skip_step(d: _Draft, c: SkipStep) -> None:
 
 def _stop_step(d: _Draft, c: StopStep) -> None:
     st = _step(d, c.step_id)
-    if st is None or not st.status.is_active:
+    if st is None or st.status not in STEP_ACTIONS["stop"]:
         return
     d.emit(StepStopped(c.step_id, st.attempt, StepStatus.STOPPED, c.reason or "stopped by request"))
     _advance(d)
@@ -594,9 +591,7 @@ def _stop_step(d: _Draft, c: StopStep) -> None:
 
 def _restart_step(d: _Draft, c: RestartStep) -> None:
     st = _step(d, c.step_id)
-    if st is None or not (
-        st.status.is_failure or st.status in (StepStatus.STOPPED, StepStatus.TIMED_OUT)
-    ):
+    if st is None or st.status not in STEP_ACTIONS["restart"]:
         return
     d.emit(StepRestarted(c.step_id, d.s.run))
     _advance(d)

@@ -154,3 +154,26 @@ class RestartMode(StrEnum):
     FROM_INCOMPLETE = "FROM_INCOMPLETE"
     FROM_BEGINNING = "FROM_BEGINNING"
     FROM_STEP = "FROM_STEP"  # the named step and everything downstream of it
+
+
+# The action maps: which statuses each action applies to. The decider decides nothing for an
+# action outside its map; the API answers it with a 409 naming the status.
+INSTANCE_ACTIONS: dict[str, frozenset[InstanceStatus]] = {
+    "stop": frozenset(s for s in InstanceStatus if not s.is_terminal),
+    "kill": frozenset(s for s in InstanceStatus if not s.is_terminal),
+    "restart": _TERMINAL_INSTANCE,
+    "pause": frozenset({InstanceStatus.IN_PROGRESS}),
+    "resume": frozenset({InstanceStatus.PAUSED}),
+}
+STEP_ACTIONS: dict[str, frozenset[StepStatus]] = {
+    "skip": frozenset(
+        s
+        for s in StepStatus
+        if s.is_active or s.is_failure or s in (StepStatus.NOT_CREATED, StepStatus.STOPPED)
+    ),
+    "stop": _ACTIVE_STEP,
+    "restart": _FAILURE_STEP | {StepStatus.STOPPED, StepStatus.TIMED_OUT},
+    # A breakpoint is set on a step that has not started (yet, or again after a restart).
+    "pause": frozenset({StepStatus.NOT_CREATED}),
+    "resume": frozenset({StepStatus.PAUSED, StepStatus.NOT_CREATED}),
+}

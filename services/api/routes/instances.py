@@ -41,7 +41,13 @@ from services.domain.commands import (
 )
 from services.domain.definition import DefinitionError, Workflow, load_workflow
 from services.domain.evaluation import check_overrides
-from services.domain.statuses import InstanceStatus, RestartMode, StepStatus
+from services.domain.statuses import (
+    INSTANCE_ACTIONS,
+    STEP_ACTIONS,
+    InstanceStatus,
+    RestartMode,
+    StepStatus,
+)
 
 MAX_WAIT_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.05
@@ -201,12 +207,12 @@ async def _act(
     instance_id: str,
     action: str,
     make_command: Callable[[Mapping[str, Any]], Command],
-    *,
-    needs_terminal: bool,
-) -> dict[str, Any]:
+) -> ActionAccepted:
+    """Publish the action's command if the instance's status allows it (INSTANCE_ACTIONS);
+    409 naming the status otherwise."""
     row = await _instance_row(pool, instance_id)
     status = InstanceStatus(row["status"])
-    if status.is_terminal != needs_terminal:
+    if status not in INSTANCE_ACTIONS[action]:
         raise problems.conflict(f"cannot {action} an instance that is {status.value}")
     command = make_command(row)
     if (
@@ -219,7 +225,9 @@ async def _act(
             "succeeded; restart with mode FROM_BEGINNING to run it again"
         )
     command_id = await publish(producer, codec, command)
-    return {"instance_id": instance_id, "action": action, "command_id": command_id}
+    return ActionAccepted.model_validate(
+        {"instance_id": instance_id, "action": action, "command_id": command_id}
+    )
 
 
 _ACTION_RESPONSES = problems.responses(404, 409, 422, 503)
@@ -240,10 +248,7 @@ async def stop_instance(
 ) -> ActionAccepted:
     reason = body.reason if body else ""
     cmd = StopInstance(instance_id=instance_id, reason=reason)
-    out = await _act(
-        pool, producer, codec, instance_id, "stop", lambda _: cmd, needs_terminal=False
-    )
-    return ActionAccepted.model_validate(out)
+    return await _act(pool, producer, codec, instance_id, "stop", lambda _: cmd)
 
 
 @router.post(
@@ -261,10 +266,7 @@ async def kill_instance(
 ) -> ActionAccepted:
     reason = body.reason if body else ""
     cmd = KillInstance(instance_id=instance_id, reason=reason)
-    out = await _act(
-        pool, producer, codec, instance_id, "kill", lambda _: cmd, needs_terminal=False
-    )
-    return ActionAccepted.model_validate(out)
+    return await _act(pool, producer, codec, instance_id, "kill", lambda _: cmd)
 
 
 @router.post(
@@ -309,8 +311,7 @@ async def restart_instance(
             step_id=req.step,
         )
 
-    out = await _act(pool, producer, codec, instance_id, "restart", restart, needs_terminal=True)
-    return ActionAccepted.model_validate(out)
+    return await _act(pool, producer, codec, instance_id, "restart", restart)
 
 
 @router.post(
@@ -327,11 +328,7 @@ async def pause_instance(
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> ActionAccepted:
     cmd = PauseInstance(instance_id=instance_id, reason=body.reason if body else "")
-    return ActionAccepted.model_validate(
-        await _act_from(
-            pool, producer, codec, instance_id, "pause", cmd, {InstanceStatus.IN_PROGRESS}
-        )
-    )
+    return await _act(pool, producer, codec, instance_id, "pause", lambda _: cmd)
 
 
 @router.post(
@@ -344,26 +341,7 @@ async def resume_instance(
     pool: Pool, producer: Producer, codec: Codec, instance_id: InstanceId
 ) -> ActionAccepted:
     cmd = ResumeInstance(instance_id=instance_id)
-    return ActionAccepted.model_validate(
-        await _act_from(pool, producer, codec, instance_id, "resume", cmd, {InstanceStatus.PAUSED})
-    )
-
-
-async def _act_from(
-    pool: Pool,
-    producer: Producer,
-    codec: Codec,
-    instance_id: str,
-    action: str,
-    command: Command,
-    allowed: set[InstanceStatus],
-) -> dict[str, Any]:
-    row = await _instance_row(pool, instance_id)
-    status = InstanceStatus(row["status"])
-    if status not in allowed:
-        raise problems.conflict(f"cannot {action} an instance that is {status.value}")
-    command_id = await publish(producer, codec, command)
-    return {"instance_id": instance_id, "action": action, "command_id": command_id}
+    return await _act(pool, producer, codec, instance_id, "resume", lambda _: cmd)
 
 
 async def _step_row(pool: Pool, instance_id: str, step_id: str) -> dict[str, Any]:
@@ -400,23 +378,6 @@ async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) ->
             raise problems.conflict(
                 f"cannot restart from step {step_id}: upstream step {r['step_id']} is {r['status']}"
             )
-
-
-# Which step statuses each step action is allowed from (the engine applies the same rules).
-_STEP_ACTION_STATUSES: dict[str, frozenset[StepStatus]] = {
-    "skip": frozenset(
-        s
-        for s in StepStatus
-        if s.is_active or s.is_failure or s in (StepStatus.NOT_CREATED, StepStatus.STOPPED)
-    ),
-    "stop": frozenset(s for s in StepStatus if s.is_active),
-    "restart": frozenset(
-        s for s in StepStatus if s.is_failure or s in (StepStatus.STOPPED, StepStatus.TIMED_OUT)
-    ),
-    # A breakpoint is set on a step that has not started (yet, or again after a restart).
-    "pause": frozenset({StepStatus.NOT_CREATED}),
-    "resume": frozenset({StepStatus.PAUSED, StepStatus.NOT_CREATED}),
-}
 
 
 @router.post(
@@ -456,7 +417,7 @@ async def step_action(
     else:
         if not status.is_live:
             raise problems.conflict(f"cannot {action} a step of an instance that is {status.value}")
-        if step_status not in _STEP_ACTION_STATUSES[action]:
+        if step_status not in STEP_ACTIONS[action]:
             raise problems.conflict(f"cannot {action} step {step_id}: it is {step_status.value}")
         if action == "skip":
             command = SkipStep(instance_id=instance_id, step_id=step_id, reason=reason)
