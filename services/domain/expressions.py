@@ -257,46 +257,38 @@ def template_sources(template: str) -> list[str]:
 _MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
 
 
-def _outer_pluses(toks: list[tuple[str, str]]) -> int:
-    """`+` operators outside the bodies of comprehensions (inside one, `+` works on one item
-    at a time: `files.map(f, f + '.gz')` joins no lists)."""
-    depth = count = 0
-    open_at: list[int] = []
+@dataclass(frozen=True)
+class _Shape:
+    """What one walk over an expression's tokens finds about its comprehensions."""
+
+    nested: bool  # a comprehension inside another one's arguments
+    mappers: int  # `map` and `filter` calls
+    # `+` outside comprehension bodies (inside one, `+` works on one item at a time:
+    # `files.map(f, f + '.gz')` joins no lists)
+    outer_pluses: int
+
+
+def _shape(source: str) -> _Shape:
+    toks = _tokens(source)
+    depth = mappers = pluses = 0
+    nested = False
+    open_at: list[int] = []  # depths at which a comprehension's arguments are open
     for i, (kind, text) in enumerate(toks):
         if kind != "op":
             continue
         if text in "([{":
             depth += 1
             if text == "(" and i >= 2 and toks[i - 2][1] == "." and toks[i - 1][1] in _MACROS:
+                nested = nested or bool(open_at)
+                mappers += toks[i - 1][1] in ("map", "filter")
                 open_at.append(depth)
         elif text in ")]}":
             if open_at and open_at[-1] == depth:
                 open_at.pop()
             depth -= 1
         elif text == "+" and not open_at:
-            count += 1
-    return count
-
-
-def _nested_comprehension(source: str) -> bool:
-    """Whether a comprehension macro sits inside another one's arguments."""
-    depth = 0
-    open_at: list[int] = []  # depths at which a comprehension's arguments are open
-    toks = _tokens(source)
-    for i, (kind, text) in enumerate(toks):
-        if kind != "op":
-            continue
-        if text in "([{":
-            depth += 1
-            if text == "(" and i >= 2 and toks[i - 2][1] == "." and toks[i - 1][1] in _MACROS:
-                if open_at:
-                    return True
-                open_at.append(depth)
-        elif text in ")]}":
-            if open_at and open_at[-1] == depth:
-                open_at.pop()
-            depth -= 1
-    return False
+            pluses += 1
+    return _Shape(nested, mappers, pluses)
 
 
 @lru_cache(maxsize=4096)
@@ -316,7 +308,8 @@ def compile_expression(source: str) -> Expression:
             f"{source[:60]!r}: at most {MAX_COMPREHENSIONS} comprehensions (map, filter, all,"
             f" exists, exists_one), not {len(bound)}"
         )
-    if _nested_comprehension(source):
+    shape = _shape(source)
+    if shape.nested:
         raise ExpressionError(
             f"{source[:60]!r}: a comprehension (map, filter, all, exists, exists_one) may not"
             " contain another one"
@@ -325,15 +318,12 @@ def compile_expression(source: str) -> Expression:
         program = cel.compile(source)
     except (ValueError, RuntimeError) as err:
         raise ExpressionError(f"{source!r} is not a valid expression: {_first_line(err)}") from None
-    toks = _tokens(source)
-    mappers = sum(
-        1
-        for i, (_, text) in enumerate(toks[:-1])
-        if text in ("map", "filter") and i and toks[i - 1][1] == "." and toks[i + 1][1] == "("
-    )
-    concatenations = _outer_pluses(toks)
     return Expression(
-        source, frozenset(program.variables()) - set(bound), program, mappers, concatenations
+        source,
+        frozenset(program.variables()) - set(bound),
+        program,
+        shape.mappers,
+        shape.outer_pluses,
     )
 
 
