@@ -22,6 +22,7 @@ from services.domain.definition import (
     Workflow,
     order_params,
     param_dependencies,
+    param_reads,
     param_sources,
 )
 from services.domain.evaluation import (
@@ -37,7 +38,7 @@ from services.domain.expressions import (
     boolean_shape,
     compile_expression,
     member_paths,
-    template_sources,
+    value_templates,
 )
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -161,7 +162,7 @@ def _params_faults(
     blocked = set(reads_steps)
     unknown = outer - sample.keys()
     for name in order:
-        if deps[name] & blocked or _reads(params[name]) & unknown:
+        if deps[name] & blocked or param_reads(params[name]) & unknown:
             blocked.add(name)
         if name in blocked:
             continue
@@ -173,13 +174,6 @@ def _params_faults(
             )
             blocked.add(name)
     return faults
-
-
-def _reads(param: Param) -> set[str]:
-    names: set[str] = set()
-    for src, _ in param_sources(param):
-        names |= compile_expression(src).references | member_paths(src).params
-    return names
 
 
 def _condition_faults(
@@ -202,20 +196,6 @@ def _condition_faults(
     return []
 
 
-def _templates(value: Any, where: str) -> list[tuple[str, str]]:
-    """(expression, path) of every `${...}` in the strings of a value."""
-    out: list[tuple[str, str]] = []
-    if isinstance(value, str):
-        out.extend((src, where) for src in template_sources(value))
-    elif isinstance(value, list):
-        for k, v in enumerate(value):
-            out += _templates(v, f"{where}[{k}]")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            out += _templates(v, f"{where}.{k}")
-    return out
-
-
 def _runtime_field_faults(step: Any, i: int, names: frozenset[str], wf: Workflow) -> Faults:
     """`${...}` in http and sql fields: a worker fills them from the attempt's params alone."""
     fields = {"http": ("url", "headers", "body"), "sql": ("args",)}.get(step.type, ())
@@ -228,7 +208,7 @@ def _runtime_field_faults(step: Any, i: int, names: frozenset[str], wf: Workflow
     )
     faults: Faults = []
     for field in fields:
-        for src, path in _templates(getattr(step, field), f"steps[{i}].{field}"):
+        for src, path in value_templates(getattr(step, field), f"steps[{i}].{field}"):
             faults += _source_faults(src, path, scope)[0]
     return faults
 

@@ -32,7 +32,8 @@ from services.domain.expressions import (
     compile_expression,
     is_template,
     member_paths,
-    template_sources,
+    strings_in,
+    value_templates,
 )
 from services.domain.params import ParamMode, ParamType, check_value, infer_type, normalise
 from services.domain.statuses import FailureMode
@@ -134,13 +135,7 @@ class Param(_Model):
 
 
 def _has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return is_template(value)
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    return False
+    return any(is_template(text) for text, _ in strings_in(value, ""))
 
 
 def _param_shorthand(value: Any) -> Any:
@@ -555,20 +550,19 @@ def param_sources(param: Param) -> list[tuple[str, str]]:
     `value[2]`, `value.key`)."""
     if param.expression is not None:
         return [(param.expression, "expression")]
-    out: list[tuple[str, str]] = []
+    return value_templates(param.value, "value")
 
-    def walk(value: Any, where: str) -> None:
-        if isinstance(value, str):
-            out.extend((src, where) for src in template_sources(value))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, f"{where}[{i}]")
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{where}.{k}")
 
-    walk(param.value, "value")
-    return out
+def param_reads(param: Param) -> set[str]:
+    """The names a param's expressions read, by name or as `params.<name>` (an expression
+    that does not compile reads nothing here: the analysis reports it)."""
+    names: set[str] = set()
+    for src, _ in param_sources(param):
+        try:
+            names |= compile_expression(src).references | member_paths(src).params
+        except ExpressionError:
+            continue
+    return names
 
 
 def param_dependencies(params: Mapping[str, Param], outer: frozenset[str]) -> dict[str, set[str]]:
@@ -576,13 +570,7 @@ def param_dependencies(params: Mapping[str, Param], outer: frozenset[str]) -> di
     the outer param of that name (a step's `path: "${path}/x"` refines the workflow's)."""
     deps: dict[str, set[str]] = {}
     for name, p in params.items():
-        names: set[str] = set()
-        for src, _ in param_sources(p):
-            try:
-                expr = compile_expression(src)
-            except ExpressionError:
-                continue  # reported by the analysis
-            names |= (expr.references | member_paths(src).params) & params.keys()
+        names = param_reads(p) & params.keys()
         if name in outer:
             names.discard(name)
         deps[name] = names

@@ -124,17 +124,22 @@ def parsed_outputs(outputs_json: str) -> Any:
     return json.loads(outputs_json)
 
 
-def _fill(value: Any, ctx: Mapping[str, Any]) -> Any:
+_WHOLE_TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
+
+
+def _fill(value: Any, ctx: Mapping[str, Any], whole_values: bool = False) -> Any:
+    """`value` with its templates filled; with `whole_values`, a string that is exactly one
+    `${expr}` becomes the expression's value as it is."""
     if isinstance(value, str):
+        whole = _WHOLE_TEMPLATE.fullmatch(value) if whole_values else None
+        if whole is not None:
+            return compile_expression(whole.group(1).strip()).evaluate(ctx)
         return interpolate(value, ctx) if is_template(value) else value
     if isinstance(value, list):
-        return [_fill(v, ctx) for v in value]
+        return [_fill(v, ctx, whole_values) for v in value]
     if isinstance(value, dict):
-        return {k: _fill(v, ctx) for k, v in value.items()}
+        return {k: _fill(v, ctx, whole_values) for k, v in value.items()}
     return value
-
-
-_WHOLE_TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
 
 
 def fill_templates(value: Any, params: Mapping[str, Any]) -> Any:
@@ -142,21 +147,7 @@ def fill_templates(value: Any, params: Mapping[str, Any]) -> Any:
     fields a worker fills from its attempt's params). A string that is exactly one `${expr}`
     takes the expression's value as it is (a number stays a number: a sql arg, a JSON body
     field); any other template is text."""
-    ctx = context(params, {})
-
-    def fill(v: Any) -> Any:
-        if isinstance(v, str):
-            whole = _WHOLE_TEMPLATE.fullmatch(v)
-            if whole is not None:
-                return compile_expression(whole.group(1).strip()).evaluate(ctx)
-            return interpolate(v, ctx) if is_template(v) else v
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        if isinstance(v, dict):
-            return {k: fill(x) for k, x in v.items()}
-        return v
-
-    return fill(value)
+    return _fill(value, context(params, {}), whole_values=True)
 
 
 def evaluate_param(name: str, param: Param, ctx: Mapping[str, Any]) -> Any:

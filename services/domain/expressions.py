@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -247,6 +247,25 @@ def boolean_shape(source: str) -> bool | None:
 def is_template(text: str) -> bool:
     """Whether a string holds `${...}` parts (or a `$${` escape) to interpolate."""
     return "${" in text and _INTERPOLATION.search(text) is not None
+
+
+def strings_in(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON-like value, with its path below `where` (`x[2]`, `x.key`)."""
+    if isinstance(value, str):
+        yield value, where
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings_in(v, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings_in(v, f"{where}.{k}")
+
+
+def value_templates(value: Any, where: str) -> list[tuple[str, str]]:
+    """(expression, path) of every `${...}` in the strings of a value."""
+    return [
+        (src, path) for text, path in strings_in(value, where) for src in template_sources(text)
+    ]
 
 
 def template_sources(template: str) -> list[str]:
