@@ -17,13 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from services.domain.dag import order_params, param_dependencies, param_reads, param_sources
 from services.domain.definition import (
     Param,
     Workflow,
-    order_params,
-    param_dependencies,
-    param_reads,
-    param_sources,
 )
 from services.domain.evaluation import (
     CONTEXT_ROOTS,

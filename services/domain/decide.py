@@ -36,13 +36,13 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
 )
+from services.domain.dag import param_sources
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
     DefinitionError,
     ExponentialBackoff,
     RetryPolicy,
     load_workflow,
-    param_sources,
     parse_workflow,
 )
 from services.domain.evaluation import (

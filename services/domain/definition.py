@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,15 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from services.domain.expressions import (
-    MAX_SOURCE_CHARS,
-    ExpressionError,
-    compile_expression,
-    is_template,
-    member_paths,
-    strings_in,
-    value_templates,
-)
+from services.domain.dag import Dag, graph_faults, order_params, param_dependencies
+from services.domain.expressions import MAX_SOURCE_CHARS, is_template, strings_in
 from services.domain.params import ParamMode, ParamType, check_value, infer_type, normalise
 from services.domain.statuses import FailureMode
 
@@ -275,13 +267,6 @@ Step = Annotated[
     NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep,
     Field(discriminator="type"),
 ]
-# What a worker's runtime needs of each step type, sent in the task's config.
-TASK_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
-    "shell": ("command",),
-    "python": ("function",),
-    "http": ("url", "method", "headers", "body", "expected_statuses", "max_response_bytes"),
-    "sql": ("connection", "statement", "args", "max_rows", "read_only"),
-}
 
 
 class Workflow(_Model):
@@ -327,74 +312,6 @@ class Workflow(_Model):
         )
 
 
-class Dag:
-    """Graph views of a validated workflow (built once per definition)."""
-
-    def __init__(self, wf: Workflow) -> None:
-        self.steps: dict[
-            str, NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep
-        ] = {s.id: s for s in wf.steps}
-        preds: dict[str, list[str]] = {s.id: [] for s in wf.steps}
-        # The condition on each conditional edge (predecessor, successor).
-        self.conditions: dict[tuple[str, str], str] = {}
-        for s in wf.steps:
-            for n in s.next:
-                preds[n.step].append(s.id)
-                if n.condition is not None:
-                    self.conditions[(s.id, n.step)] = n.condition
-        self.predecessors: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in preds.items()}
-        self.successors: Mapping[str, tuple[str, ...]] = {
-            s.id: tuple(n.step for n in s.next) for s in wf.steps
-        }
-        # Definition order: how steps are listed (read models, restarts).
-        self.order: tuple[str, ...] = tuple(s.id for s in wf.steps)
-        self.roots: tuple[str, ...] = tuple(k for k in self.order if not preds[k])
-        # A topological order (definition order among equals): one pass in it sees every
-        # predecessor's decision before its successors'.
-        self.topo: tuple[str, ...] = _topological(self.order, self.predecessors, self.successors)
-        self.ancestors: Mapping[str, frozenset[str]] = _ancestors(self.topo, self.predecessors)
-        outer = frozenset(wf.params)
-        # Per step: the order its own params are evaluated in, and whether any is dynamic.
-        self.param_order: Mapping[str, tuple[str, ...]] = {
-            s.id: order_params(param_dependencies(s.params, outer))[0] for s in wf.steps
-        }
-        self.dynamic_params: Mapping[str, bool] = {
-            s.id: any(p.dynamic for p in s.params.values()) for s in wf.steps
-        }
-
-
-def _topological(
-    order: tuple[str, ...],
-    predecessors: Mapping[str, tuple[str, ...]],
-    successors: Mapping[str, tuple[str, ...]],
-) -> tuple[str, ...]:
-    waiting = {k: len(predecessors[k]) for k in order}
-    rank = {k: i for i, k in enumerate(order)}
-    ready = [k for k in order if not waiting[k]]
-    out: list[str] = []
-    while ready:
-        ready.sort(key=rank.__getitem__, reverse=True)
-        k = ready.pop()
-        out.append(k)
-        for n in successors[k]:
-            waiting[n] -= 1
-            if not waiting[n]:
-                ready.append(n)
-    return tuple(out)
-
-
-def _ancestors(
-    topo: tuple[str, ...], predecessors: Mapping[str, tuple[str, ...]]
-) -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    for k in topo:
-        acc: set[str] = set(predecessors[k])
-        for p in predecessors[k]:
-            acc |= out[p]
-        out[k] = frozenset(acc)
-    return out
-
-
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for i, part in enumerate(loc):
@@ -432,65 +349,6 @@ def _faults(err: ValidationError) -> list[tuple[str, str]]:
     return faults
 
 
-def _graph_faults(wf: Workflow) -> list[tuple[str, str]]:
-    faults: list[tuple[str, str]] = []
-    index: dict[str, int] = {}
-    for i, s in enumerate(wf.steps):
-        if s.id in index:
-            faults.append(
-                (f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])")
-            )
-        else:
-            index[s.id] = i
-    for i, s in enumerate(wf.steps):
-        seen: set[str] = set()
-        for j, edge in enumerate(s.next):
-            n = edge.step
-            if n not in index:
-                faults.append((f"steps[{i}].next[{j}]", f"unknown step {n!r}"))
-            elif n == s.id:
-                faults.append((f"steps[{i}].next[{j}]", "a step cannot be its own successor"))
-            elif n in seen:
-                faults.append((f"steps[{i}].next[{j}]", f"duplicate successor {n!r}"))
-            seen.add(n)
-    if faults:
-        return faults
-    cycle = _find_cycle(wf)
-    if cycle:
-        i = index[cycle[0]]
-        j = [n.step for n in wf.steps[i].next].index(cycle[1])
-        faults.append((f"steps[{i}].next[{j}]", "cycle: " + " -> ".join(cycle)))
-    return faults
-
-
-def _find_cycle(wf: Workflow) -> list[str] | None:
-    nexts = {s.id: [n.step for n in s.next] for s in wf.steps}
-    white, grey, black = 0, 1, 2
-    color = dict.fromkeys(nexts, white)
-    for root in nexts:
-        if color[root] != white:
-            continue
-        stack: list[tuple[str, int]] = [(root, 0)]
-        path = [root]
-        color[root] = grey
-        while stack:
-            node, k = stack[-1]
-            if k < len(nexts[node]):
-                stack[-1] = (node, k + 1)
-                child = nexts[node][k]
-                if color[child] == grey:
-                    return [*path[path.index(child) :], child]
-                if color[child] == white:
-                    color[child] = grey
-                    stack.append((child, 0))
-                    path.append(child)
-            else:
-                color[node] = black
-                stack.pop()
-                path.pop()
-    return None
-
-
 def parse_workflow(data: Any) -> Workflow:
     """Validate a decoded definition; raises DefinitionError listing every fault."""
     if not isinstance(data, dict):
@@ -499,7 +357,7 @@ def parse_workflow(data: Any) -> Workflow:
         wf = Workflow.model_validate(data)
     except ValidationError as err:
         raise DefinitionError(_faults(err)) from None
-    faults = _graph_faults(wf)
+    faults = graph_faults(wf)
     if faults:
         raise DefinitionError(faults)
     # Imported here: the analysis needs the model above, and the model needs nothing of it.
@@ -540,64 +398,3 @@ def parse_workflow_text(text: str | bytes) -> Workflow:
 def load_workflow(canonical_json: str) -> Workflow:
     """The definition stored in an event. Cached: every instance of a version shares one."""
     return parse_workflow(json.loads(canonical_json))
-
-
-# --- how params depend on each other -----------------------------------------------------
-
-
-def param_sources(param: Param) -> list[tuple[str, str]]:
-    """Each expression a param evaluates, with the field it sits in (`expression`, `value`,
-    `value[2]`, `value.key`)."""
-    if param.expression is not None:
-        return [(param.expression, "expression")]
-    return value_templates(param.value, "value")
-
-
-def param_reads(param: Param) -> set[str]:
-    """The names a param's expressions read, by name or as `params.<name>` (an expression
-    that does not compile reads nothing here: the analysis reports it)."""
-    names: set[str] = set()
-    for src, _ in param_sources(param):
-        try:
-            names |= compile_expression(src).references | member_paths(src).params
-        except ExpressionError:
-            continue
-    return names
-
-
-def param_dependencies(params: Mapping[str, Param], outer: frozenset[str]) -> dict[str, set[str]]:
-    """For each param, the params of the same map it reads. A param that names itself reads
-    the outer param of that name (a step's `path: "${path}/x"` refines the workflow's)."""
-    deps: dict[str, set[str]] = {}
-    for name, p in params.items():
-        names = param_reads(p) & params.keys()
-        if name in outer:
-            names.discard(name)
-        deps[name] = names
-    return deps
-
-
-def order_params(deps: Mapping[str, set[str]]) -> tuple[tuple[str, ...], list[str] | None]:
-    """An evaluation order (dependencies first, then by name), and a cycle if there is one."""
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-
-    def visit(name: str, path: list[str]) -> list[str] | None:
-        if state.get(name) == 2:
-            return None
-        if state.get(name) == 1:
-            return [*path[path.index(name) :], name]
-        state[name] = 1
-        for dep in sorted(deps[name]):
-            cycle = visit(dep, [*path, name])
-            if cycle:
-                return cycle
-        state[name] = 2
-        order.append(name)
-        return None
-
-    for name in sorted(deps):
-        cycle = visit(name, [])
-        if cycle:
-            return tuple(order), cycle
-    return tuple(order), None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from services.domain.definition import TASK_CONFIG_FIELDS
 from services.domain.events import (
     Event,
     StepAttemptCreated,
@@ -25,7 +22,6 @@ def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
         if not isinstance(p, StepAttemptCreated) or p.queue is None:
             continue
         step = dag.steps[p.step_id]
-        config = step.model_dump(mode="json", include=set(TASK_CONFIG_FIELDS.get(step.type, ())))
         tasks.append(
             Task(
                 instance_id=state.instance_id,
@@ -35,7 +31,7 @@ def tasks_for(state: InstanceState, events: list[Event]) -> list[Task]:
                 run=p.run,
                 step_type=p.step_type,
                 queue=p.queue,
-                config=json.dumps(config, sort_keys=True, separators=(",", ":")),
+                config=dag.task_configs[p.step_id],
                 params=p.params,
                 timeout_seconds=step.timeout,
                 created_at=e.occurred_at,
