@@ -25,12 +25,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.domain.definition import DefinitionError, Param, Workflow
+from services.domain.dag import param_sources
+from services.domain.definition import DefinitionError, Param, Workflow, load_workflow
 from services.domain.expressions import (
     ExpressionError,
     compile_expression,
     interpolate,
     is_template,
+    member_paths,
 )
 from services.domain.params import (
     ParamMode,
@@ -40,6 +42,7 @@ from services.domain.params import (
     infer_type,
     normalise,
 )
+from services.domain.state import InstanceState
 
 # What a definition's param names may not be: the context's own roots and CEL's words.
 CONTEXT_ROOTS = frozenset({"params", "steps", "workflow", "instance"})
@@ -250,3 +253,43 @@ def restart_params(
     values = {**previous, **given}
     again = frozenset(n for n, p in wf.params.items() if p.mode is ParamMode.IMMUTABLE)
     return evaluate_params(wf.params, wf.param_order, values, base, keep=frozenset(values) - again)
+
+
+def run_builtins(s: InstanceState) -> dict[str, Any]:
+    """The built-ins of the instance's current run."""
+    return builtins(
+        workflow_id=s.workflow_id,
+        version=s.version,
+        time_zone=s.workflow.time_zone,
+        instance_id=s.instance_id,
+        run=s.run,
+        initiator=s.initiator,
+        started_at=s.started_at,
+        run_started_at=s.run_started_at,
+    )
+
+
+@lru_cache(maxsize=16384)
+def steps_read(definition: str, step_id: str) -> frozenset[str]:
+    """The steps whose status and outputs the step's params and incoming conditions read (all
+    its ancestors when one indexes `steps` with a computed key)."""
+    wf = load_workflow(definition)
+    dag = wf.dag
+    sources = [src for p in dag.steps[step_id].params.values() for src, _ in param_sources(p)]
+    sources += [c for (_, to), c in dag.conditions.items() if to == step_id]
+    read: set[str] = set()
+    for src in sources:
+        paths = member_paths(src)
+        if paths.steps_dynamic:
+            return dag.ancestors[step_id]
+        read |= paths.steps
+    return frozenset(read)
+
+
+def steps_view(s: InstanceState, step_id: str) -> dict[str, Any]:
+    view = {}
+    for sid in steps_read(s.definition, step_id):
+        st = s.steps[sid]
+        outputs = parsed_outputs(st.outputs) if st.outputs else {}
+        view[sid] = {"status": st.status.value, "outputs": outputs}
+    return view

@@ -39,10 +39,11 @@ from services.domain.commands import (
     PushWorkflow,
     ReportAttemptHeartbeat,
 )
-from services.domain.decide import Rejected, decide_and_fold, decide_workflow, next_deadline
+from services.domain.decide import Rejected, decide_and_fold, decide_workflow
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
+from services.domain.progress import next_deadline
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
 from services.domain.tasks import Task

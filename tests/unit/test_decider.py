@@ -16,7 +16,7 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
 )
-from services.domain.decide import Rejected, decide, next_deadline
+from services.domain.decide import Rejected, decide
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import (
     InstanceFailed,
@@ -27,6 +27,7 @@ from services.domain.events import (
     StepAttemptStarted,
     StepStopped,
 )
+from services.domain.progress import next_deadline
 from services.domain.statuses import (
     FailureKind,
     InstanceStatus,

@@ -19,9 +19,10 @@ from services.domain.commands import (
     SkipStep,
     StopStep,
 )
-from services.domain.decide import Rejected, next_deadline
+from services.domain.decide import Rejected
 from services.domain.dispatch import cancellations
 from services.domain.events import InstanceRestarted, InstanceStopped, StepSkipped
+from services.domain.progress import next_deadline
 from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
 from tests.unit.domain_fixtures import IID, History, S, start, workflow_json
 
