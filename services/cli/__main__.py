@@ -111,6 +111,18 @@ def _param(text: str) -> tuple[str, Any]:
     return name, value
 
 
+def _add_param_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=help_text,
+    )
+
+
 def _version(text: str) -> int | str:
     if text in ("latest", "active", "default"):
         return text
@@ -329,15 +341,7 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
         default="default",
         help="a number, latest, active, or default (active, else latest; the default)",
     )
-    start.add_argument(
-        "-p",
-        "--param",
-        type=_param,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a param; VALUE is JSON if it parses, else a string",
-    )
+    _add_param_option(start, "a param; VALUE is JSON if it parses, else a string")
     start.add_argument("--key", help="idempotency key: the same key starts one instance")
     start.add_argument("--watch", action="store_true", help="watch it until it ends")
     start.set_defaults(func=cmd_start)
@@ -373,15 +377,7 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
                 "--mode", choices=["FROM_INCOMPLETE", "FROM_BEGINNING"], default="FROM_INCOMPLETE"
             )
             p.add_argument("--step", help="restart from this step (and what follows it)")
-            p.add_argument(
-                "-p",
-                "--param",
-                type=_param,
-                action="append",
-                default=[],
-                metavar="NAME=VALUE",
-                help="override a param for the new run (MUTABLE ones only)",
-            )
+            _add_param_option(p, "override a param for the new run (MUTABLE ones only)")
         elif action != "resume":
             p.add_argument("--reason", default="")
         p.set_defaults(func=cmd_action, action=action)

@@ -15,6 +15,7 @@ from services.domain.expressions import (
     member_paths,
     value_templates,
 )
+from services.domain.statuses import StepStatus
 
 if TYPE_CHECKING:
     from services.domain.definition import Param, Step, Workflow
@@ -69,6 +70,16 @@ class Dag:
         self.dynamic_params: Mapping[str, bool] = {
             s.id: any(p.dynamic for p in s.params.values()) for s in wf.steps
         }
+
+    def incomplete_upstream(self, step_id: str, status_of: Mapping[str, StepStatus]) -> str | None:
+        """The first step upstream of `step_id` (definition order) that did not complete, or
+        None: a step can run again from a restart only when its inputs stand."""
+        upstream = self.ancestors[step_id]
+        return next((a for a in self.order if a in upstream and not status_of[a].is_complete), None)
+
+    def downstream_of(self, step_id: str) -> tuple[str, ...]:
+        """The step and everything downstream of it, in definition order."""
+        return tuple(sid for sid in self.order if sid == step_id or step_id in self.ancestors[sid])
 
 
 def _topological(

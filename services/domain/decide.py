@@ -200,16 +200,13 @@ def _from_step(s: InstanceState, step_id: str | None) -> tuple[str, ...]:
     dag = s.workflow.dag
     if step_id is None or step_id not in dag.steps:
         raise Rejected(f"FROM_STEP needs a step of the workflow, not {step_id!r}")
-    blocked = [
-        a for a in dag.order if a in dag.ancestors[step_id] and not s.steps[a].status.is_complete
-    ]
-    if blocked:
+    blocked = dag.incomplete_upstream(step_id, {sid: st.status for sid, st in s.steps.items()})
+    if blocked is not None:
         raise Rejected(
-            f"step {step_id} cannot run again: upstream step {blocked[0]} is"
-            f" {s.steps[blocked[0]].status.value}"
+            f"step {step_id} cannot run again: upstream step {blocked} is"
+            f" {s.steps[blocked].status.value}"
         )
-    downstream = {sid for sid in dag.order if step_id in dag.ancestors[sid]}
-    return tuple(sid for sid in dag.order if sid == step_id or sid in downstream)
+    return dag.downstream_of(step_id)
 
 
 def _pause(d: Draft, c: PauseInstance) -> None:

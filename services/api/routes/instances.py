@@ -369,15 +369,14 @@ async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) ->
     did not)."""
     await _step_row(pool, instance_id, step_id)
     dag = (await _instance_workflow(pool, instance_id)).dag
-    upstream = dag.ancestors[step_id]
-    rows = await pool.fetch(
-        "SELECT step_id, status FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
-    )
-    for r in rows:
-        if r["step_id"] in upstream and not StepStatus(r["status"]).is_complete:
-            raise problems.conflict(
-                f"cannot restart from step {step_id}: upstream step {r['step_id']} is {r['status']}"
-            )
+    rows = await pool.fetch("SELECT step_id, status FROM steps WHERE instance_id = $1", instance_id)
+    statuses = {r["step_id"]: StepStatus(r["status"]) for r in rows}
+    blocked = dag.incomplete_upstream(step_id, statuses)
+    if blocked is not None:
+        raise problems.conflict(
+            f"cannot restart from step {step_id}: upstream step {blocked} is"
+            f" {statuses[blocked].value}"
+        )
 
 
 @router.post(
