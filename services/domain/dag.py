@@ -70,6 +70,25 @@ class Dag:
         self.dynamic_params: Mapping[str, bool] = {
             s.id: any(p.dynamic for p in s.params.values()) for s in wf.steps
         }
+        # Per step: the steps whose status and outputs its params and incoming conditions
+        # read (all its ancestors when one indexes `steps` with a computed key).
+        self.steps_read: Mapping[str, frozenset[str]] = {
+            s.id: self._steps_read(s.id) for s in wf.steps
+        }
+
+    def _steps_read(self, step_id: str) -> frozenset[str]:
+        sources = [src for p in self.steps[step_id].params.values() for src, _ in param_sources(p)]
+        sources += [c for (_, to), c in self.conditions.items() if to == step_id]
+        read: set[str] = set()
+        for src in sources:
+            try:
+                paths = member_paths(src)
+            except ExpressionError:
+                continue
+            if paths.steps_dynamic:
+                return self.ancestors[step_id]
+            read |= paths.steps
+        return frozenset(read)
 
     def incomplete_upstream(self, step_id: str, status_of: Mapping[str, StepStatus]) -> str | None:
         """The first step upstream of `step_id` (definition order) that did not complete, or

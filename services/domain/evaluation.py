@@ -25,14 +25,12 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.domain.dag import param_sources
-from services.domain.definition import DefinitionError, Param, Workflow, load_workflow
+from services.domain.definition import DefinitionError, Param, Workflow
 from services.domain.expressions import (
     ExpressionError,
     compile_expression,
     interpolate,
     is_template,
-    member_paths,
 )
 from services.domain.params import (
     ParamMode,
@@ -269,26 +267,9 @@ def run_builtins(s: InstanceState) -> dict[str, Any]:
     )
 
 
-@lru_cache(maxsize=16384)
-def steps_read(definition: str, step_id: str) -> frozenset[str]:
-    """The steps whose status and outputs the step's params and incoming conditions read (all
-    its ancestors when one indexes `steps` with a computed key)."""
-    wf = load_workflow(definition)
-    dag = wf.dag
-    sources = [src for p in dag.steps[step_id].params.values() for src, _ in param_sources(p)]
-    sources += [c for (_, to), c in dag.conditions.items() if to == step_id]
-    read: set[str] = set()
-    for src in sources:
-        paths = member_paths(src)
-        if paths.steps_dynamic:
-            return dag.ancestors[step_id]
-        read |= paths.steps
-    return frozenset(read)
-
-
 def steps_view(s: InstanceState, step_id: str) -> dict[str, Any]:
     view = {}
-    for sid in steps_read(s.definition, step_id):
+    for sid in s.workflow.dag.steps_read[step_id]:
         st = s.steps[sid]
         outputs = parsed_outputs(st.outputs) if st.outputs else {}
         view[sid] = {"status": st.status.value, "outputs": outputs}

@@ -6,8 +6,10 @@ built from these. Pure, like the rest of the domain: time comes in as `now`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from services.domain.dag import Dag
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
     ExponentialBackoff,
@@ -36,7 +38,7 @@ from services.domain.events import (
 )
 from services.domain.evolve import evolve
 from services.domain.expressions import ExpressionError
-from services.domain.state import InstanceState
+from services.domain.state import InstanceState, StepState
 from services.domain.statuses import (
     FailureKind,
     FailureMode,
@@ -269,11 +271,10 @@ def _slots(s: InstanceState) -> int | None:
     return max(0, limit - busy)
 
 
-def _ready(s: InstanceState, sid: str) -> bool:
+def _ready(dag: Dag, steps: Mapping[str, StepState], sid: str) -> bool:
     """Not created yet, and every predecessor complete."""
-    dag = s.workflow.dag
-    return s.steps[sid].status is StepStatus.NOT_CREATED and all(
-        s.steps[p].status.is_complete for p in dag.predecessors[sid]
+    return steps[sid].status is StepStatus.NOT_CREATED and all(
+        steps[p].status.is_complete for p in dag.predecessors[sid]
     )
 
 
@@ -292,7 +293,7 @@ def advance(d: Draft) -> None:
                 and st.retry_at is not None
                 and st.retry_at <= d.now
             )
-            if not due_retry and not _ready(d.s, sid):
+            if not due_retry and not _ready(dag, d.s.steps, sid):
                 continue
             if not due_retry and dag.predecessors[sid]:
                 taken = _incoming(d, sid)
@@ -314,7 +315,7 @@ def advance(d: Draft) -> None:
     steps = d.s.steps
     if any(st.status.is_active for st in steps.values()):
         return
-    if d.s.status is InstanceStatus.PAUSED and any(_ready(d.s, sid) for sid in dag.order):
+    if d.s.status is InstanceStatus.PAUSED and any(_ready(dag, steps, sid) for sid in dag.order):
         return  # waits for resume
     failed = tuple(sid for sid in dag.order if steps[sid].status.is_failure)
     stopped = tuple(sid for sid in dag.order if steps[sid].status is StepStatus.STOPPED)
