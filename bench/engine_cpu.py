@@ -51,7 +51,7 @@ def _records(codec: Codec, commands: list[Command], start: int) -> list[_Record]
 
 def measure(instances: int) -> dict[str, float]:
     codec = Codec()
-    shard = Shard(0, None, codec, "bench", 30.0, lambda q: None)  # no producer: never commits
+    shard = Shard(0, None, codec, "bench", 30.0, lambda q: None, 1)  # no producer: never commits
     definition = parse_workflow(chain20()).to_json()
     now = time.time_ns() // 1000
     offset = 0

@@ -15,8 +15,10 @@ from services.domain.events import (
     BreakpointSet,
     Event,
     EventPayload,
+    InstanceDequeued,
     InstanceFailed,
     InstancePaused,
+    InstanceQueued,
     InstanceRestarted,
     InstanceResumed,
     InstanceStarted,
@@ -39,7 +41,9 @@ from services.domain.statuses import InstanceStatus
 
 
 def _instance_keys(e: Event) -> Iterator[Key]:
-    if e.instance_id is not None and not isinstance(e.payload, InstanceStarted):
+    if isinstance(e.payload, InstanceDequeued):
+        yield (e.payload.instance_id,)  # a workflow event about one of its instances
+    elif e.instance_id is not None and not isinstance(e.payload, InstanceStarted):
         yield (e.instance_id,)
 
 
@@ -92,6 +96,43 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
             "ended_at": None,
             "last_seq": e.seq,
         },
+    )
+
+
+def _queued(b: Batch, e: Event, p: InstanceQueued) -> None:
+    """A start waiting for the run strategy: CREATED until InstanceStarted replaces the row.
+    `last_seq` stays 0: no event of the instance itself exists yet."""
+    at = ts(e.occurred_at)
+    b.put(
+        INSTANCES,
+        {
+            "instance_id": p.instance_id,
+            "workflow_id": e.workflow_id,
+            "version": p.version,
+            "run": 1,
+            "status": InstanceStatus.CREATED.value,
+            "initiator": p.initiator,
+            "idempotency_key": p.idempotency_key,
+            "params": p.params,
+            "failure_reason": None,
+            "failed_steps": "[]",
+            "created_at": at,
+            "updated_at": at,
+            "ended_at": None,
+            "last_seq": 0,
+        },
+    )
+
+
+def _dequeued(b: Batch, e: Event, p: InstanceDequeued) -> None:
+    at = ts(e.occurred_at)
+    b.update(
+        INSTANCES,
+        (p.instance_id,),
+        status=InstanceStatus.STOPPED.value,
+        failure_reason=p.reason,
+        updated_at=at,
+        ended_at=at,
     )
 
 
@@ -153,6 +194,8 @@ def _step_event(b: Batch, e: Event, p: Any) -> None:
 
 
 HANDLERS: dict[type[EventPayload], Handler] = {
+    InstanceQueued: _queued,
+    InstanceDequeued: _dequeued,
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
     InstanceSucceeded: _succeeded,

@@ -12,6 +12,9 @@ import aiokafka.producer.sender
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+from services.domain.commands import route_key
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,24 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> No
     raise TimeoutError(f"topics {names} have no partition leaders yet")
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of an aggregate id: Kafka's default (murmur2) hash of its route
+    (`route_key`), so the ids sharing a route share a partition."""
+    return (int(murmur2(route_key(key).encode())) & 0x7FFFFFFF) % partitions
+
+
+def route_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's partitioner hook: `partition_for` for every keyed record Baton produces."""
+    if key is None:
+        return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
+    return all_partitions[partition_for(key.decode(), len(all_partitions))]
+
+
 def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     """Idempotent, acks=all. Linger is short: latency matters more than batch size here."""
     kw: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
+        "partitioner": route_partitioner,
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 0,
@@ -175,6 +192,15 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
 
 
 MAX_REASON_BYTES = 4000
+
+
+def derived_dead_letter_headers(partition: int, reason: str) -> list[tuple[str, bytes]]:
+    """Why a command the engine derived itself (never on a topic) went to TOPIC_DEADLETTER."""
+    return [
+        ("reason", reason.encode()[:MAX_REASON_BYTES]),
+        ("source_topic", b"engine"),
+        ("source_partition", str(partition).encode()),
+    ]
 
 
 def dead_letter_headers(record: Any, reason: str) -> list[tuple[str, bytes]]:

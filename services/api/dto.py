@@ -212,7 +212,7 @@ class RestartBody(_In):
 
 class ActionAccepted(_Out):
     instance_id: str
-    action: Literal["stop", "kill", "restart", "pause", "resume"]
+    action: Literal["stop", "kill", "restart", "pause", "resume", "unblock"]
     command_id: str
 
 

@@ -6,7 +6,7 @@
     baton validate FILE...             check definitions, push nothing
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
-    baton stop|kill|restart|pause|resume ID   act on an instance (restart: -p k=v, --step S)
+    baton stop|kill|restart|pause|resume|unblock ID   act on an instance (restart: -p k=v, --step S)
     baton step skip|stop|restart|pause|resume ID STEP   act on one step
     baton workflows | instances        list
 
@@ -369,6 +369,7 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
         ("restart", "restart a finished instance"),
         ("pause", "pause a running instance: no new step starts"),
         ("resume", "resume a paused instance"),
+        ("unblock", "let a STRICT_SEQUENTIAL queue move on past this failed run"),
     ):
         p = sub.add_parser(action, help=text)
         p.add_argument("id")
@@ -378,7 +379,7 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
             )
             p.add_argument("--step", help="restart from this step (and what follows it)")
             _add_param_option(p, "override a param for the new run (MUTABLE ones only)")
-        elif action != "resume":
+        elif action not in ("resume", "unblock"):
             p.add_argument("--reason", default="")
         p.set_defaults(func=cmd_action, action=action)
 

@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.domain.statuses import FailureKind, RestartMode
+from typing_extensions import TypeIs
+
+from services.domain.statuses import FailureKind, InstanceStatus, RestartMode
+
+# Instance ids are `<route>~<rest>`: every id with the same route lives on one partition, with
+# the aggregate whose id is the route. A top-level instance is routed by its workflow id (its
+# run strategy is decided right beside it, as Maestro groups flows by workflow); a child
+# instance by its root's route. An id without the separator routes by itself.
+ROUTE_SEPARATOR = "~"
+
+
+class Rejected(ValueError):
+    """The command can never apply; the reason is recorded with the dead-lettered command."""
+
+
+def route_key(key: str) -> str:
+    """What decides the partition of an aggregate id (see ROUTE_SEPARATOR)."""
+    return key.split(ROUTE_SEPARATOR, 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +59,50 @@ class StartInstance:
     params: str
     initiator: str
     idempotency_key: str | None = None
+    # False (what the API sends): the workflow's run strategy has yet to admit it, and the
+    # instance asks it (QueueInstance). True: admitted, or outside any run strategy (a child
+    # instance, a test harness): it starts at once.
+    admitted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInstance:
+    """Ask the workflow's run strategy to admit a new instance (sent by the instance)."""
+
+    workflow_id: str
+    instance_id: str
+    version: int
+    definition: str
+    params: str
+    initiator: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteInstanceStatus:
+    """An admitted instance ended, or a restart made it run again (sent by the instance)."""
+
+    workflow_id: str
+    instance_id: str
+    status: InstanceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DequeueInstance:
+    """Take a queued instance out of the queue (stopped before it ran); a running one stops."""
+
+    workflow_id: str
+    instance_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnblockWorkflow:
+    """STRICT_SEQUENTIAL: let the queue move on past the failed run that blocks it (only if
+    it is `instance_id`, when given)."""
+
+    workflow_id: str
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +255,24 @@ InstanceCommand = (
     | FireTimers
     | ExpireHeartbeat
 )
-WorkflowCommand = PushWorkflow | ActivateWorkflow | DeactivateWorkflow
-WORKFLOW_COMMANDS: tuple[type[Command], ...] = (PushWorkflow, ActivateWorkflow, DeactivateWorkflow)
+WorkflowCommand = (
+    PushWorkflow
+    | ActivateWorkflow
+    | DeactivateWorkflow
+    | QueueInstance
+    | NoteInstanceStatus
+    | DequeueInstance
+    | UnblockWorkflow
+)
+WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
+    PushWorkflow,
+    ActivateWorkflow,
+    DeactivateWorkflow,
+    QueueInstance,
+    NoteInstanceStatus,
+    DequeueInstance,
+    UnblockWorkflow,
+)
 Command = InstanceCommand | WorkflowCommand
 
 # Commands that travel on the commands topic (the internal ones never leave the engine).
@@ -218,12 +295,20 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     RestartStep,
     PauseStep,
     ResumeStep,
+    QueueInstance,
+    NoteInstanceStatus,
+    DequeueInstance,
+    UnblockWorkflow,
 )
 
 
+def is_workflow_command(cmd: Command) -> TypeIs[WorkflowCommand]:
+    return isinstance(cmd, WORKFLOW_COMMANDS)
+
+
 def command_key(cmd: Command) -> str:
-    """The partition key: co-partitions a command with its aggregate's events."""
-    if isinstance(cmd, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
+    """The aggregate a command addresses (the record key; its route picks the partition)."""
+    if is_workflow_command(cmd):
         return cmd.workflow_id
     return cmd.instance_id
 

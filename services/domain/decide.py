@@ -14,15 +14,16 @@ from dataclasses import replace
 from typing import Any
 
 from services.domain.commands import (
-    ActivateWorkflow,
+    WORKFLOW_COMMANDS,
     Command,
-    DeactivateWorkflow,
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
+    NoteInstanceStatus,
     PauseInstance,
     PauseStep,
-    PushWorkflow,
+    QueueInstance,
+    Rejected,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
@@ -35,13 +36,9 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
     StopStep,
+    is_workflow_command,
 )
-from services.domain.definition import (
-    ENGINE_STEP_TYPES,
-    DefinitionError,
-    load_workflow,
-    parse_workflow,
-)
+from services.domain.definition import ENGINE_STEP_TYPES, DefinitionError, load_workflow
 from services.domain.evaluation import (
     builtins,
     check_overrides,
@@ -52,7 +49,6 @@ from services.domain.evaluation import (
 from services.domain.events import (
     BreakpointSet,
     Event,
-    EventPayload,
     InstanceFailed,
     InstancePaused,
     InstanceRestarted,
@@ -66,11 +62,7 @@ from services.domain.events import (
     StepResumed,
     StepSkipped,
     StepStopped,
-    WorkflowActivated,
-    WorkflowDeactivated,
-    WorkflowVersionCreated,
 )
-from services.domain.evolve import evolve_workflow
 from services.domain.expressions import ExpressionError
 from services.domain.progress import (
     MICROS,
@@ -90,10 +82,7 @@ from services.domain.statuses import (
     RestartMode,
     StepStatus,
 )
-
-
-class Rejected(ValueError):
-    """The command can never apply; the reason is recorded with the dead-lettered command."""
+from services.domain.workflows import WorkflowCommand, decide_for_workflow
 
 
 def _start(d: Draft, c: StartInstance) -> None:
@@ -109,6 +98,20 @@ def _start(d: Draft, c: StartInstance) -> None:
         raise Rejected(str(err)) from None
     except json.JSONDecodeError as err:
         raise Rejected(f"definition or params are not JSON: {err}") from None
+    if not c.admitted:
+        # Checked first, so only a start that can run takes a place in the queue.
+        d.send(
+            QueueInstance(
+                workflow_id=c.workflow_id,
+                instance_id=c.instance_id,
+                version=c.version,
+                definition=c.definition,
+                params=c.params,
+                initiator=c.initiator,
+                idempotency_key=c.idempotency_key,
+            )
+        )
+        return
     base = builtins(
         workflow_id=c.workflow_id,
         version=c.version,
@@ -366,68 +369,47 @@ def decide_and_fold(
 ) -> tuple[list[Event], InstanceState | None]:
     """`decide`, and the state its events lead to: each rule already applies every event it
     decides (with `evolve`, the fold replay uses), so the engine need not fold them again."""
-    if isinstance(command, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
+    d = decide_instance(state, command, now, caused_at)
+    return d.events, d.state
+
+
+def decide_instance(
+    state: InstanceState | None, command: Command, now: int, caused_at: int | None = None
+) -> Draft:
+    """The instance's rules: the draft holds the events (folded into its state) and the
+    commands they send to other aggregates."""
+    if is_workflow_command(command):
         raise TypeError(f"{type(command).__name__} addresses a workflow: use decide_workflow")
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise TypeError(f"no rule for {type(command).__name__}")
     d = Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
-    return d.events, d.state
+    _note_status(d, state)
+    return d
+
+
+def _note_status(d: Draft, before: InstanceState | None) -> None:
+    """An instance that ends, or runs again after a restart, tells its workflow's run
+    strategy (which ignores instances it did not admit)."""
+    after = d.state
+    if after is None or (before is not None and before.status is after.status):
+        return
+    ended = after.status.is_terminal and (before is None or not before.status.is_terminal)
+    rerun = after.status.is_live and before is not None and before.status.is_terminal
+    if ended or rerun:
+        d.send(NoteInstanceStatus(after.workflow_id, after.instance_id, after.status))
 
 
 def decide_workflow(
     state: WorkflowState | None,
-    command: PushWorkflow | ActivateWorkflow | DeactivateWorkflow,
+    command: WorkflowCommand,
     now: int,
     caused_at: int | None = None,
 ) -> list[Event]:
-    """Versions and activation: the workflow aggregate's rules."""
-    payloads: list[EventPayload] = []
-    if isinstance(command, PushWorkflow):
-        try:
-            wf = parse_workflow(json.loads(command.definition))
-        except DefinitionError as err:
-            raise Rejected(str(err)) from None
-        except json.JSONDecodeError as err:
-            raise Rejected(f"definition is not JSON: {err}") from None
-        if wf.id != command.workflow_id:
-            raise Rejected(
-                f"definition id {wf.id!r} differs from workflow id {command.workflow_id!r}"
-            )
-        version = (state.latest_version if state else 0) + 1
-        payloads.append(WorkflowVersionCreated(version=version, definition=wf.to_json()))
-        if command.activate:
-            payloads.append(WorkflowActivated(version))
-    elif state is None:
-        raise Rejected(f"workflow {command.workflow_id!r} has no version")
-    elif isinstance(command, ActivateWorkflow):
-        version = state.latest_version if command.version is None else command.version
-        if not 1 <= version <= state.latest_version:
-            raise Rejected(
-                f"workflow {command.workflow_id!r} has versions 1 to {state.latest_version},"
-                f" not {version}"
-            )
-        if version != state.active_version:
-            payloads.append(WorkflowActivated(version))
-    elif state.active_version is not None:
-        payloads.append(WorkflowDeactivated(state.active_version))
-    events = []
-    for payload in payloads:
-        seq = (state.seq if state else 0) + 1
-        event = Event(
-            event_id=f"{command.workflow_id}:{seq}",
-            instance_id=None,
-            workflow_id=command.workflow_id,
-            seq=seq,
-            occurred_at=now,
-            payload=payload,
-            caused_at=caused_at,
-        )
-        state = evolve_workflow(state, event)  # the fold replay uses; raises if the log is wrong
-        events.append(event)
-    return events
+    """The workflow aggregate's events (see workflows.py, which also gives what they send)."""
+    return decide_for_workflow(state, command, now, caused_at).events
 
 
 def handled_command_types() -> frozenset[type]:
-    return frozenset(_HANDLERS) | {PushWorkflow, ActivateWorkflow, DeactivateWorkflow}
+    return frozenset(_HANDLERS) | set(WORKFLOW_COMMANDS)

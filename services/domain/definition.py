@@ -28,7 +28,7 @@ from pydantic import (
 from services.domain.dag import Dag, graph_faults, order_params, param_dependencies
 from services.domain.expressions import MAX_SOURCE_CHARS, is_template, strings_in
 from services.domain.params import ParamMode, ParamType, check_value, infer_type, normalise
-from services.domain.statuses import FailureMode
+from services.domain.statuses import FailureMode, RunStrategyRule
 
 MAX_STEPS = 300
 MAX_DEFINITION_BYTES = 1_000_000
@@ -269,6 +269,39 @@ Step = Annotated[
 ]
 
 
+# PARALLEL's default and largest limit. Maestro caps it at 1,000; Baton's admission costs the
+# same at any limit, so it allows more.
+DEFAULT_PARALLEL = 20
+MAX_PARALLEL = 100_000
+
+
+class RunStrategy(_Model):
+    """How the workflow admits instances. Written as a rule name, or `{rule, max}` for PARALLEL."""
+
+    rule: RunStrategyRule = RunStrategyRule.SEQUENTIAL
+    max: int | None = Field(None, ge=0, le=MAX_PARALLEL)  # PARALLEL only; default 20
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"rule": data}
+        if (
+            isinstance(data, dict)
+            and data.get("max") is not None
+            and data.get("rule") != "PARALLEL"
+        ):
+            raise ValueError("max applies to the PARALLEL rule only")
+        return data
+
+    @property
+    def limit(self) -> int:
+        """How many instances may run at once."""
+        if self.rule is not RunStrategyRule.PARALLEL:
+            return 1
+        return DEFAULT_PARALLEL if self.max is None else self.max
+
+
 class Workflow(_Model):
     id: str = Field(pattern=_ID)
     name: str | None = Field(None, max_length=256)
@@ -277,6 +310,7 @@ class Workflow(_Model):
     timeout: Duration = Field(DEFAULT_WORKFLOW_TIMEOUT_S, gt=0, le=MAX_WORKFLOW_TIMEOUT_S)
     # At most this many attempts of the instance in flight at once (Maestro: ≤ 1000).
     step_concurrency: int | None = Field(None, ge=1, le=1000)
+    run_strategy: RunStrategy = Field(default_factory=RunStrategy)
     # The zone of the run date and hour built-ins (`instance.run_date`).
     time_zone: str = Field("UTC", max_length=64)
     params: Params = Field(default_factory=dict)

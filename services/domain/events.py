@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.domain.statuses import FailureKind, RestartMode, StepStatus
+from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,51 @@ class WorkflowActivated:
 @dataclass(frozen=True, slots=True)
 class WorkflowDeactivated:
     version: int  # the version that was active
+
+
+# --- the workflow's run strategy (workflow events: they name the instance in the payload) ---
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceQueued:
+    """A start waits for the run strategy to admit it: the instance is CREATED."""
+
+    instance_id: str
+    version: int
+    definition: str
+    params: str
+    initiator: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceAdmitted:
+    """The instance runs now (a start, a queued start reaching its turn, or a restart)."""
+
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDequeued:
+    """A start that never ran: stopped while queued, superseded, or dropped (FIRST_ONLY)."""
+
+    instance_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceReleased:
+    """An admitted instance ended: its place is free. `blocking`: it now blocks the queue
+    (STRICT_SEQUENTIAL after a failure)."""
+
+    instance_id: str
+    status: InstanceStatus
+    blocking: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowUnblocked:
+    instance_id: str  # the failed run that was blocking the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +255,16 @@ InstanceEvent = (
     | StepPaused
     | StepResumed
 )
-WorkflowEvent = WorkflowVersionCreated | WorkflowActivated | WorkflowDeactivated
+WorkflowEvent = (
+    WorkflowVersionCreated
+    | WorkflowActivated
+    | WorkflowDeactivated
+    | InstanceQueued
+    | InstanceAdmitted
+    | InstanceDequeued
+    | InstanceReleased
+    | WorkflowUnblocked
+)
 EventPayload = InstanceEvent | WorkflowEvent
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -237,6 +291,11 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     StepResumed,
     WorkflowActivated,
     WorkflowDeactivated,
+    InstanceQueued,
+    InstanceAdmitted,
+    InstanceDequeued,
+    InstanceReleased,
+    WorkflowUnblocked,
 )
 
 

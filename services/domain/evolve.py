@@ -10,8 +10,12 @@ from services.domain.definition import load_workflow
 from services.domain.events import (
     BreakpointSet,
     Event,
+    InstanceAdmitted,
+    InstanceDequeued,
     InstanceFailed,
     InstancePaused,
+    InstanceQueued,
+    InstanceReleased,
     InstanceRestarted,
     InstanceResumed,
     InstanceStarted,
@@ -31,9 +35,10 @@ from services.domain.events import (
     StepUnsatisfied,
     WorkflowActivated,
     WorkflowDeactivated,
+    WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.state import InstanceState, StepState, WorkflowState
+from services.domain.state import InstanceState, QueuedStart, StepState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -223,15 +228,47 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if state is not None and event.seq != state.seq + 1:
         raise CorruptLog(f"{event.event_id}: seq {event.seq} after {state.seq}")
     if isinstance(p, WorkflowVersionCreated):
-        active = state.active_version if state else None
-        return WorkflowState(event.workflow_id, p.version, event.seq, active)
-    if state is None:
+        strategy = load_workflow(p.definition).run_strategy
+        if state is None:
+            return WorkflowState(event.workflow_id, p.version, event.seq, run_strategy=strategy)
+        return replace(state, latest_version=p.version, seq=event.seq, run_strategy=strategy)
+    if isinstance(p, WorkflowActivated | WorkflowDeactivated) and state is None:
         raise CorruptLog(f"{event.event_id}: {event.type} before any version")
+    # Instances of a workflow never pushed (an inline definition) are admitted all the same.
+    s = replace(state or WorkflowState(event.workflow_id, 0, 0), seq=event.seq)
     if isinstance(p, WorkflowActivated):
-        return replace(state, active_version=p.version, seq=event.seq)
+        return replace(s, active_version=p.version)
     if isinstance(p, WorkflowDeactivated):
-        return replace(state, active_version=None, seq=event.seq)
+        return replace(s, active_version=None)
+    if isinstance(p, InstanceQueued):
+        start = QueuedStart(
+            p.instance_id, p.version, p.definition, p.params, p.initiator, p.idempotency_key
+        )
+        return replace(s, queue=(*s.queue, start))
+    if isinstance(p, InstanceAdmitted):
+        return replace(
+            s,
+            running=s.running | {p.instance_id},
+            queue=_without(s.queue, p.instance_id),
+            blocked_by=None if s.blocked_by == p.instance_id else s.blocked_by,
+        )
+    if isinstance(p, InstanceDequeued):
+        return replace(s, queue=_without(s.queue, p.instance_id))
+    if isinstance(p, InstanceReleased):
+        return replace(
+            s,
+            running=s.running - {p.instance_id},
+            blocked_by=p.instance_id if p.blocking else s.blocked_by,
+        )
+    if isinstance(p, WorkflowUnblocked):
+        return replace(s, blocked_by=None)
     raise CorruptLog(f"{event.type} is not a workflow event")
+
+
+def _without(queue: tuple[QueuedStart, ...], instance_id: str) -> tuple[QueuedStart, ...]:
+    if queue and queue[0].instance_id == instance_id:
+        return queue[1:]  # the usual case: the head is admitted
+    return tuple(q for q in queue if q.instance_id != instance_id)
 
 
 def fold(events: list[Event], state: InstanceState | None = None) -> InstanceState | None:
@@ -240,9 +277,17 @@ def fold(events: list[Event], state: InstanceState | None = None) -> InstanceSta
     return state
 
 
+WORKFLOW_EVENT_TYPES = (
+    WorkflowVersionCreated,
+    WorkflowActivated,
+    WorkflowDeactivated,
+    InstanceQueued,
+    InstanceAdmitted,
+    InstanceDequeued,
+    InstanceReleased,
+    WorkflowUnblocked,
+)
+
+
 def handled_event_types() -> frozenset[type]:
-    return frozenset(_INSTANCE_HANDLERS) | {
-        WorkflowVersionCreated,
-        WorkflowActivated,
-        WorkflowDeactivated,
-    }
+    return frozenset(_INSTANCE_HANDLERS) | set(WORKFLOW_EVENT_TYPES)

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from services.domain.commands import Command
 from services.domain.dag import Dag
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
@@ -64,6 +65,7 @@ class Draft:
         self.now = now
         self.caused_at = caused_at
         self.events: list[Event] = []
+        self.sent: list[Command] = []  # commands for other aggregates, sent with the events
 
     @property
     def s(self) -> InstanceState:
@@ -83,6 +85,10 @@ class Draft:
         )
         self.state = evolve(self.state, event)
         self.events.append(event)
+
+    def send(self, command: Command) -> None:
+        """Decided with the events: the engine delivers it exactly once, in their transaction."""
+        self.sent.append(command)
 
 
 def live(d: Draft) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.domain.definition import Workflow, load_workflow
+from services.domain.definition import RunStrategy, Workflow, load_workflow
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -54,8 +54,24 @@ class InstanceState:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedStart:
+    """A start waiting for the run strategy: what its StartInstance will carry."""
+
+    instance_id: str
+    version: int
+    definition: str
+    params: str
+    initiator: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowState:
     workflow_id: str
-    latest_version: int
+    latest_version: int  # 0: no version pushed (instances started from inline definitions)
     seq: int
     active_version: int | None = None
+    run_strategy: RunStrategy | None = None  # the latest version's; None before any push
+    running: frozenset[str] = frozenset()  # admitted instances that have not ended
+    queue: tuple[QueuedStart, ...] = ()  # first in, first out
+    blocked_by: str | None = None  # STRICT_SEQUENTIAL: the failed run the queue waits on

@@ -150,6 +150,17 @@ class FailureMode(StrEnum):
     IGNORE_FAILURE = "IGNORE_FAILURE"
 
 
+class RunStrategyRule(StrEnum):
+    """How a workflow admits its instances (Maestro's run strategies)."""
+
+    SEQUENTIAL = "SEQUENTIAL"  # one at a time, first in first out
+    STRICT_SEQUENTIAL = "STRICT_SEQUENTIAL"  # ... and a failed run blocks the queue
+    FIRST_ONLY = "FIRST_ONLY"  # a start while one runs is dropped
+    LAST_ONLY = "LAST_ONLY"  # a start stops the running one, then runs
+    SERIAL_LATEST_ONLY = "SERIAL_LATEST_ONLY"  # one at a time; a start replaces the queued one
+    PARALLEL = "PARALLEL"  # up to `max` at once (0: every start waits)
+
+
 class RestartMode(StrEnum):
     FROM_INCOMPLETE = "FROM_INCOMPLETE"
     FROM_BEGINNING = "FROM_BEGINNING"
@@ -164,6 +175,8 @@ INSTANCE_ACTIONS: dict[str, frozenset[InstanceStatus]] = {
     "restart": _TERMINAL_INSTANCE,
     "pause": frozenset({InstanceStatus.IN_PROGRESS}),
     "resume": frozenset({InstanceStatus.PAUSED}),
+    # STRICT_SEQUENTIAL: a failed run that blocks its workflow's queue lets it move on.
+    "unblock": frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT}),
 }
 STEP_ACTIONS: dict[str, frozenset[StepStatus]] = {
     "skip": frozenset(

@@ -117,7 +117,13 @@ class Engine:
         producer = new_transactional_producer(self.bootstrap, f"baton-engine-p{p}")
         await producer.start()  # init_transactions: fences the previous owner of p
         shard = Shard(
-            p, producer, self.codec, GROUP_ID, self.heartbeat_timeout_s, self._ensure_queue
+            p,
+            producer,
+            self.codec,
+            GROUP_ID,
+            self.heartbeat_timeout_s,
+            self._ensure_queue,
+            self.partition_count,
         )
         t0 = now_micros()
         count = await shard.load(self.bootstrap, now_micros())
@@ -290,11 +296,14 @@ class Engine:
                 await self._settle(shard)
                 if shard.broken():
                     continue
-            # Nothing transactional is written to the commands topic, so the position reaches
-            # the high watermark exactly when every input has been read.
-            highwater = self.consumer.highwater(shard.commands_tp)
+            # Shards write commands for each other in transactions: read_committed reads up to
+            # the last stable offset (the first open transaction), and the commit markers
+            # between records are skipped. Input is waiting when the position is below it.
+            stable = self.consumer.last_stable_offset(shard.commands_tp)
+            if stable is None or stable < 0:
+                stable = self.consumer.highwater(shard.commands_tp)
             position = await self.consumer.position(shard.commands_tp)
-            lagging = highwater is not None and highwater > position
+            lagging = stable is not None and stable > position
             out = shard.decide_batch(records, now, lagging)
             self.stats.commands += len(records)
             next_offset = records[-1].offset + 1 if records else None

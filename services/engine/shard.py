@@ -13,6 +13,8 @@ import heapq
 import logging
 import math
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,19 +29,22 @@ from services.adapters.kafka import (
     TOPIC_DEADLETTER,
     TOPIC_EVENTS,
     dead_letter_headers,
+    derived_dead_letter_headers,
     new_consumer,
+    partition_for,
     task_topic,
 )
 from services.domain.commands import (
-    ActivateWorkflow,
     Command,
-    DeactivateWorkflow,
+    CommandEnvelope,
     ExpireHeartbeat,
     FireTimers,
-    PushWorkflow,
+    Rejected,
     ReportAttemptHeartbeat,
+    command_key,
+    is_workflow_command,
 )
-from services.domain.decide import Rejected, decide_and_fold, decide_workflow
+from services.domain.decide import decide_instance
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
@@ -47,6 +52,7 @@ from services.domain.progress import next_deadline
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
 from services.domain.tasks import Task
+from services.domain.workflows import decide_for_workflow
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +83,23 @@ class Outbox:
     cancellations: list[tuple[Event, bytes]] = field(default_factory=list)
     tasks: list[tuple[Task, bytes]] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord[Any, Any], str]] = field(default_factory=list)
+    # Commands for aggregates of other partitions: (partition, key, value).
+    commands: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    # Commands derived here whose decision failed: (key, value, reason).
+    dead_derived: list[tuple[bytes, bytes, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.tasks or self.dead)
+        return bool(self.events or self.tasks or self.dead or self.commands or self.dead_derived)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.cancellations) + len(self.tasks) + len(self.dead)
+        return (
+            len(self.events)
+            + len(self.cancellations)
+            + len(self.tasks)
+            + len(self.dead)
+            + len(self.commands)
+            + len(self.dead_derived)
+        )
 
     def extend(self, later: Outbox) -> None:
         """Append what a later batch decided: one transaction then writes both, in order."""
@@ -90,6 +107,8 @@ class Outbox:
         self.cancellations.extend(later.cancellations)
         self.tasks.extend(later.tasks)
         self.dead.extend(later.dead)
+        self.commands.extend(later.commands)
+        self.dead_derived.extend(later.dead_derived)
 
 
 class Shard:
@@ -101,8 +120,10 @@ class Shard:
         group_id: str,
         heartbeat_timeout_s: float,
         ensure_queue: Callable[[str], Any],
+        partition_count: int,
     ) -> None:
         self.partition = partition
+        self.partition_count = partition_count
         self.producer = producer
         self.codec = codec
         self.group_id = group_id
@@ -218,29 +239,65 @@ class Shard:
     # --- deciding ------------------------------------------------------------------------
 
     def _handle(self, cmd: Command, now: int, out: Outbox, caused_at: int | None = None) -> None:
-        """Decide one command. Memory changes only once everything it produces is encoded,
-        so a command that fails anywhere leaves the shard exactly as it was."""
-        if isinstance(cmd, PushWorkflow | ActivateWorkflow | DeactivateWorkflow):
-            events = decide_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
-            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
-            for e in events:
-                self._apply(e)
+        """Decide one command, then the commands its decision sends to other aggregates of
+        this partition, in order, in this same batch (and so the same transaction). Commands
+        for other partitions go out in the transaction, to the commands topic.
+
+        A failure of the input itself raises (the caller dead-letters the input, and memory
+        is as it was). A failure of a command derived here is dead-lettered with its reason:
+        the decisions before it stand, and it is never lost silently."""
+        local: deque[Command] = deque([cmd])
+        first = True
+        while local:
+            c = local.popleft()
+            try:
+                sent = self._decide_one(c, now, out, caused_at)
+            except Exception as err:
+                if first:
+                    raise
+                if not isinstance(err, Rejected):
+                    log.exception("p%d: deciding derived %s failed", self.partition, c)
+                self._dead_derived(c, now, caused_at, out, f"{type(err).__name__}: {err}")
+                continue
+            first = False
+            local.extend(sent)
+
+    def owns(self, key: str) -> bool:
+        return partition_for(key, self.partition_count) == self.partition
+
+    def _decide_one(
+        self, cmd: Command, now: int, out: Outbox, caused_at: int | None
+    ) -> list[Command]:
+        """Decide one command; returns the commands it sends to aggregates of this partition.
+        Memory changes only once everything it produces is encoded, so a command that fails
+        anywhere leaves the shard exactly as it was."""
+        if is_workflow_command(cmd):
+            wd = decide_for_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
+            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in wd.events]
+            local, remote = self._route(wd.sent, now, caused_at)
+            if wd.state is not None:
+                self.workflows[wd.state.workflow_id] = wd.state
             out.events.extend(encoded)
-            return
+            out.commands.extend(remote)
+            return local
         iid = cmd.instance_id
         if isinstance(cmd, ReportAttemptHeartbeat):
             key = (iid, cmd.step_id, cmd.attempt)
             if key in self.last_seen:
                 self.last_seen[key] = now
-            return
-        events, folded = decide_and_fold(self.instances.get(iid), cmd, now, caused_at)
-        if not events:
-            return
-        assert folded is not None
-        state = folded
+            return []
+        d = decide_instance(self.instances.get(iid), cmd, now, caused_at)
+        if not d.events:
+            local, remote = self._route(d.sent, now, caused_at)
+            out.commands.extend(remote)
+            return local
+        assert d.state is not None
+        state = d.state
+        events = d.events
         encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
         tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
         cancelled = {id(e) for e in cancellations(events)}
+        local, remote = self._route(d.sent, now, caused_at)
         # Nothing below may fail: memory now moves to the decided state.
         self.instances[iid] = state
         for e in events:
@@ -249,6 +306,41 @@ class Shard:
         out.events.extend(encoded)
         out.cancellations.extend(pair for pair in encoded if id(pair[0]) in cancelled)
         out.tasks.extend(tasks)
+        out.commands.extend(remote)
+        return local
+
+    def _route(
+        self, sent: list[Command], now: int, caused_at: int | None
+    ) -> tuple[list[Command], list[tuple[int, bytes, bytes]]]:
+        """Split sent commands into this partition's (decided next) and the others, encoded
+        for the commands topic: (partition, key, value)."""
+        local: list[Command] = []
+        remote: list[tuple[int, bytes, bytes]] = []
+        for c in sent:
+            key = command_key(c)
+            partition = partition_for(key, self.partition_count)
+            if partition == self.partition:
+                local.append(c)
+            else:
+                data = self._encode(self.codec.encode_command, self._envelope(c, now, caused_at))
+                remote.append((partition, key.encode(), data))
+        return local, remote
+
+    @staticmethod
+    def _envelope(c: Command, now: int, caused_at: int | None) -> CommandEnvelope:
+        # Issued "when the cause was": latency measured downstream spans the whole chain.
+        return CommandEnvelope(uuid.uuid4().hex, caused_at if caused_at is not None else now, c)
+
+    def _dead_derived(
+        self, c: Command, now: int, caused_at: int | None, out: Outbox, reason: str
+    ) -> None:
+        log.warning("p%d: derived %s dead-lettered: %s", self.partition, type(c).__name__, reason)
+        try:
+            data = self.codec.encode_command(self._envelope(c, now, caused_at))
+        except Exception as err:  # not even encodable: the log line above is all there is
+            log.error("p%d: derived %r could not be encoded: %s", self.partition, c, err)
+            return
+        out.dead_derived.append((command_key(c).encode(), data, f"derived command: {reason}"))
 
     @staticmethod
     def _encode(encode: Callable[[Any], bytes], value: Any) -> bytes:
@@ -369,6 +461,19 @@ class Shard:
             for t, data in out.tasks:
                 futures.append(
                     await self.producer.send(task_topic(t.queue), data, key=t.instance_id.encode())
+                )
+            for partition, key, data in out.commands:
+                futures.append(
+                    await self.producer.send(TOPIC_COMMANDS, data, key=key, partition=partition)
+                )
+            for key, data, reason in out.dead_derived:
+                futures.append(
+                    await self.producer.send(
+                        TOPIC_DEADLETTER,
+                        data,
+                        key=key,
+                        headers=derived_dead_letter_headers(p, reason),
+                    )
                 )
             for record, reason in out.dead:
                 log.warning("p%d offset %d dead-lettered: %s", p, record.offset, reason)

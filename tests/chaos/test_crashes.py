@@ -51,7 +51,8 @@ def ten_steps(wid: str) -> dict[str, Any]:
     ]
     steps += [{"id": f"s{i}", "type": "noop", "next": [f"s{i + 1}"]} for i in range(4, 9)]
     steps.append({"id": "s9", "type": "noop"})
-    return {"id": wid, "steps": steps}
+    # PARALLEL: all 200 run at once (SEQUENTIAL, the default, would run them one by one).
+    return {"id": wid, "run_strategy": {"rule": "PARALLEL", "max": 1000}, "steps": steps}
 
 
 async def killer(stack: Stack, name: str, kills: int, seed: int) -> list[int]:
@@ -119,10 +120,17 @@ async def test_kill_9_engine_and_projector_under_load(
     )
 
     by_instance: dict[str, list[Event]] = defaultdict(list)
-    for e in await read_all_events(kafka):
+    log = await read_all_events(kafka)
+    for e in log:
         if e.instance_id in set(ids):
             by_instance[e.instance_id].append(e)
     assert set(by_instance) == set(ids)
+    # The run strategy admitted and released each instance exactly once, across the kills.
+    workflow_events = [e for e in log if e.instance_id is None and e.workflow_id == wid]
+    assert [e.seq for e in workflow_events] == list(range(1, len(workflow_events) + 1))
+    for kind in ("InstanceAdmitted", "InstanceReleased"):
+        named = Counter(e.payload.instance_id for e in workflow_events if e.type == kind)  # type: ignore[union-attr]
+        assert set(named) == set(ids) and set(named.values()) == {1}, kind
     for iid, events in by_instance.items():
         assert [e.seq for e in events] == list(range(1, len(events) + 1)), iid
         wins = Counter(e.payload.step_id for e in events if e.type == "StepAttemptSucceeded")  # type: ignore[union-attr]

@@ -12,10 +12,13 @@ from services.domain.commands import (
     Command,
     CommandEnvelope,
     DeactivateWorkflow,
+    DequeueInstance,
     KillInstance,
+    NoteInstanceStatus,
     PauseInstance,
     PauseStep,
     PushWorkflow,
+    QueueInstance,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
@@ -28,13 +31,18 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
     StopStep,
+    UnblockWorkflow,
 )
 from services.domain.events import (
     BreakpointSet,
     Event,
     EventPayload,
+    InstanceAdmitted,
+    InstanceDequeued,
     InstanceFailed,
     InstancePaused,
+    InstanceQueued,
+    InstanceReleased,
     InstanceRestarted,
     InstanceResumed,
     InstanceStarted,
@@ -54,9 +62,10 @@ from services.domain.events import (
     StepUnsatisfied,
     WorkflowActivated,
     WorkflowDeactivated,
+    WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.statuses import FailureKind, RestartMode, StepStatus
+from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
 from services.domain.tasks import Task
 
 WORKFLOW = "etl.daily-sales"
@@ -199,6 +208,37 @@ EVENTS: tuple[Event, ...] = (
         occurred_at=T0 + 3,
         payload=WorkflowDeactivated(version=1),
     ),
+    # Events v4: the run strategy admits instances.
+    *(
+        Event(
+            event_id=f"{WORKFLOW}:{seq}",
+            instance_id=None,
+            workflow_id=WORKFLOW,
+            seq=seq,
+            occurred_at=T0 + seq,
+            payload=payload,
+        )
+        for seq, payload in (
+            (
+                4,
+                InstanceQueued(
+                    instance_id=INSTANCE,
+                    version=3,
+                    definition=DEFINITION,
+                    params=PARAMS,
+                    initiator="user:ana@example.com",
+                    idempotency_key="req-2025-11-20-eu",
+                ),
+            ),
+            (5, InstanceAdmitted(instance_id=INSTANCE)),
+            (
+                6,
+                InstanceReleased(instance_id=INSTANCE, status=InstanceStatus.FAILED, blocking=True),
+            ),
+            (7, WorkflowUnblocked(instance_id=INSTANCE)),
+            (8, InstanceDequeued(instance_id=INSTANCE, reason="LAST_ONLY: superseded")),
+        )
+    ),
 )
 
 # Variants exercising the other union branches (null, absent times, the engine's steps).
@@ -280,6 +320,7 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             params=PARAMS,
             initiator="user:ana@example.com",
             idempotency_key="req-2025-11-20-eu",
+            admitted=False,
         ),
     ),
     _command(3, StopInstance(instance_id=INSTANCE, reason="wrong region")),
@@ -294,6 +335,26 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
     _command(21, ResumeStep(instance_id=INSTANCE, step_id="load")),
     _command(22, ActivateWorkflow(workflow_id=WORKFLOW, version=2)),
     _command(23, DeactivateWorkflow(workflow_id=WORKFLOW)),
+    _command(
+        24,
+        QueueInstance(
+            workflow_id=WORKFLOW,
+            instance_id=INSTANCE,
+            version=3,
+            definition=DEFINITION,
+            params=PARAMS,
+            initiator="user:ana@example.com",
+            idempotency_key=None,
+        ),
+    ),
+    _command(
+        25,
+        NoteInstanceStatus(
+            workflow_id=WORKFLOW, instance_id=INSTANCE, status=InstanceStatus.SUCCEEDED
+        ),
+    ),
+    _command(26, DequeueInstance(workflow_id=WORKFLOW, instance_id=INSTANCE, reason="not now")),
+    _command(27, UnblockWorkflow(workflow_id=WORKFLOW, instance_id=INSTANCE)),
     _command(
         6,
         ReportAttemptStarted(

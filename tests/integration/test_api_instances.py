@@ -56,6 +56,7 @@ async def test_start_publishes_start_instance_with_the_stored_definition(api: Ap
         params='{"rows":7}',
         initiator="api",
         idempotency_key=None,
+        admitted=False,  # the workflow's run strategy admits it
     )
 
 

@@ -11,7 +11,15 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.avro import Codec
-from services.adapters.kafka import TOPIC_COMMANDS, TOPIC_DEADLETTER, new_consumer, new_producer
+from services.adapters.kafka import (
+    TOPIC_COMMANDS,
+    TOPIC_DEADLETTER,
+    new_consumer,
+    new_producer,
+    partition_for,
+)
+from services.adapters.publish import send_command
+from services.domain.commands import StartInstance
 from services.domain.events import StepAttemptStarted, StepAttemptSucceeded
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
@@ -20,6 +28,7 @@ from services.engine.engine import GROUP_ID
 from services.engine.shard import Outbox
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
+    PARTITIONS,
     EventLog,
     definition,
     following_events,
@@ -297,3 +306,50 @@ async def test_two_engines_share_the_partitions_and_one_takes_over_the_other(
             await all_succeed(log, 16)
         await wait_until_async(lambda: a.partitions == list(range(8)), timeout=60)
         await all_succeed(log, 16)
+
+
+async def test_commands_between_partitions_go_out_in_the_transaction_and_arrive_once(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    """An instance whose id does not route with its workflow: its request for admission goes
+    to the workflow's partition, and the admission back to the instance's, each in the
+    sender's transaction; the workflow queues the second one until the first ends."""
+    wid = f"xpart-{uuid.uuid4().hex[:8]}"
+    wf = definition(wid, [{"id": "a", "type": "sleep", "duration": "300ms"}])
+    ids: list[str] = []
+    while len(ids) < 2:  # ids without a route prefix, on partitions other than the workflow's
+        candidate = uuid.uuid4().hex
+        if partition_for(candidate, PARTITIONS) != partition_for(wid, PARTITIONS):
+            ids.append(candidate)
+    async with following_events(kafka) as log, running_engine(kafka):
+        await push(producer, wid, wf)
+        for iid in ids:
+            await send_command(
+                producer, Codec(), StartInstance(iid, wid, 1, wf, "{}", "itest", None, False)
+            )
+        await wait_until_async(
+            lambda: all("InstanceSucceeded" in log.types(i) for i in ids), timeout=30
+        )
+
+        def released() -> int:
+            return sum(
+                1 for e in log.events if e.workflow_id == wid and e.type == "InstanceReleased"
+            )
+
+        await wait_until_async(lambda: released() == 2, timeout=10)
+    workflow_types = [e.type for e in log.events if e.workflow_id == wid and e.instance_id is None]
+    # SEQUENTIAL: the second start waited in the queue for the first to end.
+    assert workflow_types == [
+        "WorkflowVersionCreated",
+        "WorkflowActivated",
+        "InstanceAdmitted",
+        "InstanceQueued",
+        "InstanceReleased",
+        "InstanceAdmitted",
+        "InstanceReleased",
+    ]
+    first, second = (log.of(i) for i in ids)
+    assert first[-1].occurred_at <= second[0].occurred_at
+    for events in (first, second):
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert [e.type for e in events].count("InstanceStarted") == 1

@@ -8,6 +8,7 @@ from services.domain.commands import (
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
+    Rejected,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
@@ -16,7 +17,7 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
 )
-from services.domain.decide import Rejected, decide
+from services.domain.decide import decide
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import (
     InstanceFailed,

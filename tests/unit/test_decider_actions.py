@@ -9,6 +9,7 @@ from services.domain.commands import (
     FireTimers,
     PauseInstance,
     PauseStep,
+    Rejected,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
@@ -19,7 +20,6 @@ from services.domain.commands import (
     SkipStep,
     StopStep,
 )
-from services.domain.decide import Rejected
 from services.domain.dispatch import cancellations
 from services.domain.events import InstanceRestarted, InstanceStopped, StepSkipped
 from services.domain.progress import next_deadline

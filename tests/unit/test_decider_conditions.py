@@ -8,12 +8,12 @@ import json
 import pytest
 
 from services.domain.commands import (
+    Rejected,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
     RestartInstance,
     StartInstance,
 )
-from services.domain.decide import Rejected
 from services.domain.events import (
     InstanceFailed,
     InstanceRestarted,

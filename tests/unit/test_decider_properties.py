@@ -10,6 +10,7 @@ from services.domain.commands import (
     FireTimers,
     KillInstance,
     PauseInstance,
+    Rejected,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
@@ -20,7 +21,7 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
 )
-from services.domain.decide import Rejected, decide
+from services.domain.decide import decide
 from services.domain.events import Event
 from services.domain.evolve import fold
 from services.domain.statuses import FailureKind, InstanceStatus, RestartMode

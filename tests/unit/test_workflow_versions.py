@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from services.domain.commands import ActivateWorkflow, DeactivateWorkflow, PushWorkflow
-from services.domain.decide import Rejected, decide_workflow
+from services.domain.commands import ActivateWorkflow, DeactivateWorkflow, PushWorkflow, Rejected
+from services.domain.decide import decide_workflow
 from services.domain.events import Event, WorkflowActivated, WorkflowVersionCreated
 from services.domain.evolve import evolve_workflow
 from services.domain.state import WorkflowState

@@ -28,6 +28,7 @@ from services.api.dto import (
 )
 from services.domain.commands import (
     Command,
+    DequeueInstance,
     KillInstance,
     PauseInstance,
     PauseStep,
@@ -38,6 +39,7 @@ from services.domain.commands import (
     SkipStep,
     StopInstance,
     StopStep,
+    UnblockWorkflow,
 )
 from services.domain.definition import DefinitionError, Workflow, load_workflow
 from services.domain.evaluation import check_overrides
@@ -54,7 +56,8 @@ WAIT_POLL_SECONDS = 0.05
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
-InstanceId = Annotated[str, Path(min_length=1, max_length=128)]
+# `<workflow id>~<32 hex>`, and children of those: longer than a workflow id.
+InstanceId = Annotated[str, Path(min_length=1, max_length=1024)]
 StepId = Annotated[str, Path(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
@@ -247,8 +250,14 @@ async def stop_instance(
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> ActionAccepted:
     reason = body.reason if body else ""
-    cmd = StopInstance(instance_id=instance_id, reason=reason)
-    return await _act(pool, producer, codec, instance_id, "stop", lambda _: cmd)
+    return await _act(
+        pool,
+        producer,
+        codec,
+        instance_id,
+        "stop",
+        lambda row: _queued_or(row, reason, StopInstance(instance_id=instance_id, reason=reason)),
+    )
 
 
 @router.post(
@@ -265,8 +274,43 @@ async def kill_instance(
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> ActionAccepted:
     reason = body.reason if body else ""
-    cmd = KillInstance(instance_id=instance_id, reason=reason)
-    return await _act(pool, producer, codec, instance_id, "kill", lambda _: cmd)
+    return await _act(
+        pool,
+        producer,
+        codec,
+        instance_id,
+        "kill",
+        lambda row: _queued_or(row, reason, KillInstance(instance_id=instance_id, reason=reason)),
+    )
+
+
+def _queued_or(row: Mapping[str, Any], reason: str, command: Command) -> Command:
+    """A CREATED instance waits in its workflow's queue: the workflow takes it out (and stops
+    it instead if it was admitted meanwhile)."""
+    if row["status"] != InstanceStatus.CREATED.value:
+        return command
+    return DequeueInstance(row["workflow_id"], row["instance_id"], reason or "stopped while queued")
+
+
+@router.post(
+    "/{instance_id}/actions/unblock",
+    status_code=202,
+    responses=_ACTION_RESPONSES,
+    summary="Let a STRICT_SEQUENTIAL queue move on past this failed run",
+)
+async def unblock_instance(
+    pool: Pool, producer: Producer, codec: Codec, instance_id: InstanceId
+) -> ActionAccepted:
+    """The run stays as it ended; the next queued instance of its workflow may start. Does
+    nothing unless this run is the one blocking the queue."""
+    return await _act(
+        pool,
+        producer,
+        codec,
+        instance_id,
+        "unblock",
+        lambda row: UnblockWorkflow(row["workflow_id"], instance_id),
+    )
 
 
 @router.post(

@@ -27,6 +27,7 @@ from services.api.dto import (
 )
 from services.api.problems import Problem
 from services.domain.commands import (
+    ROUTE_SEPARATOR,
     ActivateWorkflow,
     DeactivateWorkflow,
     PushWorkflow,
@@ -78,9 +79,13 @@ _DEFINITION_BODY: dict[str, Any] = {
 
 
 def instance_id_for(workflow_id: str, idempotency_key: str | None) -> str:
+    """`<workflow id>~<32 hex>`: routed by the workflow id, so the instance lives on the
+    partition of its workflow's run strategy (ROUTE_SEPARATOR)."""
     if idempotency_key is None:
-        return uuid.uuid4().hex
-    return uuid.uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}").hex
+        unique = uuid.uuid4().hex
+    else:
+        unique = uuid.uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}").hex
+    return f"{workflow_id}{ROUTE_SEPARATOR}{unique}"
 
 
 async def _read_definition(request: Request) -> Workflow:
@@ -293,6 +298,7 @@ async def start_instance(
         params=params,
         initiator=req.initiator,
         idempotency_key=req.idempotency_key,
+        admitted=False,  # the workflow's run strategy decides when it runs
     )
     command_id = await publish(producer, codec, command)
     return InstanceAccepted(

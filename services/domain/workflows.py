@@ -1,0 +1,267 @@
+"""decide for the workflow aggregate: versions, activation, and the run strategy that admits
+instances (DESIGN §1: workflow-level state is an aggregate keyed by workflow id).
+
+The admission protocol. A start request reaches the new instance, which asks its workflow
+(`QueueInstance`); the workflow admits it at once (`InstanceAdmitted`, then `StartInstance`
+with `admitted`) or queues it (`InstanceQueued`). An admitted instance tells its workflow
+when it ends, or runs again after a restart (`NoteInstanceStatus`); the workflow then frees its
+place and admits from the queue. Top-level instance ids are routed by their workflow id (see
+`ROUTE_SEPARATOR`), so all of this is decided on one shard, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from services.domain.commands import (
+    ActivateWorkflow,
+    Command,
+    DeactivateWorkflow,
+    DequeueInstance,
+    NoteInstanceStatus,
+    PushWorkflow,
+    QueueInstance,
+    Rejected,
+    StartInstance,
+    StopInstance,
+    UnblockWorkflow,
+)
+from services.domain.definition import DefinitionError, RunStrategy, load_workflow, parse_workflow
+from services.domain.events import (
+    Event,
+    EventPayload,
+    InstanceAdmitted,
+    InstanceDequeued,
+    InstanceQueued,
+    InstanceReleased,
+    WorkflowActivated,
+    WorkflowDeactivated,
+    WorkflowUnblocked,
+    WorkflowVersionCreated,
+)
+from services.domain.evolve import evolve_workflow
+from services.domain.state import QueuedStart, WorkflowState
+from services.domain.statuses import InstanceStatus, RunStrategyRule
+
+WorkflowCommand = (
+    PushWorkflow
+    | ActivateWorkflow
+    | DeactivateWorkflow
+    | QueueInstance
+    | NoteInstanceStatus
+    | DequeueInstance
+    | UnblockWorkflow
+)
+
+# The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
+_BLOCKING = frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT})
+
+
+@dataclass
+class WorkflowDraft:
+    state: WorkflowState | None
+    workflow_id: str
+    now: int
+    caused_at: int | None
+    events: list[Event] = field(default_factory=list)
+    sent: list[Command] = field(default_factory=list)
+
+    def emit(self, payload: EventPayload) -> None:
+        seq = (self.state.seq if self.state else 0) + 1
+        event = Event(
+            event_id=f"{self.workflow_id}:{seq}",
+            instance_id=None,
+            workflow_id=self.workflow_id,
+            seq=seq,
+            occurred_at=self.now,
+            payload=payload,
+            caused_at=self.caused_at,
+        )
+        self.state = evolve_workflow(self.state, event)  # the fold replay uses
+        self.events.append(event)
+
+    def send(self, command: Command) -> None:
+        self.sent.append(command)
+
+
+def _push(d: WorkflowDraft, c: PushWorkflow) -> None:
+    try:
+        wf = parse_workflow(json.loads(c.definition))
+    except DefinitionError as err:
+        raise Rejected(str(err)) from None
+    except json.JSONDecodeError as err:
+        raise Rejected(f"definition is not JSON: {err}") from None
+    if wf.id != c.workflow_id:
+        raise Rejected(f"definition id {wf.id!r} differs from workflow id {c.workflow_id!r}")
+    version = (d.state.latest_version if d.state else 0) + 1
+    d.emit(WorkflowVersionCreated(version=version, definition=wf.to_json()))
+    if c.activate:
+        d.emit(WorkflowActivated(version))
+    # A new version may bring a larger limit: whoever waited for it starts now.
+    _admit_queued(d)
+
+
+def _versions(d: WorkflowDraft) -> WorkflowState:
+    if d.state is None or d.state.latest_version == 0:
+        raise Rejected(f"workflow {d.workflow_id!r} has no version")
+    return d.state
+
+
+def _activate(d: WorkflowDraft, c: ActivateWorkflow) -> None:
+    s = _versions(d)
+    version = s.latest_version if c.version is None else c.version
+    if not 1 <= version <= s.latest_version:
+        raise Rejected(
+            f"workflow {c.workflow_id!r} has versions 1 to {s.latest_version}, not {version}"
+        )
+    if version != s.active_version:
+        d.emit(WorkflowActivated(version))
+
+
+def _deactivate(d: WorkflowDraft, c: DeactivateWorkflow) -> None:
+    s = _versions(d)
+    if s.active_version is not None:
+        d.emit(WorkflowDeactivated(s.active_version))
+
+
+def _strategy(d: WorkflowDraft, definition: str | None = None) -> RunStrategy:
+    """The latest version's run strategy; for a workflow never pushed, the start's own."""
+    if d.state is not None and d.state.run_strategy is not None:
+        return d.state.run_strategy
+    if definition is not None:
+        return load_workflow(definition).run_strategy
+    return RunStrategy()
+
+
+def _known(d: WorkflowDraft, instance_id: str) -> bool:
+    s = d.state
+    return s is not None and (
+        instance_id in s.running or any(q.instance_id == instance_id for q in s.queue)
+    )
+
+
+def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
+    if _known(d, c.instance_id):
+        return  # a duplicate request: the instance asks again until it exists
+    strategy = _strategy(d, c.definition)
+    rule = strategy.rule
+    running = sorted(d.state.running) if d.state else []
+    queued = InstanceQueued(
+        c.instance_id, c.version, c.definition, c.params, c.initiator, c.idempotency_key
+    )
+    if rule is RunStrategyRule.FIRST_ONLY and running:
+        # Recorded as queued, then dropped: the read model shows the start and why it never ran.
+        d.emit(queued)
+        d.emit(InstanceDequeued(c.instance_id, f"FIRST_ONLY: instance {running[0]} is running"))
+        return
+    if rule in (RunStrategyRule.LAST_ONLY, RunStrategyRule.SERIAL_LATEST_ONLY):
+        for q in d.state.queue if d.state else ():
+            d.emit(InstanceDequeued(q.instance_id, f"{rule.value}: superseded by {c.instance_id}"))
+    if rule is RunStrategyRule.LAST_ONLY:
+        for iid in running:
+            # It leaves `running` when it reports its end; the new one waits until then.
+            d.send(StopInstance(iid, f"LAST_ONLY: superseded by {c.instance_id}"))
+    s = d.state
+    waiting = s is not None and (bool(s.queue) or s.blocked_by is not None)
+    if not waiting and (len(s.running) if s else 0) < strategy.limit:
+        d.emit(InstanceAdmitted(c.instance_id))  # the usual case: one small event
+        d.send(
+            StartInstance(
+                instance_id=c.instance_id,
+                workflow_id=c.workflow_id,
+                version=c.version,
+                definition=c.definition,
+                params=c.params,
+                initiator=c.initiator,
+                idempotency_key=c.idempotency_key,
+                admitted=True,
+            )
+        )
+        return
+    d.emit(queued)
+    _admit_queued(d, strategy)
+
+
+def _admit_queued(d: WorkflowDraft, strategy: RunStrategy | None = None) -> None:
+    """Admit from the head of the queue while the strategy has room."""
+    while d.state is not None and d.state.queue and d.state.blocked_by is None:
+        s = d.state
+        head = s.queue[0]
+        limit = (strategy or _strategy(d, head.definition)).limit
+        if len(s.running) >= limit:
+            return
+        d.emit(InstanceAdmitted(head.instance_id))
+        d.send(_start(s.workflow_id, head))
+
+
+def _start(workflow_id: str, q: QueuedStart) -> StartInstance:
+    return StartInstance(
+        instance_id=q.instance_id,
+        workflow_id=workflow_id,
+        version=q.version,
+        definition=q.definition,
+        params=q.params,
+        initiator=q.initiator,
+        idempotency_key=q.idempotency_key,
+        admitted=True,
+    )
+
+
+def _note(d: WorkflowDraft, c: NoteInstanceStatus) -> None:
+    s = d.state
+    if c.status.is_terminal:
+        if s is None or c.instance_id not in s.running:
+            return  # not admitted here (an older instance), or already noted
+        blocking = _strategy(d).rule is RunStrategyRule.STRICT_SEQUENTIAL and c.status in _BLOCKING
+        d.emit(InstanceReleased(c.instance_id, c.status, blocking))
+        _admit_queued(d)
+    elif s is None or c.instance_id not in s.running:
+        # A restart runs at once (the run was admitted before) and holds a place again; a
+        # restart of the run that blocks the queue unblocks it (InstanceAdmitted does).
+        d.emit(InstanceAdmitted(c.instance_id))
+
+
+def _dequeue(d: WorkflowDraft, c: DequeueInstance) -> None:
+    s = d.state
+    if s is None:
+        return
+    if any(q.instance_id == c.instance_id for q in s.queue):
+        d.emit(InstanceDequeued(c.instance_id, c.reason or "stopped while queued"))
+    elif c.instance_id in s.running:
+        d.send(StopInstance(c.instance_id, c.reason))  # admitted meanwhile: stop it
+
+
+def _unblock(d: WorkflowDraft, c: UnblockWorkflow) -> None:
+    s = d.state
+    if s is None or s.blocked_by is None:
+        return
+    if c.instance_id is not None and c.instance_id != s.blocked_by:
+        return  # another run blocks the queue (or none): unblocking this one changes nothing
+    d.emit(WorkflowUnblocked(s.blocked_by))
+    _admit_queued(d)
+
+
+def decide_for_workflow(
+    state: WorkflowState | None, command: WorkflowCommand, now: int, caused_at: int | None = None
+) -> WorkflowDraft:
+    """The workflow aggregate's rules: the draft holds the events (already folded into its
+    state) and the commands they send."""
+    d = WorkflowDraft(state, command.workflow_id, now, caused_at)
+    if isinstance(command, PushWorkflow):
+        _push(d, command)
+    elif isinstance(command, ActivateWorkflow):
+        _activate(d, command)
+    elif isinstance(command, DeactivateWorkflow):
+        _deactivate(d, command)
+    elif isinstance(command, QueueInstance):
+        _queue(d, command)
+    elif isinstance(command, NoteInstanceStatus):
+        _note(d, command)
+    elif isinstance(command, DequeueInstance):
+        _dequeue(d, command)
+    elif isinstance(command, UnblockWorkflow):
+        _unblock(d, command)
+    else:
+        raise TypeError(f"no workflow rule for {type(command).__name__}")
+    return d
