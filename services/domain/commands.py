@@ -63,6 +63,41 @@ class StartInstance:
     # instance asks it (QueueInstance). True: admitted, or outside any run strategy (a child
     # instance, a test harness): it starts at once.
     admitted: bool = True
+    # A child instance: the subworkflow step attempt it reports its end to, and how deep it is.
+    parent_instance_id: str | None = None
+    parent_step_id: str | None = None
+    parent_attempt: int = 0
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """A subworkflow step asks the child's workflow to start a child instance: the workflow
+    resolves the version and sends StartInstance, or tells the parent why it cannot."""
+
+    workflow_id: str
+    instance_id: str  # the child's id: `<parent id>~<step id>~<attempt>`, routed with it
+    version: str  # "default", "active", "latest" or a number
+    params: str
+    initiator: str
+    parent_instance_id: str
+    parent_step_id: str
+    parent_attempt: int
+    depth: int
+    sync: bool = True  # False: the child does not report its end to the parent
+
+
+@dataclass(frozen=True, slots=True)
+class ReportChildEnded:
+    """A child instance of a subworkflow step ended (or could not start)."""
+
+    instance_id: str  # the parent
+    step_id: str
+    attempt: int
+    child_id: str
+    status: InstanceStatus
+    outputs: str = "{}"  # the child's step outputs by step id (JSON)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +273,7 @@ class ExpireHeartbeat:
 
 InstanceCommand = (
     StartInstance
+    | ReportChildEnded
     | StopInstance
     | KillInstance
     | RestartInstance
@@ -263,6 +299,7 @@ WorkflowCommand = (
     | NoteInstanceStatus
     | DequeueInstance
     | UnblockWorkflow
+    | StartChild
 )
 WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     PushWorkflow,
@@ -272,6 +309,7 @@ WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     NoteInstanceStatus,
     DequeueInstance,
     UnblockWorkflow,
+    StartChild,
 )
 Command = InstanceCommand | WorkflowCommand
 
@@ -299,6 +337,8 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     NoteInstanceStatus,
     DequeueInstance,
     UnblockWorkflow,
+    StartChild,
+    ReportChildEnded,
 )
 
 

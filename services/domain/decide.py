@@ -28,6 +28,7 @@ from services.domain.commands import (
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
+    ReportChildEnded,
     RestartInstance,
     RestartStep,
     ResumeInstance,
@@ -36,6 +37,7 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
     StopStep,
+    WorkflowCommand,
     is_workflow_command,
 )
 from services.domain.definition import ENGINE_STEP_TYPES, DefinitionError, load_workflow
@@ -73,16 +75,18 @@ from services.domain.progress import (
     fail_attempt,
     live,
     stop_active,
+    stop_children,
 )
 from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import (
     INSTANCE_ACTIONS,
     STEP_ACTIONS,
     FailureKind,
+    InstanceStatus,
     RestartMode,
     StepStatus,
 )
-from services.domain.workflows import WorkflowCommand, decide_for_workflow
+from services.domain.workflows import decide_for_workflow
 
 
 def _start(d: Draft, c: StartInstance) -> None:
@@ -135,6 +139,10 @@ def _start(d: Draft, c: StartInstance) -> None:
             initiator=c.initiator,
             idempotency_key=c.idempotency_key,
             timeout_at=d.now + round(wf.timeout * MICROS),
+            parent_instance_id=c.parent_instance_id,
+            parent_step_id=c.parent_step_id,
+            parent_attempt=c.parent_attempt,
+            depth=c.depth,
         ),
         workflow_id=c.workflow_id,
     )
@@ -301,6 +309,18 @@ def _report_failed(d: Draft, c: ReportAttemptFailed) -> None:
     advance(d)
 
 
+def _report_child_ended(d: Draft, c: ReportChildEnded) -> None:
+    if not current(d, c.step_id, c.attempt, StepStatus.RUNNING):
+        return  # the step was stopped, skipped or timed out meanwhile
+    if c.status is InstanceStatus.SUCCEEDED:
+        d.emit(StepAttemptSucceeded(c.step_id, c.attempt, c.outputs))
+    else:
+        why = f": {c.reason}" if c.reason else ""
+        msg = f"subworkflow instance {c.child_id} ended {c.status.value}{why}"
+        fail_attempt(d, c.step_id, FailureKind.USER, msg)
+    advance(d)
+
+
 def _heartbeat(d: Draft, c: ReportAttemptHeartbeat) -> None:
     return  # liveness only: the engine notes it outside the fold; no transition
 
@@ -351,6 +371,7 @@ _HANDLERS: dict[type, Callable[[Draft, Any], None]] = {
     ReportAttemptSucceeded: _report_succeeded,
     ReportAttemptFailed: _report_failed,
     ReportAttemptHeartbeat: _heartbeat,
+    ReportChildEnded: _report_child_ended,
     ExpireHeartbeat: _expire_heartbeat,
     FireTimers: _fire_timers,
 }
@@ -385,20 +406,58 @@ def decide_instance(
         raise TypeError(f"no rule for {type(command).__name__}")
     d = Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
-    _note_status(d, state)
+    if d.events:
+        stop_children(d, d.events)
+        _note_status(d, state)
     return d
 
 
 def _note_status(d: Draft, before: InstanceState | None) -> None:
     """An instance that ends, or runs again after a restart, tells its workflow's run
-    strategy (which ignores instances it did not admit)."""
+    strategy (which ignores instances it did not admit); a child tells its parent's step."""
     after = d.state
     if after is None or (before is not None and before.status is after.status):
         return
     ended = after.status.is_terminal and (before is None or not before.status.is_terminal)
     rerun = after.status.is_live and before is not None and before.status.is_terminal
-    if ended or rerun:
+    if after.parent_instance_id is not None and after.parent_step_id is not None:
+        if ended:
+            d.send(
+                ReportChildEnded(
+                    instance_id=after.parent_instance_id,
+                    step_id=after.parent_step_id,
+                    attempt=after.parent_attempt,
+                    child_id=after.instance_id,
+                    status=after.status,
+                    outputs=child_outputs(after),
+                    reason=_end_reason(d.events),
+                )
+            )
+    elif ended or rerun:
         d.send(NoteInstanceStatus(after.workflow_id, after.instance_id, after.status))
+
+
+# A child's outputs travel to its parent in one command: larger ones are left out, said so.
+MAX_CHILD_OUTPUTS_BYTES = 256 * 1024
+
+
+def child_outputs(s: InstanceState) -> str:
+    """Every step's outputs, by step id (the steps that produced some)."""
+    outputs = {
+        sid: json.loads(st.outputs) for sid, st in s.steps.items() if st.outputs not in (None, "{}")
+    }
+    text = dumps(outputs)
+    if len(text) > MAX_CHILD_OUTPUTS_BYTES:
+        return dumps({"truncated": f"the outputs were {len(text)} bytes"})
+    return text
+
+
+def _end_reason(events: list[Event]) -> str:
+    for e in reversed(events):
+        reason = getattr(e.payload, "reason", None)
+        if isinstance(e.payload, InstanceFailed | InstanceStopped) and reason:
+            return str(reason)
+    return ""
 
 
 def decide_workflow(

@@ -39,7 +39,9 @@ DEFAULT_WORKFLOW_TIMEOUT_S = 10 * 86_400
 MAX_WORKFLOW_TIMEOUT_S = 120 * 86_400
 # Every duration (timeouts, sleeps, back-off) is finite and at most this.
 MAX_DURATION_S = MAX_WORKFLOW_TIMEOUT_S
-ENGINE_STEP_TYPES = frozenset({"sleep"})
+ENGINE_STEP_TYPES = frozenset({"sleep", "subworkflow"})
+# How deep subworkflows may nest (Maestro's limit): a top-level instance is depth 0.
+MAX_SUBWORKFLOW_DEPTH = 10
 
 _ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 _QUEUE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -215,6 +217,18 @@ class SleepStep(_StepBase):
     duration: Duration
 
 
+class SubworkflowStep(_StepBase):
+    """Runs another workflow as a child instance. The child gets the step's own `params`
+    (evaluated like any step's) as its start params; with `sync` the step ends as the child
+    ends (outputs: the child's step outputs by step id), otherwise as soon as it is started
+    (outputs: its instance id). Stopping the step stops the child."""
+
+    type: Literal["subworkflow"]
+    workflow: str = Field(pattern=_ID)
+    version: Annotated[int, Field(ge=1)] | Literal["default", "active", "latest"] = "default"
+    sync: bool = True
+
+
 class ShellStep(_StepBase):
     """`command` runs under /bin/sh; params reach it only as environment variables."""
 
@@ -264,7 +278,7 @@ class SqlStep(_StepBase):
 
 
 Step = Annotated[
-    NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep,
+    NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep | SubworkflowStep,
     Field(discriminator="type"),
 ]
 
@@ -346,6 +360,9 @@ class Workflow(_Model):
         )
 
 
+STEP_TYPES = ("noop", "sleep", "shell", "python", "http", "sql", "subworkflow")
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for i, part in enumerate(loc):
@@ -353,7 +370,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
         # Pydantic puts the discriminator tag of a union member into the location; users
         # never wrote it, so it is dropped from the path.
         if isinstance(part, str) and (
-            (isinstance(prev, int) and part in ("noop", "sleep", "shell", "python", "http", "sql"))
+            (isinstance(prev, int) and part in STEP_TYPES)
             or (prev == "backoff" and part in ("fixed", "exponential"))
             or part.startswith("function-")
         ):
@@ -363,7 +380,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 _UNION_CHOICES = {
-    "step": "noop, sleep, shell, python, http, sql",
+    "step": ", ".join(STEP_TYPES),
     "backoff": "fixed, exponential",
 }
 

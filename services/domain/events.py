@@ -80,6 +80,11 @@ class InstanceStarted:
     initiator: str
     idempotency_key: str | None
     timeout_at: int
+    # A child instance (events v4): the subworkflow step attempt it reports to, its depth.
+    parent_instance_id: str | None = None
+    parent_step_id: str | None = None
+    parent_attempt: int = 0
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,10 @@ def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceS
         started_at=e.occurred_at,
         run_started_at=e.occurred_at,
         breakpoints=frozenset(s.id for s in wf.steps if s.breakpoint),
+        parent_instance_id=p.parent_instance_id,
+        parent_step_id=p.parent_step_id,
+        parent_attempt=p.parent_attempt,
+        depth=p.depth,
     )
 
 
@@ -230,8 +234,21 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if isinstance(p, WorkflowVersionCreated):
         strategy = load_workflow(p.definition).run_strategy
         if state is None:
-            return WorkflowState(event.workflow_id, p.version, event.seq, run_strategy=strategy)
-        return replace(state, latest_version=p.version, seq=event.seq, run_strategy=strategy)
+            return WorkflowState(
+                event.workflow_id,
+                p.version,
+                event.seq,
+                run_strategy=strategy,
+                definitions={p.version: p.definition},
+            )
+        definitions = {**state.definitions, p.version: p.definition}
+        return replace(
+            state,
+            latest_version=p.version,
+            seq=event.seq,
+            run_strategy=strategy,
+            definitions=definitions,
+        )
     if isinstance(p, WorkflowActivated | WorkflowDeactivated) and state is None:
         raise CorruptLog(f"{event.event_id}: {event.type} before any version")
     # Instances of a workflow never pushed (an inline definition) are admitted all the same.

@@ -9,12 +9,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from services.domain.commands import Command
+from services.domain.commands import ROUTE_SEPARATOR, Command, StartChild, StopInstance
 from services.domain.dag import Dag
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
     ExponentialBackoff,
     RetryPolicy,
+    SleepStep,
+    SubworkflowStep,
 )
 from services.domain.evaluation import (
     context,
@@ -32,8 +34,10 @@ from services.domain.events import (
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
+    StepAttemptSucceeded,
     StepEvaluationFailed,
     StepPaused,
+    StepSkipped,
     StepStopped,
     StepUnsatisfied,
 )
@@ -141,9 +145,58 @@ def create_attempt(d: Draft, step_id: str) -> None:
             params=params,
         )
     )
-    if step.type == "sleep":
+    if isinstance(step, SleepStep):
         wake_at = d.now + round(step.duration * MICROS)
         d.emit(StepAttemptStarted(step_id, attempt, "engine", timeout_at=None, wake_at=wake_at))
+    elif isinstance(step, SubworkflowStep):
+        _start_child(d, step, attempt, params)
+
+
+def child_id(instance_id: str, step_id: str, attempt: int) -> str:
+    """A child instance's id: routed with its parent (ROUTE_SEPARATOR), unique per attempt."""
+    return f"{instance_id}{ROUTE_SEPARATOR}{step_id}{ROUTE_SEPARATOR}{attempt}"
+
+
+def _start_child(d: Draft, step: SubworkflowStep, attempt: int, params: str) -> None:
+    """The child's workflow resolves the version and starts it (StartChild). A sync step runs
+    until the child reports its end; an async one succeeds once the child is asked for."""
+    child = child_id(d.s.instance_id, step.id, attempt)
+    values = json.loads(params)
+    d.send(
+        StartChild(
+            workflow_id=step.workflow,
+            instance_id=child,
+            version=str(step.version),
+            params=dumps({k: values[k] for k in step.params if k in values}),
+            initiator=f"subworkflow:{d.s.instance_id}/{step.id}",
+            parent_instance_id=d.s.instance_id,
+            parent_step_id=step.id,
+            parent_attempt=attempt,
+            depth=d.s.depth + 1,
+            sync=step.sync,
+        )
+    )
+    if step.sync:
+        timeout_at = None if step.timeout is None else d.now + round(step.timeout * MICROS)
+        d.emit(StepAttemptStarted(step.id, attempt, "engine", timeout_at=timeout_at, wake_at=None))
+    else:
+        d.emit(StepAttemptSucceeded(step.id, attempt, dumps({"instance_id": child})))
+
+
+def stop_children(d: Draft, events: list[Event]) -> None:
+    """Cancellation propagates down: a sync subworkflow attempt that ends other than by its
+    child's report (stopped, skipped, timed out) stops its child."""
+    dag = d.s.workflow.dag
+    for e in events:
+        p = e.payload
+        if isinstance(p, StepStopped | StepSkipped) or (
+            isinstance(p, StepAttemptFailed) and p.kind is not FailureKind.USER
+        ):
+            step = dag.steps[p.step_id]
+            if isinstance(step, SubworkflowStep) and step.sync and p.attempt > 0:
+                why = getattr(p, "reason", None) or getattr(p, "message", "")
+                reason = f"parent step {d.s.instance_id}/{p.step_id} ended: {why}"
+                d.send(StopInstance(child_id(d.s.instance_id, p.step_id, p.attempt), reason))
 
 
 def retry_delay(policy: RetryPolicy, kind: FailureKind, retry_number: int) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.domain.definition import RunStrategy, Workflow, load_workflow
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
@@ -47,6 +47,10 @@ class InstanceState:
     run_started_at: int = 0
     failed_steps: tuple[str, ...] = ()
     breakpoints: frozenset[str] = frozenset()  # steps that pause before they start
+    parent_instance_id: str | None = None  # a child: reports its end to this instance's
+    parent_step_id: str | None = None  # ... subworkflow step
+    parent_attempt: int = 0
+    depth: int = 0  # nesting depth of subworkflows (0: top level)
 
     @property
     def workflow(self) -> Workflow:
@@ -75,3 +79,6 @@ class WorkflowState:
     running: frozenset[str] = frozenset()  # admitted instances that have not ended
     queue: tuple[QueuedStart, ...] = ()  # first in, first out
     blocked_by: str | None = None  # STRICT_SEQUENTIAL: the failed run the queue waits on
+    # Every version's definition (canonical JSON), for child instances started by other
+    # workflows' subworkflow steps.
+    definitions: Mapping[int, str] = field(default_factory=dict)

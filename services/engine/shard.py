@@ -358,7 +358,7 @@ class Shard:
         if step_id is None or attempt is None:
             return  # not about an attempt (a step that ends without one)
         key = (iid, step_id, attempt)
-        if isinstance(p, StepAttemptStarted) and p.wake_at is None:
+        if isinstance(p, StepAttemptStarted) and p.wake_at is None and p.worker_id != "engine":
             self.last_seen[key] = now
         elif not isinstance(p, StepAttemptStarted):
             self.last_seen.pop(key, None)

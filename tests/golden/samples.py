@@ -23,11 +23,13 @@ from services.domain.commands import (
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
+    ReportChildEnded,
     RestartInstance,
     RestartStep,
     ResumeInstance,
     ResumeStep,
     SkipStep,
+    StartChild,
     StartInstance,
     StopInstance,
     StopStep,
@@ -286,6 +288,22 @@ EVENT_VARIANTS: tuple[Event, ...] = (
             timeout_at=T0 + 3600 * SECOND,
         ),
     ),
+    # Events v4: a child instance of a subworkflow step.
+    _event(
+        1,
+        InstanceStarted(
+            version=2,
+            definition=DEFINITION,
+            params='{"region":"eu-west"}',
+            initiator=f"subworkflow:{INSTANCE}/load",
+            idempotency_key=None,
+            timeout_at=T0 + 3600 * SECOND,
+            parent_instance_id=INSTANCE,
+            parent_step_id="load",
+            parent_attempt=1,
+            depth=1,
+        ),
+    ),
     # Events v3: a restart that changed the run's params.
     _event(
         21,
@@ -355,6 +373,32 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
     ),
     _command(26, DequeueInstance(workflow_id=WORKFLOW, instance_id=INSTANCE, reason="not now")),
     _command(27, UnblockWorkflow(workflow_id=WORKFLOW, instance_id=INSTANCE)),
+    _command(
+        28,
+        StartChild(
+            workflow_id="etl.load-region",
+            instance_id=f"{INSTANCE}~load~1",
+            version="active",
+            params='{"region":"eu-west"}',
+            initiator=f"subworkflow:{INSTANCE}/load",
+            parent_instance_id=INSTANCE,
+            parent_step_id="load",
+            parent_attempt=1,
+            depth=1,
+        ),
+    ),
+    _command(
+        29,
+        ReportChildEnded(
+            instance_id=INSTANCE,
+            step_id="load",
+            attempt=1,
+            child_id=f"{INSTANCE}~load~1",
+            status=InstanceStatus.FAILED,
+            outputs="{}",
+            reason="step(s) failed: copy",
+        ),
+    ),
     _command(
         6,
         ReportAttemptStarted(

@@ -60,7 +60,7 @@ def _steps(*steps: dict[str, Any]) -> dict[str, Any]:
             [
                 (
                     "steps[0].type",
-                    "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql",
+                    "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql, subworkflow",
                 )
             ],
             id="bad-type",
