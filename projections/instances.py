@@ -76,16 +76,23 @@ def _key(e: Event) -> Key:
     return (e.instance_id,)
 
 
-def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
+def _new_row(
+    b: Batch,
+    e: Event,
+    p: InstanceStarted | InstanceQueued,
+    instance_id: str,
+    status: InstanceStatus,
+    last_seq: int,
+) -> None:
     at = ts(e.occurred_at)
     b.put(
         INSTANCES,
         {
-            "instance_id": _key(e)[0],
+            "instance_id": instance_id,
             "workflow_id": e.workflow_id,
             "version": p.version,
             "run": 1,
-            "status": InstanceStatus.IN_PROGRESS.value,
+            "status": status.value,
             "initiator": p.initiator,
             "idempotency_key": p.idempotency_key,
             "params": p.params,
@@ -94,34 +101,19 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
             "created_at": at,
             "updated_at": at,
             "ended_at": None,
-            "last_seq": e.seq,
+            "last_seq": last_seq,
         },
     )
+
+
+def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
+    _new_row(b, e, p, _key(e)[0], InstanceStatus.IN_PROGRESS, e.seq)
 
 
 def _queued(b: Batch, e: Event, p: InstanceQueued) -> None:
     """A start waiting for the run strategy: CREATED until InstanceStarted replaces the row.
     `last_seq` stays 0: no event of the instance itself exists yet."""
-    at = ts(e.occurred_at)
-    b.put(
-        INSTANCES,
-        {
-            "instance_id": p.instance_id,
-            "workflow_id": e.workflow_id,
-            "version": p.version,
-            "run": 1,
-            "status": InstanceStatus.CREATED.value,
-            "initiator": p.initiator,
-            "idempotency_key": p.idempotency_key,
-            "params": p.params,
-            "failure_reason": None,
-            "failed_steps": "[]",
-            "created_at": at,
-            "updated_at": at,
-            "ended_at": None,
-            "last_seq": 0,
-        },
-    )
+    _new_row(b, e, p, p.instance_id, InstanceStatus.CREATED, 0)
 
 
 def _dequeued(b: Batch, e: Event, p: InstanceDequeued) -> None:

@@ -12,7 +12,9 @@ place and admits from the queue. Top-level instance ids are routed by their work
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.domain.commands import (
     ActivateWorkflow,
@@ -306,28 +308,26 @@ def _child_definition(s: WorkflowState | None, c: StartChild) -> str:
     return definition
 
 
+_RULES: dict[type, Callable[[WorkflowDraft, Any], None]] = {
+    PushWorkflow: _push,
+    ActivateWorkflow: _activate,
+    DeactivateWorkflow: _deactivate,
+    QueueInstance: _queue,
+    NoteInstanceStatus: _note,
+    DequeueInstance: _dequeue,
+    UnblockWorkflow: _unblock,
+    StartChild: _start_child,
+}
+
+
 def decide_for_workflow(
     state: WorkflowState | None, command: WorkflowCommand, now: int, caused_at: int | None = None
 ) -> WorkflowDraft:
     """The workflow aggregate's rules: the draft holds the events (already folded into its
     state) and the commands they send."""
-    d = WorkflowDraft(state, command.workflow_id, now, caused_at)
-    if isinstance(command, PushWorkflow):
-        _push(d, command)
-    elif isinstance(command, ActivateWorkflow):
-        _activate(d, command)
-    elif isinstance(command, DeactivateWorkflow):
-        _deactivate(d, command)
-    elif isinstance(command, QueueInstance):
-        _queue(d, command)
-    elif isinstance(command, NoteInstanceStatus):
-        _note(d, command)
-    elif isinstance(command, DequeueInstance):
-        _dequeue(d, command)
-    elif isinstance(command, UnblockWorkflow):
-        _unblock(d, command)
-    elif isinstance(command, StartChild):
-        _start_child(d, command)
-    else:
+    handler = _RULES.get(type(command))
+    if handler is None:
         raise TypeError(f"no workflow rule for {type(command).__name__}")
+    d = WorkflowDraft(state, command.workflow_id, now, caused_at)
+    handler(d, command)
     return d

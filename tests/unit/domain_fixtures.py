@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
-from services.domain.commands import Command, StartInstance
-from services.domain.decide import decide
+from services.domain.commands import Command, StartInstance, is_workflow_command
+from services.domain.decide import decide, decide_instance
 from services.domain.definition import parse_workflow
 from services.domain.events import Event, EventPayload
 from services.domain.evolve import fold
-from services.domain.state import InstanceState
+from services.domain.state import InstanceState, WorkflowState
+from services.domain.workflows import decide_for_workflow
 
 IID = "i-1"
 S = 1_000_000  # one second in microseconds
@@ -52,3 +54,33 @@ class History:
 
     def types(self, command: Command, at: int = 0) -> list[str]:
         return [type(p).__name__ for p in self.when(command, at)]
+
+
+class World:
+    """Every aggregate, of every workflow: a command is decided on its aggregate, then the
+    commands that decision sends, in order, as a shard does for its own partition. `log`
+    holds `<aggregate id> <event type>` lines in decision order."""
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, WorkflowState] = {}
+        self.instances: dict[str, InstanceState] = {}
+        self.log: list[str] = []
+
+    def when(self, command: Command) -> list[str]:
+        start = len(self.log)
+        queue: deque[Command] = deque([command])
+        while queue:
+            c = queue.popleft()
+            if is_workflow_command(c):
+                wd = decide_for_workflow(self.workflows.get(c.workflow_id), c, 0)
+                if wd.state is not None:
+                    self.workflows[c.workflow_id] = wd.state
+                self.log += [f"{c.workflow_id} {e.type}" for e in wd.events]
+                queue.extend(wd.sent)
+            else:
+                d = decide_instance(self.instances.get(c.instance_id), c, 0)
+                if d.state is not None:
+                    self.instances[c.instance_id] = d.state
+                self.log += [f"{c.instance_id} {e.type}" for e in d.events]
+                queue.extend(d.sent)
+        return self.log[start:]

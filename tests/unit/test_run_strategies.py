@@ -6,11 +6,9 @@ the commands that decision sends, in order, as a shard does for aggregates of it
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from services.domain.commands import (
-    Command,
     DequeueInstance,
     PushWorkflow,
     ReportAttemptFailed,
@@ -19,13 +17,11 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
     UnblockWorkflow,
-    is_workflow_command,
 )
-from services.domain.decide import decide_instance
 from services.domain.definition import parse_workflow
-from services.domain.state import InstanceState, WorkflowState
+from services.domain.state import WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus
-from services.domain.workflows import decide_for_workflow
+from tests.unit import domain_fixtures
 
 
 def definition(strategy: Any) -> str:
@@ -45,33 +41,18 @@ def definition(strategy: Any) -> str:
     ).to_json()
 
 
-class World:
+class World(domain_fixtures.World):
+    """One workflow, `wf`, with the given run strategy."""
+
     def __init__(self, strategy: Any) -> None:
+        super().__init__()
         self.definition = definition(strategy)
-        self.workflow: WorkflowState | None = None
-        self.instances: dict[str, InstanceState] = {}
-        self.log: list[str] = []  # "<aggregate> <event type>", in decision order
         self.when(PushWorkflow("wf", self.definition))
         self.log.clear()
 
-    def when(self, command: Command) -> list[str]:
-        """Decide `command` and everything it sends; the events, as `aggregate Type` lines."""
-        start = len(self.log)
-        queue: deque[Command] = deque([command])
-        while queue:
-            c = queue.popleft()
-            if is_workflow_command(c):
-                wd = decide_for_workflow(self.workflow, c, 0)
-                self.workflow = wd.state
-                self.log += [f"wf {e.type}" for e in wd.events]
-                queue.extend(wd.sent)
-            else:
-                d = decide_instance(self.instances.get(c.instance_id), c, 0)
-                if d.state is not None:
-                    self.instances[c.instance_id] = d.state
-                self.log += [f"{c.instance_id} {e.type}" for e in d.events]
-                queue.extend(d.sent)
-        return self.log[start:]
+    @property
+    def workflow(self) -> WorkflowState | None:
+        return self.workflows.get("wf")
 
     def start(self, iid: str) -> list[str]:
         return self.when(

@@ -4,53 +4,22 @@ workflow's aggregate; the child reports its end; stopping the parent stops the c
 from __future__ import annotations
 
 import json
-from collections import deque
 from typing import Any
 
 from services.domain.commands import (
-    Command,
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     StartInstance,
     StopInstance,
-    is_workflow_command,
 )
-from services.domain.decide import decide_instance
 from services.domain.definition import parse_workflow
 from services.domain.progress import child_id
-from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
-from services.domain.workflows import decide_for_workflow
+from tests.unit import domain_fixtures
 
 
-class World:
-    """Every aggregate of every workflow; commands sent by decisions are decided in order."""
-
-    def __init__(self) -> None:
-        self.workflows: dict[str, WorkflowState] = {}
-        self.instances: dict[str, InstanceState] = {}
-        self.log: list[str] = []
-
-    def when(self, command: Command) -> list[str]:
-        start = len(self.log)
-        queue: deque[Command] = deque([command])
-        while queue:
-            c = queue.popleft()
-            if is_workflow_command(c):
-                wd = decide_for_workflow(self.workflows.get(c.workflow_id), c, 0)
-                if wd.state is not None:
-                    self.workflows[c.workflow_id] = wd.state
-                self.log += [f"{c.workflow_id} {e.type}" for e in wd.events]
-                queue.extend(wd.sent)
-            else:
-                d = decide_instance(self.instances.get(c.instance_id), c, 0)
-                if d.state is not None:
-                    self.instances[c.instance_id] = d.state
-                self.log += [f"{c.instance_id} {e.type}" for e in d.events]
-                queue.extend(d.sent)
-        return self.log[start:]
-
+class World(domain_fixtures.World):
     def push(self, definition: dict[str, Any]) -> str:
         text = parse_workflow(definition).to_json()
         self.when(PushWorkflow(definition["id"], text))
