@@ -41,7 +41,7 @@ from services.domain.statuses import InstanceStatus
 
 
 def _instance_keys(e: Event) -> Iterator[Key]:
-    if isinstance(e.payload, InstanceDequeued):
+    if isinstance(e.payload, InstanceQueued | InstanceDequeued):
         yield (e.payload.instance_id,)  # a workflow event about one of its instances
     elif e.instance_id is not None and not isinstance(e.payload, InstanceStarted):
         yield (e.instance_id,)
@@ -110,13 +110,23 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
     _new_row(b, e, p, _key(e)[0], InstanceStatus.IN_PROGRESS, e.seq)
 
 
+# The workflow's events and its instances' events may lie on different partitions (an id
+# that does not route with its workflow), and a rebuild may read the partitions in another
+# order than the live projector did. So these two rows never override an instance's own
+# events, whichever order they come in: the read model stays a function of the log.
+
+
 def _queued(b: Batch, e: Event, p: InstanceQueued) -> None:
     """A start waiting for the run strategy: CREATED until InstanceStarted replaces the row.
     `last_seq` stays 0: no event of the instance itself exists yet."""
-    _new_row(b, e, p, p.instance_id, InstanceStatus.CREATED, 0)
+    if b.get(INSTANCES, (p.instance_id,)) is None:
+        _new_row(b, e, p, p.instance_id, InstanceStatus.CREATED, 0)
 
 
 def _dequeued(b: Batch, e: Event, p: InstanceDequeued) -> None:
+    row = b.get(INSTANCES, (p.instance_id,))
+    if row is None or row["status"] != InstanceStatus.CREATED.value:
+        return  # started after all (a retried start request): its own events say how it went
     at = ts(e.occurred_at)
     b.update(
         INSTANCES,
