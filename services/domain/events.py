@@ -272,6 +272,18 @@ WorkflowEvent = (
 )
 EventPayload = InstanceEvent | WorkflowEvent
 
+# The workflow aggregate's events (the others are instance events).
+WORKFLOW_EVENT_TYPES: tuple[type[EventPayload], ...] = (
+    WorkflowVersionCreated,
+    WorkflowActivated,
+    WorkflowDeactivated,
+    InstanceQueued,
+    InstanceAdmitted,
+    InstanceDequeued,
+    InstanceReleased,
+    WorkflowUnblocked,
+)
+
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
     WorkflowVersionCreated,
     InstanceStarted,

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.domain.definition import load_workflow
 from services.domain.events import (
+    WORKFLOW_EVENT_TYPES,
     BreakpointSet,
     Event,
     InstanceAdmitted,
@@ -38,7 +39,7 @@ from services.domain.events import (
     WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.state import InstanceState, QueuedStart, StepState, WorkflowState
+from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -258,10 +259,7 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if isinstance(p, WorkflowDeactivated):
         return replace(s, active_version=None)
     if isinstance(p, InstanceQueued):
-        start = QueuedStart(
-            p.instance_id, p.version, p.definition, p.params, p.initiator, p.idempotency_key
-        )
-        return replace(s, queue=(*s.queue, start))
+        return replace(s, queue=(*s.queue, p))
     if isinstance(p, InstanceAdmitted):
         return replace(
             s,
@@ -282,7 +280,7 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     raise CorruptLog(f"{event.type} is not a workflow event")
 
 
-def _without(queue: tuple[QueuedStart, ...], instance_id: str) -> tuple[QueuedStart, ...]:
+def _without(queue: tuple[InstanceQueued, ...], instance_id: str) -> tuple[InstanceQueued, ...]:
     if queue and queue[0].instance_id == instance_id:
         return queue[1:]  # the usual case: the head is admitted
     return tuple(q for q in queue if q.instance_id != instance_id)
@@ -292,18 +290,6 @@ def fold(events: list[Event], state: InstanceState | None = None) -> InstanceSta
     for e in events:
         state = evolve(state, e)
     return state
-
-
-WORKFLOW_EVENT_TYPES = (
-    WorkflowVersionCreated,
-    WorkflowActivated,
-    WorkflowDeactivated,
-    InstanceQueued,
-    InstanceAdmitted,
-    InstanceDequeued,
-    InstanceReleased,
-    WorkflowUnblocked,
-)
 
 
 def handled_event_types() -> frozenset[type]:

@@ -52,6 +52,8 @@ from services.domain.statuses import (
 )
 
 MICROS = 1_000_000
+# The worker id of attempts the engine runs itself (sleep, subworkflow): no heartbeats.
+ENGINE_WORKER = "engine"
 
 
 def dumps(value: Any) -> str:
@@ -147,7 +149,9 @@ def create_attempt(d: Draft, step_id: str) -> None:
     )
     if isinstance(step, SleepStep):
         wake_at = d.now + round(step.duration * MICROS)
-        d.emit(StepAttemptStarted(step_id, attempt, "engine", timeout_at=None, wake_at=wake_at))
+        d.emit(
+            StepAttemptStarted(step_id, attempt, ENGINE_WORKER, timeout_at=None, wake_at=wake_at)
+        )
     elif isinstance(step, SubworkflowStep):
         _start_child(d, step, attempt, params)
 
@@ -178,7 +182,8 @@ def _start_child(d: Draft, step: SubworkflowStep, attempt: int, params: str) -> 
     )
     if step.sync:
         timeout_at = None if step.timeout is None else d.now + round(step.timeout * MICROS)
-        d.emit(StepAttemptStarted(step.id, attempt, "engine", timeout_at=timeout_at, wake_at=None))
+        started = StepAttemptStarted(step.id, attempt, ENGINE_WORKER, timeout_at, wake_at=None)
+        d.emit(started)
     else:
         d.emit(StepAttemptSucceeded(step.id, attempt, dumps({"instance_id": child})))
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.domain.definition import RunStrategy, Workflow, load_workflow
+from services.domain.events import InstanceQueued
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -58,18 +59,6 @@ class InstanceState:
 
 
 @dataclass(frozen=True, slots=True)
-class QueuedStart:
-    """A start waiting for the run strategy: what its StartInstance will carry."""
-
-    instance_id: str
-    version: int
-    definition: str
-    params: str
-    initiator: str
-    idempotency_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class WorkflowState:
     workflow_id: str
     latest_version: int  # 0: no version pushed (instances started from inline definitions)
@@ -77,7 +66,7 @@ class WorkflowState:
     active_version: int | None = None
     run_strategy: RunStrategy | None = None  # the latest version's; None before any push
     running: frozenset[str] = frozenset()  # admitted instances that have not ended
-    queue: tuple[QueuedStart, ...] = ()  # first in, first out
+    queue: tuple[InstanceQueued, ...] = ()  # the waiting starts, first in first out
     blocked_by: str | None = None  # STRICT_SEQUENTIAL: the failed run the queue waits on
     # Every version's definition (canonical JSON), for child instances started by other
     # workflows' subworkflow steps.

@@ -53,7 +53,7 @@ from services.domain.events import (
     WorkflowVersionCreated,
 )
 from services.domain.evolve import evolve_workflow
-from services.domain.state import QueuedStart, WorkflowState
+from services.domain.state import WorkflowState
 from services.domain.statuses import InstanceStatus, RunStrategyRule
 
 # The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
@@ -168,18 +168,7 @@ def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
     waiting = s is not None and (bool(s.queue) or s.blocked_by is not None)
     if not waiting and (len(s.running) if s else 0) < strategy.limit:
         d.emit(InstanceAdmitted(c.instance_id))  # the usual case: one small event
-        d.send(
-            StartInstance(
-                instance_id=c.instance_id,
-                workflow_id=c.workflow_id,
-                version=c.version,
-                definition=c.definition,
-                params=c.params,
-                initiator=c.initiator,
-                idempotency_key=c.idempotency_key,
-                admitted=True,
-            )
-        )
+        d.send(_start(c.workflow_id, queued))
         return
     d.emit(queued)
     _admit_queued(d, strategy)
@@ -197,7 +186,7 @@ def _admit_queued(d: WorkflowDraft, strategy: RunStrategy | None = None) -> None
         d.send(_start(s.workflow_id, head))
 
 
-def _start(workflow_id: str, q: QueuedStart) -> StartInstance:
+def _start(workflow_id: str, q: InstanceQueued) -> StartInstance:
     return StartInstance(
         instance_id=q.instance_id,
         workflow_id=workflow_id,

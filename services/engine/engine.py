@@ -37,7 +37,8 @@ from services.adapters.kafka import (
     new_transactional_producer,
     task_topic,
 )
-from services.engine.shard import Outbox, Shard, now_micros
+from services.engine.outbox import Outbox
+from services.engine.shard import Shard, now_micros
 from services.engine.stats import LoopStats
 
 log = logging.getLogger(__name__)

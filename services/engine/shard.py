@@ -16,7 +16,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -45,14 +44,15 @@ from services.domain.commands import (
     is_workflow_command,
 )
 from services.domain.decide import decide_instance
+from services.domain.definition import ENGINE_STEP_TYPES
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
-from services.domain.progress import next_deadline
+from services.domain.progress import ENGINE_WORKER, next_deadline
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
-from services.domain.tasks import Task
 from services.domain.workflows import decide_for_workflow
+from services.engine.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -73,42 +73,6 @@ AttemptKey = tuple[str, str, int]
 # The largest record the engine writes; above it the command is rejected (dead-lettered)
 # instead of making Kafka refuse the whole transaction again and again.
 MAX_RECORD_BYTES = 3 * 1024 * 1024
-
-
-@dataclass
-class Outbox:
-    """What one transaction writes besides the input offsets, already encoded."""
-
-    events: list[tuple[Event, bytes]] = field(default_factory=list)
-    cancellations: list[tuple[Event, bytes]] = field(default_factory=list)
-    tasks: list[tuple[Task, bytes]] = field(default_factory=list)
-    dead: list[tuple[ConsumerRecord[Any, Any], str]] = field(default_factory=list)
-    # Commands for aggregates of other partitions: (partition, key, value).
-    commands: list[tuple[int, bytes, bytes]] = field(default_factory=list)
-    # Commands derived here whose decision failed: (key, value, reason).
-    dead_derived: list[tuple[bytes, bytes, str]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.tasks or self.dead or self.commands or self.dead_derived)
-
-    def __len__(self) -> int:
-        return (
-            len(self.events)
-            + len(self.cancellations)
-            + len(self.tasks)
-            + len(self.dead)
-            + len(self.commands)
-            + len(self.dead_derived)
-        )
-
-    def extend(self, later: Outbox) -> None:
-        """Append what a later batch decided: one transaction then writes both, in order."""
-        self.events.extend(later.events)
-        self.cancellations.extend(later.cancellations)
-        self.tasks.extend(later.tasks)
-        self.dead.extend(later.dead)
-        self.commands.extend(later.commands)
-        self.dead_derived.extend(later.dead_derived)
 
 
 class Shard:
@@ -201,8 +165,9 @@ class Shard:
             await consumer.stop()
         for iid, state in self.instances.items():
             self._schedule(iid, state)
+            steps = state.workflow.dag.steps
             for sid, st in state.steps.items():
-                if st.status is StepStatus.RUNNING and st.wake_at is None:
+                if st.status is StepStatus.RUNNING and steps[sid].type not in ENGINE_STEP_TYPES:
                     self.last_seen[(iid, sid, st.attempt)] = now
         return count
 
@@ -358,7 +323,7 @@ class Shard:
         if step_id is None or attempt is None:
             return  # not about an attempt (a step that ends without one)
         key = (iid, step_id, attempt)
-        if isinstance(p, StepAttemptStarted) and p.wake_at is None and p.worker_id != "engine":
+        if isinstance(p, StepAttemptStarted) and p.worker_id != ENGINE_WORKER:
             self.last_seen[key] = now
         elif not isinstance(p, StepAttemptStarted):
             self.last_seen.pop(key, None)

@@ -25,7 +25,7 @@ from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.engine import shard as shard_module
 from services.engine.engine import GROUP_ID
-from services.engine.shard import Outbox
+from services.engine.outbox import Outbox
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     PARTITIONS,
