@@ -68,6 +68,7 @@ class StartInstance:
     parent_step_id: str | None = None
     parent_attempt: int = 0
     depth: int = 0
+    loop: str | None = None  # a loop's iteration: its `loop` value (JSON), params as given
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class ReportChildEnded:
     status: InstanceStatus
     outputs: str = "{}"  # the child's step outputs by step id (JSON)
     reason: str = ""
+    iteration: int | None = None  # the child is this iteration of a loop step
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,9 @@ class Dag:
         self.successors: Mapping[str, tuple[str, ...]] = {
             s.id: tuple(n.step for n in s.next) for s in wf.steps
         }
+        self.loop_steps: tuple[str, ...] = tuple(
+            s.id for s in wf.steps if s.type in ("foreach", "while")
+        )
         # Definition order: how steps are listed (read models, restarts).
         self.order: tuple[str, ...] = tuple(s.id for s in wf.steps)
         self.roots: tuple[str, ...] = tuple(k for k in self.order if not preds[k])

@@ -44,6 +44,7 @@ from services.domain.definition import ENGINE_STEP_TYPES, DefinitionError, load_
 from services.domain.evaluation import (
     builtins,
     check_overrides,
+    parsed_outputs,
     restart_params,
     run_builtins,
     start_params,
@@ -66,6 +67,7 @@ from services.domain.events import (
     StepStopped,
 )
 from services.domain.expressions import ExpressionError
+from services.domain.loops import iteration_ended
 from services.domain.progress import (
     MICROS,
     Draft,
@@ -75,7 +77,6 @@ from services.domain.progress import (
     fail_attempt,
     live,
     stop_active,
-    stop_children,
 )
 from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import (
@@ -97,7 +98,8 @@ def _start(d: Draft, c: StartInstance) -> None:
         overrides = json.loads(c.params)
         if not isinstance(overrides, dict):
             raise Rejected("params must be a JSON object")
-        given = check_overrides(wf, overrides)
+        # A loop's iteration starts with the params its parent evaluated for it.
+        given = overrides if c.loop is not None else check_overrides(wf, overrides)
     except DefinitionError as err:
         raise Rejected(str(err)) from None
     except json.JSONDecodeError as err:
@@ -128,7 +130,7 @@ def _start(d: Draft, c: StartInstance) -> None:
     )
     failure = None
     try:
-        params = start_params(wf, overrides, base)
+        params = given if c.loop is not None else start_params(wf, overrides, base)
     except ExpressionError as err:
         params, failure = given, str(err)
     d.emit(
@@ -143,6 +145,7 @@ def _start(d: Draft, c: StartInstance) -> None:
             parent_step_id=c.parent_step_id,
             parent_attempt=c.parent_attempt,
             depth=c.depth,
+            loop=c.loop,
         ),
         workflow_id=c.workflow_id,
     )
@@ -310,6 +313,10 @@ def _report_failed(d: Draft, c: ReportAttemptFailed) -> None:
 
 
 def _report_child_ended(d: Draft, c: ReportChildEnded) -> None:
+    if c.iteration is not None:
+        iteration_ended(d, c)
+        advance(d)
+        return
     if not current(d, c.step_id, c.attempt, StepStatus.RUNNING):
         return  # the step was stopped, skipped or timed out meanwhile
     if c.status is InstanceStatus.SUCCEEDED:
@@ -407,7 +414,6 @@ def decide_instance(
     d = Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
     if d.events:
-        stop_children(d, d.events)
         _note_status(d, state)
     return d
 
@@ -431,6 +437,7 @@ def _note_status(d: Draft, before: InstanceState | None) -> None:
                     status=after.status,
                     outputs=child_outputs(after),
                     reason=_end_reason(d.events),
+                    iteration=None if after.loop is None else parsed_outputs(after.loop)["index"],
                 )
             )
     elif ended or rerun:

@@ -39,9 +39,16 @@ DEFAULT_WORKFLOW_TIMEOUT_S = 10 * 86_400
 MAX_WORKFLOW_TIMEOUT_S = 120 * 86_400
 # Every duration (timeouts, sleeps, back-off) is finite and at most this.
 MAX_DURATION_S = MAX_WORKFLOW_TIMEOUT_S
-ENGINE_STEP_TYPES = frozenset({"sleep", "subworkflow"})
-# How deep subworkflows may nest (Maestro's limit): a top-level instance is depth 0.
+ENGINE_STEP_TYPES = frozenset({"sleep", "subworkflow", "foreach", "while"})
+LOOP_STEP_TYPES = frozenset({"foreach", "while"})
+# How deep subworkflows and loops may nest (Maestro's limit): a top-level instance is depth 0.
 MAX_SUBWORKFLOW_DEPTH = 10
+# foreach: iterations at most (Maestro's limit), iterations at once (default, at most).
+MAX_ITERATIONS = 25_000
+DEFAULT_LOOP_CONCURRENCY = 20
+MAX_LOOP_CONCURRENCY = 500
+# while: the default cap on iterations.
+DEFAULT_MAX_WHILE_ITERATIONS = 100
 
 _ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 _QUEUE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -229,6 +236,62 @@ class SubworkflowStep(_StepBase):
     sync: bool = True
 
 
+# A loop is retried as a whole (every iteration again), so by default it is not: its
+# iterations' own steps carry the retries.
+_NO_RETRIES = RetryPolicy(user_limit=0, platform_limit=0)
+
+
+class Range(_Model):
+    """Integers from `start` up to `end` (excluded) by `step`; each a number or CEL."""
+
+    start: int | Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)] = 0
+    end: int | Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)]
+    step: int | Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)] = 1
+
+    @model_validator(mode="after")
+    def _nonzero(self) -> Range:
+        if self.step == 0:
+            raise ValueError("step may not be 0")
+        return self
+
+
+class ForeachStep(_StepBase):
+    """Runs `steps` (an inline DAG) once per item of `items` (a list, or a CEL expression
+    giving one) or of `range`, each iteration a child instance. Up to `concurrency`
+    iterations run at once. The step's `params` are evaluated per iteration and may read
+    `loop.index` and `loop.item`; the iteration's steps see them as params, and `loop` too."""
+
+    type: Literal["foreach"]
+    items: list[Any] | Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)] | None = (
+        None
+    )
+    range: Range | None = None
+    concurrency: int = Field(DEFAULT_LOOP_CONCURRENCY, ge=1, le=MAX_LOOP_CONCURRENCY)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    retry_policy: RetryPolicy = _NO_RETRIES
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ForeachStep:
+        if (self.items is None) == (self.range is None):
+            raise ValueError("give either items or range")
+        if isinstance(self.items, list) and len(self.items) > MAX_ITERATIONS:
+            raise ValueError(f"at most {MAX_ITERATIONS} items")
+        return self
+
+
+class WhileStep(_StepBase):
+    """Runs `steps` (an inline DAG) again and again, one iteration at a time, while
+    `condition` (CEL, evaluated before each iteration) holds. The condition and the step's
+    `params` read `loop.index` (iterations done) and `loop.outputs` (the last iteration's
+    outputs, by step id). Still true after `max_iterations`: the step fails."""
+
+    type: Literal["while"]
+    condition: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
+    max_iterations: int = Field(DEFAULT_MAX_WHILE_ITERATIONS, ge=1, le=MAX_ITERATIONS)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    retry_policy: RetryPolicy = _NO_RETRIES
+
+
 class ShellStep(_StepBase):
     """`command` runs under /bin/sh; params reach it only as environment variables."""
 
@@ -278,9 +341,20 @@ class SqlStep(_StepBase):
 
 
 Step = Annotated[
-    NoopStep | SleepStep | ShellStep | PythonStep | HttpStep | SqlStep | SubworkflowStep,
+    NoopStep
+    | SleepStep
+    | ShellStep
+    | PythonStep
+    | HttpStep
+    | SqlStep
+    | SubworkflowStep
+    | ForeachStep
+    | WhileStep,
     Field(discriminator="type"),
 ]
+LoopStep = ForeachStep | WhileStep
+ForeachStep.model_rebuild()
+WhileStep.model_rebuild()
 
 
 # PARALLEL's default and largest limit. Maestro caps it at 1,000; Baton's admission costs the
@@ -350,6 +424,25 @@ class Workflow(_Model):
         """The order in which the workflow's params are evaluated at start."""
         return order_params(param_dependencies(self.params, frozenset()))[0]
 
+    @functools.cached_property
+    def bodies(self) -> dict[str, str]:
+        """Per loop step, the definition each iteration runs (canonical JSON): the loop's
+        steps, with the params they see declared (the workflow's and the loop step's). An
+        iteration is started with those params evaluated, so the declarations only type them."""
+        return {
+            step.id: Workflow.model_validate(
+                {
+                    "id": self.id,
+                    "timeout": self.timeout,
+                    "time_zone": self.time_zone,
+                    "params": {**self.params, **step.params},
+                    "steps": step.steps,
+                }
+            ).to_json()
+            for step in self.steps
+            if isinstance(step, ForeachStep | WhileStep)
+        }
+
     def to_json(self) -> str:
         """Canonical JSON: what events store, so equal definitions encode byte-identically."""
         return json.dumps(
@@ -360,7 +453,17 @@ class Workflow(_Model):
         )
 
 
-STEP_TYPES = ("noop", "sleep", "shell", "python", "http", "sql", "subworkflow")
+STEP_TYPES = (
+    "noop",
+    "sleep",
+    "shell",
+    "python",
+    "http",
+    "sql",
+    "subworkflow",
+    "foreach",
+    "while",
+)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -447,5 +550,13 @@ def parse_workflow_text(text: str | bytes) -> Workflow:
 
 @functools.lru_cache(maxsize=4096)
 def load_workflow(canonical_json: str) -> Workflow:
-    """The definition stored in an event. Cached: every instance of a version shares one."""
-    return parse_workflow(json.loads(canonical_json))
+    """The definition stored in an event or a command. Cached: every instance of a version
+    shares one. It was judged when pushed: loading it again builds the model, and does not
+    judge its expressions again by today's rules (nor can it: a loop's body reads `loop`)."""
+    data = json.loads(canonical_json)
+    if not isinstance(data, dict):
+        raise DefinitionError([("", "a workflow definition must be an object")])
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as err:
+        raise DefinitionError(_faults(err)) from None

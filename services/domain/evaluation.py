@@ -254,8 +254,8 @@ def restart_params(
 
 
 def run_builtins(s: InstanceState) -> dict[str, Any]:
-    """The built-ins of the instance's current run."""
-    return builtins(
+    """The built-ins of the instance's current run (and `loop`, in a loop's iteration)."""
+    base = builtins(
         workflow_id=s.workflow_id,
         version=s.version,
         time_zone=s.workflow.time_zone,
@@ -265,6 +265,9 @@ def run_builtins(s: InstanceState) -> dict[str, Any]:
         started_at=s.started_at,
         run_started_at=s.run_started_at,
     )
+    if s.loop is not None:
+        base["loop"] = parsed_outputs(s.loop)
+    return base
 
 
 def steps_view(s: InstanceState, step_id: str) -> dict[str, Any]:

@@ -85,6 +85,9 @@ class InstanceStarted:
     parent_step_id: str | None = None
     parent_attempt: int = 0
     depth: int = 0
+    # An iteration of a loop step: `{index, item}` (foreach) or `{index, outputs}` (while),
+    # JSON; its expressions read it as `loop`.
+    loop: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,39 @@ class StepStopped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LoopStarted:
+    """A loop step's attempt began iterating: over `items` (JSON list; foreach), or while its
+    condition holds (`items` None)."""
+
+    step_id: str
+    attempt: int
+    items: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopIterationsStarted:
+    """Iterations `first` .. `first + count - 1` of the loop's attempt were started (each a
+    child instance); for a while loop, its condition held before each."""
+
+    step_id: str
+    attempt: int
+    first: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoopIterationEnded:
+    """An iteration's instance ended, with its outputs (its steps' outputs by step id, JSON)."""
+
+    step_id: str
+    attempt: int
+    index: int
+    status: InstanceStatus
+    outputs: str
+    reason: str
+
+
 InstanceEvent = (
     InstanceStarted
     | InstanceRestarted
@@ -259,6 +295,9 @@ InstanceEvent = (
     | BreakpointSet
     | StepPaused
     | StepResumed
+    | LoopStarted
+    | LoopIterationsStarted
+    | LoopIterationEnded
 )
 WorkflowEvent = (
     WorkflowVersionCreated
@@ -313,6 +352,9 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     InstanceDequeued,
     InstanceReleased,
     WorkflowUnblocked,
+    LoopStarted,
+    LoopIterationsStarted,
+    LoopIterationEnded,
 )
 
 

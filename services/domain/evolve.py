@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,9 @@ from services.domain.events import (
     InstanceStopped,
     InstanceSucceeded,
     InstanceTimedOut,
+    LoopIterationEnded,
+    LoopIterationsStarted,
+    LoopStarted,
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
@@ -39,7 +43,7 @@ from services.domain.events import (
     WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.state import InstanceState, StepState, WorkflowState
+from services.domain.state import InstanceState, LoopState, StepState, WorkflowState
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -70,6 +74,7 @@ def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceS
         parent_step_id=p.parent_step_id,
         parent_attempt=p.parent_attempt,
         depth=p.depth,
+        loop=p.loop,
     )
 
 
@@ -110,7 +115,7 @@ def _attempt_created(s: InstanceState, e: Event, p: StepAttemptCreated) -> Insta
         s,
         e,
         p.step_id,
-        replace(old, status=StepStatus.STARTING, attempt=p.attempt, retry_at=None),
+        replace(old, status=StepStatus.STARTING, attempt=p.attempt, retry_at=None, loop=None),
     )
 
 
@@ -193,6 +198,54 @@ def _step_resumed(s: InstanceState, e: Event, p: StepResumed) -> InstanceState:
     return _set_step(s, e, p.step_id, new)
 
 
+# The loop's aggregated result keeps the iterations' outputs up to this many bytes.
+MAX_LOOP_RESULTS_BYTES = 200 * 1024
+
+
+def _loop_started(s: InstanceState, e: Event, p: LoopStarted) -> InstanceState:
+    items = None if p.items is None else tuple(json.loads(p.items))
+    return _set_step(s, e, p.step_id, replace(s.steps[p.step_id], loop=LoopState(items)))
+
+
+def _iterations_started(s: InstanceState, e: Event, p: LoopIterationsStarted) -> InstanceState:
+    old = s.steps[p.step_id]
+    loop = old.loop or LoopState(None)
+    new = replace(
+        loop,
+        started=p.first + p.count,
+        running=loop.running | frozenset(range(p.first, p.first + p.count)),
+    )
+    return _set_step(s, e, p.step_id, replace(old, loop=new))
+
+
+def _iteration_ended(s: InstanceState, e: Event, p: LoopIterationEnded) -> InstanceState:
+    old = s.steps[p.step_id]
+    loop = old.loop or LoopState(None)
+    counts = dict(loop.counts)
+    counts[p.status.value] = counts.get(p.status.value, 0) + 1
+    results, size, truncated = loop.results, loop.results_bytes, loop.results_truncated
+    if not truncated and size + len(p.outputs) <= MAX_LOOP_RESULTS_BYTES:
+        results, size = ((p.index, p.outputs), results), size + len(p.outputs) + 1
+    else:
+        truncated = True
+    failure = loop.first_failure
+    if failure is None and p.status is not InstanceStatus.SUCCEEDED:
+        failure = f"iteration {p.index} ended {p.status.value}" + (
+            f": {p.reason}" if p.reason else ""
+        )
+    new = replace(
+        loop,
+        running=loop.running - {p.index},
+        counts=counts,
+        results=results,
+        results_bytes=size,
+        results_truncated=truncated,
+        last_outputs=p.outputs,
+        first_failure=failure,
+    )
+    return _set_step(s, e, p.step_id, replace(old, loop=new))
+
+
 _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -214,6 +267,9 @@ _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     BreakpointSet: _breakpoint_set,
     StepPaused: _step_paused,
     StepResumed: _step_resumed,
+    LoopStarted: _loop_started,
+    LoopIterationsStarted: _iterations_started,
+    LoopIterationEnded: _iteration_ended,
 }
 
 

@@ -13,10 +13,13 @@ from services.domain.commands import ROUTE_SEPARATOR, Command, StartChild, StopI
 from services.domain.dag import Dag
 from services.domain.definition import (
     ENGINE_STEP_TYPES,
+    LOOP_STEP_TYPES,
     ExponentialBackoff,
+    ForeachStep,
     RetryPolicy,
     SleepStep,
     SubworkflowStep,
+    WhileStep,
 )
 from services.domain.evaluation import (
     context,
@@ -60,6 +63,9 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+_ENDS_ATTEMPT = (StepStopped, StepSkipped, StepAttemptFailed, StepEvaluationFailed)
+
+
 class Draft:
     """Applies each decided event at once, so later rules see the state it leads to."""
 
@@ -89,8 +95,32 @@ class Draft:
             payload=payload,
             caused_at=self.caused_at,
         )
+        if isinstance(payload, _ENDS_ATTEMPT):
+            self._cancel_children(payload)  # before the fold: the children as they run now
         self.state = evolve(self.state, event)
         self.events.append(event)
+
+    def _cancel_children(
+        self, p: StepStopped | StepSkipped | StepAttemptFailed | StepEvaluationFailed
+    ) -> None:
+        """Cancellation propagates down: a step attempt that ends other than by its
+        children's reports (stopped, skipped, timed out, failed) stops the children still
+        running: a sync subworkflow's child instance, a loop's running iterations."""
+        st = self.s.steps[p.step_id]
+        if st.status not in (StepStatus.STARTING, StepStatus.RUNNING) or st.attempt == 0:
+            return
+        why = getattr(p, "reason", None) or getattr(p, "message", "")
+        reason = f"parent step {self.instance_id}/{p.step_id} ended: {why}"
+        if st.loop is not None:
+            for index in sorted(st.loop.running):
+                child = iteration_id(self.instance_id, p.step_id, st.attempt, index)
+                self.send(StopInstance(child, reason))
+            return
+        step = self.s.workflow.dag.steps[p.step_id]
+        # A user failure of a subworkflow step is its child's own report: it has ended.
+        user_failure = isinstance(p, StepAttemptFailed) and p.kind is FailureKind.USER
+        if isinstance(step, SubworkflowStep) and step.sync and not user_failure:
+            self.send(StopInstance(child_id(self.instance_id, p.step_id, st.attempt), reason))
 
     def send(self, command: Command) -> None:
         """Decided with the events: the engine delivers it exactly once, in their transaction."""
@@ -117,8 +147,9 @@ def create_attempt(d: Draft, step_id: str) -> None:
     wf = d.s.workflow
     step = wf.dag.steps[step_id]
     attempt = d.s.steps[step_id].attempt + 1
-    if not step.params:
-        params = d.s.params  # the run's params, as recorded: nothing to merge
+    if not step.params or step.type in LOOP_STEP_TYPES:
+        # The run's params, as recorded: nothing to merge (a loop's are per iteration).
+        params = d.s.params
     elif not wf.dag.dynamic_params[step_id]:
         merged = json.loads(d.s.params)
         merged.update({k: p.value for k, p in step.params.items()})
@@ -154,11 +185,21 @@ def create_attempt(d: Draft, step_id: str) -> None:
         )
     elif isinstance(step, SubworkflowStep):
         _start_child(d, step, attempt, params)
+    elif isinstance(step, ForeachStep | WhileStep):
+        # Imported here: loops are built from this module's rules.
+        from services.domain.loops import start_loop
+
+        start_loop(d, step, attempt)
 
 
 def child_id(instance_id: str, step_id: str, attempt: int) -> str:
     """A child instance's id: routed with its parent (ROUTE_SEPARATOR), unique per attempt."""
     return f"{instance_id}{ROUTE_SEPARATOR}{step_id}{ROUTE_SEPARATOR}{attempt}"
+
+
+def iteration_id(instance_id: str, step_id: str, attempt: int, index: int) -> str:
+    """A loop iteration's instance id: routed with its parent, unique per attempt and index."""
+    return f"{child_id(instance_id, step_id, attempt)}{ROUTE_SEPARATOR}{index}"
 
 
 def _start_child(d: Draft, step: SubworkflowStep, attempt: int, params: str) -> None:
@@ -186,22 +227,6 @@ def _start_child(d: Draft, step: SubworkflowStep, attempt: int, params: str) -> 
         d.emit(started)
     else:
         d.emit(StepAttemptSucceeded(step.id, attempt, dumps({"instance_id": child})))
-
-
-def stop_children(d: Draft, events: list[Event]) -> None:
-    """Cancellation propagates down: a sync subworkflow attempt that ends other than by its
-    child's report (stopped, skipped, timed out) stops its child."""
-    dag = d.s.workflow.dag
-    for e in events:
-        p = e.payload
-        if isinstance(p, StepStopped | StepSkipped) or (
-            isinstance(p, StepAttemptFailed) and p.kind is not FailureKind.USER
-        ):
-            step = dag.steps[p.step_id]
-            if isinstance(step, SubworkflowStep) and step.sync and p.attempt > 0:
-                why = getattr(p, "reason", None) or getattr(p, "message", "")
-                reason = f"parent step {d.s.instance_id}/{p.step_id} ended: {why}"
-                d.send(StopInstance(child_id(d.s.instance_id, p.step_id, p.attempt), reason))
 
 
 def retry_delay(policy: RetryPolicy, kind: FailureKind, retry_number: int) -> float:
@@ -342,6 +367,20 @@ def _ready(dag: Dag, steps: Mapping[str, StepState], sid: str) -> bool:
     )
 
 
+def _run_loops(d: Draft) -> None:
+    """Loops start the iterations they have room for (after a resume, say)."""
+    dag = d.s.workflow.dag
+    loops = [sid for sid in dag.loop_steps if d.s.steps[sid].status is StepStatus.RUNNING]
+    if not loops:
+        return
+    from services.domain.loops import run_loop
+
+    for sid in loops:
+        step = dag.steps[sid]
+        assert isinstance(step, ForeachStep | WhileStep)
+        run_loop(d, step)
+
+
 def advance(d: Draft) -> None:
     """Decide every step whose predecessors are all complete (run it, or find it unsatisfied),
     and every retry that is due, in topological order, as far as pause and the step
@@ -374,6 +413,7 @@ def advance(d: Draft) -> None:
             create_attempt(d, sid)
             if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
                 break
+        _run_loops(d)
         if _failed_fast(d):
             return
     steps = d.s.steps

@@ -4,10 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.domain.definition import RunStrategy, Workflow, load_workflow
 from services.domain.events import InstanceQueued
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+
+# The outputs of ended iterations, newest first, as a persistent list: adding one shares
+# the rest, so a loop of n iterations folds in O(n), not O(n^2). (index, outputs JSON).
+Results = tuple[tuple[int, str], "Results"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopState:
+    """The iterations of a loop step's current attempt."""
+
+    items: tuple[Any, ...] | None  # foreach: what it iterates over; while: None
+    started: int = 0  # iterations started (the next one's index)
+    running: frozenset[int] = frozenset()
+    counts: Mapping[str, int] = field(default_factory=dict)  # ended iterations by status
+    results: Results = None
+    results_bytes: int = 0
+    results_truncated: bool = False  # some outputs were left out: they no longer fit
+    last_outputs: str = "{}"  # the last ended iteration's outputs (while: `loop.outputs`)
+    first_failure: str | None = None  # why the first iteration that did not succeed ended
+
+    @property
+    def ended(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return self.ended - self.counts.get(InstanceStatus.SUCCEEDED.value, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +50,7 @@ class StepState:
     wake_at: int | None = None
     outputs: str | None = None  # JSON of the succeeded attempt's outputs, for expressions
     released: bool = False  # resumed at its breakpoint: it starts without pausing again
+    loop: LoopState | None = None  # a loop step: its attempt's iterations
 
     def failures(self, kind: FailureKind) -> int:
         if kind is FailureKind.USER:
@@ -51,7 +80,8 @@ class InstanceState:
     parent_instance_id: str | None = None  # a child: reports its end to this instance's
     parent_step_id: str | None = None  # ... subworkflow step
     parent_attempt: int = 0
-    depth: int = 0  # nesting depth of subworkflows (0: top level)
+    depth: int = 0  # nesting depth of subworkflows and loops (0: top level)
+    loop: str | None = None  # an iteration of a loop step: its `loop` value (JSON)
 
     @property
     def workflow(self) -> Workflow:
