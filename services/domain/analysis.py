@@ -19,11 +19,15 @@ from typing import Any
 
 from services.domain.dag import order_params, param_dependencies, param_reads, param_sources
 from services.domain.definition import (
+    ForeachStep,
     Param,
+    WhileStep,
     Workflow,
+    load_workflow,
 )
 from services.domain.evaluation import (
     CONTEXT_ROOTS,
+    ITERATION,
     RESERVED_NAMES,
     builtins,
     context,
@@ -37,7 +41,10 @@ from services.domain.expressions import (
     member_paths,
     value_templates,
 )
+from services.domain.params import describe
 
+# What an expression may read only in a run: step outputs, and a loop's iteration.
+RUN_ROOTS = frozenset({"steps", ITERATION})
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # 2024-01-01T00:00:00Z: the built-ins a push-time evaluation sees.
 _SAMPLE_START = 1_704_067_200_000_000
@@ -86,15 +93,24 @@ def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
     for name in sorted(expr.references - scope.names - scope.roots):
         if name in CONTEXT_ROOTS:
             faults.append((path, f"{src!r} reads {name!r}, which {scope.where} cannot see"))
+        elif name == ITERATION:
+            faults.append(
+                (
+                    path,
+                    f"{src!r} reads {name!r}, which {scope.where} cannot see (only a loop's"
+                    " params, condition and steps run in an iteration)",
+                )
+            )
         else:
             faults.append((path, f"unknown name {name!r} in {src!r}: no such param"))
     paths = member_paths(src)
     for name in sorted(paths.params - scope.names):
         faults.append((path, f"unknown param {name!r} in {src!r}"))
-    reads_steps = "steps" in expr.references
+    # Step outputs and the iteration exist only in a run: such an expression is judged then.
+    reads_steps = bool(expr.references & RUN_ROOTS)
     if "steps" not in scope.roots:
         return faults, reads_steps  # reading steps at all is reported above
-    if reads_steps and scope.steps is None:
+    if "steps" in expr.references and scope.steps is None:
         faults.append(
             (
                 path,
@@ -193,7 +209,7 @@ def _condition_faults(
     return []
 
 
-def _runtime_field_faults(step: Any, i: int, names: frozenset[str], wf: Workflow) -> Faults:
+def _runtime_field_faults(step: Any, at: str, names: frozenset[str], wf: Workflow) -> Faults:
     """`${...}` in http and sql fields: a worker fills them from the attempt's params alone."""
     fields = {"http": ("url", "headers", "body"), "sql": ("args",)}.get(step.type, ())
     scope = _Scope(
@@ -205,7 +221,7 @@ def _runtime_field_faults(step: Any, i: int, names: frozenset[str], wf: Workflow
     )
     faults: Faults = []
     for field in fields:
-        for src, path in value_templates(getattr(step, field), f"steps[{i}].{field}"):
+        for src, path in value_templates(getattr(step, field), f"{at}.{field}"):
             faults += _source_faults(src, path, scope)[0]
     return faults
 
@@ -218,20 +234,98 @@ def expression_faults(wf: Workflow) -> Faults:
     faults = _params_faults(
         wf.params, "params", _Scope(names, None, "the workflow", wf), frozenset(), sample, base
     )
+    return faults + _steps_faults(wf, names, sample, base, "", CONTEXT_ROOTS)
+
+
+def _steps_faults(
+    wf: Workflow,
+    names: frozenset[str],
+    sample: dict[str, Any],
+    base: Mapping[str, Any],
+    prefix: str,
+    roots: frozenset[str],
+) -> Faults:
+    """The faults of a graph's steps: those of `wf`, or of a loop's body (`prefix` then
+    locates it, `names` are the params it sees, and `roots` include `iteration`)."""
+    faults: Faults = []
     dag = wf.dag
     for i, step in enumerate(wf.steps):
+        at = f"{prefix}steps[{i}]"
+        is_loop = isinstance(step, ForeachStep | WhileStep)
+        # A loop's params are evaluated per iteration: they read `iteration`.
+        step_roots = roots | {ITERATION} if is_loop else roots
         scope = _Scope(
-            names | frozenset(step.params), dag.ancestors[step.id], f"step {step.id!r}", wf
+            names | frozenset(step.params),
+            dag.ancestors[step.id],
+            f"step {step.id!r}",
+            wf,
+            step_roots,
         )
         step_sample = dict(sample)
-        faults += _params_faults(step.params, f"steps[{i}].params", scope, names, step_sample, base)
-        faults += _runtime_field_faults(step, i, names | frozenset(step.params), wf)
+        faults += _params_faults(step.params, f"{at}.params", scope, names, step_sample, base)
+        faults += _runtime_field_faults(step, at, names | frozenset(step.params), wf)
         for j, edge in enumerate(step.next):
             if edge.condition is None:
                 continue
             target = edge.step
-            edge_scope = _Scope(names, dag.ancestors[target], f"the edge {step.id} -> {target}", wf)
-            faults += _condition_faults(
-                edge.condition, f"steps[{i}].next[{j}].if", edge_scope, sample, base
+            edge_scope = _Scope(
+                names, dag.ancestors[target], f"the edge {step.id} -> {target}", wf, roots
             )
+            faults += _condition_faults(
+                edge.condition, f"{at}.next[{j}].if", edge_scope, sample, base
+            )
+        if isinstance(step, ForeachStep | WhileStep):
+            faults += _loop_faults(wf, step, at, names, sample, step_sample, base, roots)
     return faults
+
+
+def _loop_faults(
+    wf: Workflow,
+    step: ForeachStep | WhileStep,
+    at: str,
+    names: frozenset[str],
+    sample: dict[str, Any],
+    step_sample: dict[str, Any],
+    base: Mapping[str, Any],
+    roots: frozenset[str],
+) -> Faults:
+    """A loop's items (or range) or condition, and its body, in the scope of its iterations."""
+    upstream = wf.dag.ancestors[step.id]
+    faults: Faults = []
+    if isinstance(step, ForeachStep):
+        # Evaluated once, before any iteration: no `iteration` yet.
+        scope = _Scope(names, upstream, f"the items of step {step.id!r}", wf, roots)
+        sources = [(step.items, f"{at}.items", "list")] if isinstance(step.items, str) else []
+        if step.range is not None:
+            for part in ("start", "end", "step"):
+                raw = getattr(step.range, part)
+                if isinstance(raw, str):
+                    sources.append((raw, f"{at}.range.{part}", "long"))
+        for src, path, kind in sources:
+            assert isinstance(src, str)
+            found, run_time = _source_faults(src, path, scope)
+            faults += found
+            if found or run_time:
+                continue
+            if compile_expression(src).references & (names - sample.keys()):
+                continue  # reads a param that could not be evaluated (already reported)
+            faults += _value_kind_fault(src, path, kind, context(sample, base))
+    else:
+        scope = _Scope(
+            names, upstream, f"the condition of step {step.id!r}", wf, roots | {ITERATION}
+        )
+        faults += _condition_faults(step.condition, f"{at}.condition", scope, sample, base)
+    body = load_workflow(wf.bodies[step.id])
+    inner = names | frozenset(step.params)
+    return faults + _steps_faults(body, inner, step_sample, base, f"{at}.", roots | {ITERATION})
+
+
+def _value_kind_fault(src: str, path: str, kind: str, ctx: Mapping[str, Any]) -> Faults:
+    try:
+        value = compile_expression(src).evaluate(ctx)
+    except ExpressionError as err:
+        return [(path, f"{err} (evaluated at push time with the default values)")]
+    ok = isinstance(value, list) if kind == "list" else type(value) is int
+    if ok:
+        return []
+    return [(path, f"{src!r} must give a {kind}, got {describe(value)} (with the default values)")]

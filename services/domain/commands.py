@@ -68,7 +68,7 @@ class StartInstance:
     parent_step_id: str | None = None
     parent_attempt: int = 0
     depth: int = 0
-    loop: str | None = None  # a loop's iteration: its `loop` value (JSON), params as given
+    loop: str | None = None  # a loop's iteration: its `iteration` value (JSON), params as given
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,38 +137,66 @@ def _ancestors(
 
 
 def graph_faults(wf: Workflow) -> list[tuple[str, str]]:
+    """Faults of the step graph, and of each loop's inline graph (which nest at most
+    MAX_SUBWORKFLOW_DEPTH deep)."""
+    return _graph_faults(wf.steps, "", 0)
+
+
+def _graph_faults(steps: list[Step], prefix: str, depth: int) -> list[tuple[str, str]]:
+    from services.domain.definition import MAX_SUBWORKFLOW_DEPTH
+
+    faults = _dag_faults(steps, prefix)
+    for i, s in enumerate(steps):
+        body = getattr(s, "steps", None)
+        if body is None:
+            continue
+        if depth + 1 > MAX_SUBWORKFLOW_DEPTH:
+            faults.append(
+                (f"{prefix}steps[{i}].steps", f"loops nest at most {MAX_SUBWORKFLOW_DEPTH} deep")
+            )
+        else:
+            faults += _graph_faults(body, f"{prefix}steps[{i}].", depth + 1)
+    return faults
+
+
+def _dag_faults(steps: list[Step], prefix: str) -> list[tuple[str, str]]:
     faults: list[tuple[str, str]] = []
     index: dict[str, int] = {}
-    for i, s in enumerate(wf.steps):
+    for i, s in enumerate(steps):
         if s.id in index:
             faults.append(
-                (f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])")
+                (
+                    f"{prefix}steps[{i}].id",
+                    f"duplicate step id {s.id!r} (first at steps[{index[s.id]}])",
+                )
             )
         else:
             index[s.id] = i
-    for i, s in enumerate(wf.steps):
+    for i, s in enumerate(steps):
         seen: set[str] = set()
         for j, edge in enumerate(s.next):
             n = edge.step
             if n not in index:
-                faults.append((f"steps[{i}].next[{j}]", f"unknown step {n!r}"))
+                faults.append((f"{prefix}steps[{i}].next[{j}]", f"unknown step {n!r}"))
             elif n == s.id:
-                faults.append((f"steps[{i}].next[{j}]", "a step cannot be its own successor"))
+                faults.append(
+                    (f"{prefix}steps[{i}].next[{j}]", "a step cannot be its own successor")
+                )
             elif n in seen:
-                faults.append((f"steps[{i}].next[{j}]", f"duplicate successor {n!r}"))
+                faults.append((f"{prefix}steps[{i}].next[{j}]", f"duplicate successor {n!r}"))
             seen.add(n)
     if faults:
         return faults
-    cycle = _find_cycle(wf)
+    cycle = _find_cycle(steps)
     if cycle:
         i = index[cycle[0]]
-        j = [n.step for n in wf.steps[i].next].index(cycle[1])
-        faults.append((f"steps[{i}].next[{j}]", "cycle: " + " -> ".join(cycle)))
+        j = [n.step for n in steps[i].next].index(cycle[1])
+        faults.append((f"{prefix}steps[{i}].next[{j}]", "cycle: " + " -> ".join(cycle)))
     return faults
 
 
-def _find_cycle(wf: Workflow) -> list[str] | None:
-    nexts = {s.id: [n.step for n in s.next] for s in wf.steps}
+def _find_cycle(steps: list[Step]) -> list[str] | None:
+    nexts = {s.id: [n.step for n in s.next] for s in steps}
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(nexts, white)
     for root in nexts:

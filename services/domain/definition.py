@@ -140,7 +140,7 @@ def _has_template(value: Any) -> bool:
 
 
 def _param_shorthand(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict | Param):
         return value
     ptype = infer_type(value)
     if ptype is None:
@@ -259,7 +259,7 @@ class ForeachStep(_StepBase):
     """Runs `steps` (an inline DAG) once per item of `items` (a list, or a CEL expression
     giving one) or of `range`, each iteration a child instance. Up to `concurrency`
     iterations run at once. The step's `params` are evaluated per iteration and may read
-    `loop.index` and `loop.item`; the iteration's steps see them as params, and `loop` too."""
+    `iteration.index` and `iteration.item`; the iteration's steps see them as params, and `iteration` too."""
 
     type: Literal["foreach"]
     items: list[Any] | Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)] | None = (
@@ -282,7 +282,7 @@ class ForeachStep(_StepBase):
 class WhileStep(_StepBase):
     """Runs `steps` (an inline DAG) again and again, one iteration at a time, while
     `condition` (CEL, evaluated before each iteration) holds. The condition and the step's
-    `params` read `loop.index` (iterations done) and `loop.outputs` (the last iteration's
+    `params` read `iteration.index` (iterations done) and `iteration.outputs` (the last iteration's
     outputs, by step id). Still true after `max_iterations`: the step fails."""
 
     type: Literal["while"]
@@ -552,7 +552,7 @@ def parse_workflow_text(text: str | bytes) -> Workflow:
 def load_workflow(canonical_json: str) -> Workflow:
     """The definition stored in an event or a command. Cached: every instance of a version
     shares one. It was judged when pushed: loading it again builds the model, and does not
-    judge its expressions again by today's rules (nor can it: a loop's body reads `loop`)."""
+    judge its expressions again by today's rules (nor can it: a loop's body reads `iteration`)."""
     data = json.loads(canonical_json)
     if not isinstance(data, dict):
         raise DefinitionError([("", "a workflow definition must be an object")])

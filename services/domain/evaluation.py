@@ -42,6 +42,9 @@ from services.domain.params import (
 )
 from services.domain.state import InstanceState
 
+# The root a loop's iterations read (`iteration.index`, `.item`, `.outputs`). Not `loop`: CEL
+# reserves that word.
+ITERATION = "iteration"
 # What a definition's param names may not be: the context's own roots and CEL's words.
 CONTEXT_ROOTS = frozenset({"params", "steps", "workflow", "instance"})
 RESERVED_NAMES = CONTEXT_ROOTS | frozenset(
@@ -254,7 +257,7 @@ def restart_params(
 
 
 def run_builtins(s: InstanceState) -> dict[str, Any]:
-    """The built-ins of the instance's current run (and `loop`, in a loop's iteration)."""
+    """The built-ins of the instance's current run (and `iteration`, in an iteration of a loop)."""
     base = builtins(
         workflow_id=s.workflow_id,
         version=s.version,
@@ -266,7 +269,7 @@ def run_builtins(s: InstanceState) -> dict[str, Any]:
         run_started_at=s.run_started_at,
     )
     if s.loop is not None:
-        base["loop"] = parsed_outputs(s.loop)
+        base["iteration"] = parsed_outputs(s.loop)
     return base
 
 

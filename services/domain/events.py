@@ -86,7 +86,7 @@ class InstanceStarted:
     parent_attempt: int = 0
     depth: int = 0
     # An iteration of a loop step: `{index, item}` (foreach) or `{index, outputs}` (while),
-    # JSON; its expressions read it as `loop`.
+    # JSON; its expressions read it as `iteration`.
     loop: str | None = None
 
 

@@ -8,11 +8,11 @@ size of its body.
 - foreach: the items are evaluated once (`LoopStarted` records them); up to `concurrency`
   iterations run at once. A failed iteration stops new ones from starting (FAIL_AFTER_RUNNING),
   ends the loop at once (FAIL_IMMEDIATELY), or is counted and the rest go on (IGNORE_FAILURE).
-- while: one iteration at a time; the condition is evaluated before each, over `loop.index`
-  and the last iteration's `loop.outputs`, and its verdict is recorded by what follows (an
+- while: one iteration at a time; the condition is evaluated before each, over `iteration.index`
+  and the last iteration's `iteration.outputs`, and its verdict is recorded by what follows (an
   iteration started, or the step succeeded). Still true after `max_iterations`: it fails.
 
-The loop step's own params are evaluated per iteration (they may read `loop`), over the run's
+The loop step's own params are evaluated per iteration (they may read `iteration`), over the run's
 params; the iteration starts with them, as given (no start-time evaluation in the child).
 """
 
@@ -86,7 +86,7 @@ def start_loop(d: Draft, step: LoopStep, attempt: int) -> None:
 def _context(d: Draft, step_id: str, loop: dict[str, Any] | None) -> dict[str, Any]:
     base = run_builtins(d.s)
     if loop is not None:
-        base["loop"] = loop
+        base["iteration"] = loop
     return context(parsed_outputs(d.s.params), base, steps_view(d.s, step_id))
 
 
@@ -190,7 +190,9 @@ def _start_iterations(d: Draft, step: LoopStep, first: int, views: list[dict[str
     starts = []
     for index, view in enumerate(views, first):
         try:
-            values = evaluate_params(step.params, order, run_params, {**base, "loop": view}, steps)
+            values = evaluate_params(
+                step.params, order, run_params, {**base, "iteration": view}, steps
+            )
             params, loop_value = dumps(values), dumps(view)
         except (ExpressionError, TypeError, ValueError) as err:
             d.emit(StepEvaluationFailed(step.id, d.s.run, f"iteration {index}: {err}"))

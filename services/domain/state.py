@@ -26,7 +26,7 @@ class LoopState:
     results: Results = None
     results_bytes: int = 0
     results_truncated: bool = False  # some outputs were left out: they no longer fit
-    last_outputs: str = "{}"  # the last ended iteration's outputs (while: `loop.outputs`)
+    last_outputs: str = "{}"  # the last ended iteration's outputs (while: `iteration.outputs`)
     first_failure: str | None = None  # why the first iteration that did not succeed ended
 
     @property
@@ -81,7 +81,7 @@ class InstanceState:
     parent_step_id: str | None = None  # ... subworkflow step
     parent_attempt: int = 0
     depth: int = 0  # nesting depth of subworkflows and loops (0: top level)
-    loop: str | None = None  # an iteration of a loop step: its `loop` value (JSON)
+    loop: str | None = None  # an iteration of a loop step: its `iteration` value (JSON)
 
     @property
     def workflow(self) -> Workflow:
