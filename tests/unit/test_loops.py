@@ -167,8 +167,9 @@ def test_ignore_failure_runs_every_iteration_and_completes_with_error() -> None:
     for i in range(1, 5):
         succeed(w, it(i))
     assert w.step(P, "each") is StepStatus.COMPLETED_WITH_ERROR
-    assert w.instances[P].steps["each"].loop is not None
-    assert dict(w.instances[P].steps["each"].loop.counts) == {"FAILED": 1, "SUCCEEDED": 4}
+    loop = w.instances[P].steps["each"].loop
+    assert loop is not None
+    assert dict(loop.counts) == {"FAILED": 1, "SUCCEEDED": 4}
     assert w.status(P) is InstanceStatus.IN_PROGRESS  # the successor runs
 
 
@@ -277,7 +278,7 @@ def faults_of(definition: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_faults_inside_a_loop_body_are_reported_at_their_path() -> None:
-    body = [
+    body: list[dict[str, Any]] = [
         {"id": "x", "type": "noop", "next": ["nowhere"]},
         {"id": "y", "type": "shell", "command": "echo", "params": {"v": "${params.zz}"}},
     ]
