@@ -64,6 +64,8 @@ INSTANCES = Table(
         ("updated_at", "timestamptz"),
         ("ended_at", "timestamptz"),
         ("last_seq", "int4"),
+        ("parent_instance_id", "text"),  # a child: of this instance's step
+        ("parent_step_id", "text"),
     ),
     key=("instance_id",),
     keys_of=_instance_keys,
@@ -102,6 +104,8 @@ def _new_row(
             "updated_at": at,
             "ended_at": None,
             "last_seq": last_seq,
+            "parent_instance_id": p.parent_instance_id if isinstance(p, InstanceStarted) else None,
+            "parent_step_id": p.parent_step_id if isinstance(p, InstanceStarted) else None,
         },
     )
 

@@ -6,6 +6,7 @@ status follows the same transitions as the domain's `evolve`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,9 @@ from services.domain.events import (
     EventPayload,
     InstanceRestarted,
     InstanceStarted,
+    LoopIterationEnded,
+    LoopIterationsStarted,
+    LoopStarted,
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
@@ -49,7 +53,10 @@ def _step_keys(e: Event) -> Iterator[Key]:
         | StepRestarted
         | BreakpointSet
         | StepPaused
-        | StepResumed,
+        | StepResumed
+        | LoopStarted
+        | LoopIterationsStarted
+        | LoopIterationEnded,
     ):
         yield (e.instance_id, p.step_id)
 
@@ -66,6 +73,7 @@ STEPS = Table(
         ("run", "int4"),
         ("updated_at", "timestamptz"),
         ("reason", "text"),
+        ("iterations", "jsonb"),  # a loop step: {total, started, statuses}
     ),
     key=("instance_id", "step_id"),
     keys_of=_step_keys,
@@ -98,6 +106,7 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
                 "run": 1,
                 "updated_at": at,
                 "reason": None,
+                "iterations": None,
             },
         )
 
@@ -162,6 +171,39 @@ def _step_resumed(b: Batch, e: Event, p: StepResumed) -> None:
     _set(b, e, p.step_id, StepStatus.NOT_CREATED, reason=None)
 
 
+def _iterations(b: Batch, e: Event, step_id: str) -> dict[str, Any] | None:
+    row = b.get(STEPS, (e.instance_id, step_id))
+    if row is None or row["iterations"] is None:
+        return None
+    value = row["iterations"]
+    progress: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return progress
+
+
+def _put_iterations(b: Batch, e: Event, step_id: str, progress: dict[str, Any]) -> None:
+    b.update(STEPS, (e.instance_id, step_id), iterations=json.dumps(progress, sort_keys=True))
+
+
+def _loop_started(b: Batch, e: Event, p: LoopStarted) -> None:
+    total = None if p.items is None else len(json.loads(p.items))
+    _put_iterations(b, e, p.step_id, {"total": total, "started": 0, "statuses": {}})
+
+
+def _iterations_started(b: Batch, e: Event, p: LoopIterationsStarted) -> None:
+    progress = _iterations(b, e, p.step_id)
+    if progress is not None:
+        progress["started"] = p.first + p.count
+        _put_iterations(b, e, p.step_id, progress)
+
+
+def _iteration_ended(b: Batch, e: Event, p: LoopIterationEnded) -> None:
+    progress = _iterations(b, e, p.step_id)
+    if progress is not None:
+        statuses = progress["statuses"]
+        statuses[p.status.value] = statuses.get(p.status.value, 0) + 1
+        _put_iterations(b, e, p.step_id, progress)
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -177,4 +219,7 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     BreakpointSet: _breakpoint_set,
     StepPaused: _step_paused,
     StepResumed: _step_resumed,
+    LoopStarted: _loop_started,
+    LoopIterationsStarted: _iterations_started,
+    LoopIterationEnded: _iteration_ended,
 }

@@ -137,6 +137,9 @@ class InstanceSummary(_Out):
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    # A child instance (a subworkflow's, or a loop's iteration): the step it runs for.
+    parent_instance_id: str | None = None
+    parent_step_id: str | None = None
 
 
 class InstancePublic(InstanceSummary):
@@ -159,6 +162,14 @@ class StepPublic(_Out):
     updated_at: datetime
     # Why it ended without an attempt's result: UNSATISFIED, INTERNALLY_FAILED, STOPPED.
     reason: str | None = None
+    # A foreach or while step: its current attempt's iterations.
+    iterations: IterationProgress | None = None
+
+
+class IterationProgress(_Out):
+    total: int | None  # foreach: how many items; while: None (until the condition is false)
+    started: int
+    statuses: dict[InstanceStatus, int]  # ended iterations, by how they ended
 
 
 class AttemptPublic(_Out):

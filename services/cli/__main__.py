@@ -245,7 +245,14 @@ def cmd_workflows(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_instances(client: Client, args: argparse.Namespace) -> int:
-    page = client.get("/instances", workflow_id=args.workflow, status=args.status, limit=args.limit)
+    page = client.get(
+        "/instances",
+        workflow_id=args.workflow,
+        status=args.status,
+        parent_instance_id=args.parent,
+        top_level="true" if args.top_level else None,
+        limit=args.limit,
+    )
     for i in page["items"]:
         print(
             f"{i['instance_id']}  {i['workflow_id']:<30}  v{i['version']:<3}  "
@@ -407,6 +414,10 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
     instances = sub.add_parser("instances", help="list instances, newest first")
     instances.add_argument("--workflow")
     instances.add_argument("--status")
+    instances.add_argument(
+        "--parent", help="only this instance's children (subworkflows, iterations)"
+    )
+    instances.add_argument("--top-level", action="store_true", help="only instances with no parent")
     instances.add_argument("--limit", type=int, default=50)
     instances.set_defaults(func=cmd_instances)
     return parser

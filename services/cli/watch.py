@@ -55,6 +55,14 @@ def render(
             took = _seconds(start, _time(a.get("ended_at")), now)
         attempt = str(s["attempt"]) if s["attempt"] else "-"
         reason = f"  {s['reason']}" if s.get("reason") and a is None else ""
+        progress = s.get("iterations")
+        if progress:
+            total = "?" if progress["total"] is None else progress["total"]
+            ended = sum(progress["statuses"].values())
+            counts = ", ".join(
+                f"{n} {status}" for status, n in sorted(progress["statuses"].items())
+            )
+            reason += f"  iterations {ended}/{total} ended" + (f" ({counts})" if counts else "")
         lines.append(
             f"  {s['step_id']:<{width}}  {s['step_type']:<6}  {s['status']:<20}  "
             f"{attempt:>3}  {took}{reason}"

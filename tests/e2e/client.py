@@ -87,6 +87,11 @@ class Baton:
         assert r.status_code == 200, r.text
         return list(r.json()["items"])
 
+    async def list_instances(self, **query: str) -> list[dict[str, Any]]:
+        r = await self.http.get("/instances", params={**query, "limit": 500})
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
     async def act(
         self, iid: str, action: str, body: dict[str, Any] | None = None
     ) -> httpx.Response:

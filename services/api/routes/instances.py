@@ -77,18 +77,33 @@ async def list_instances(
     pool: Pool,
     workflow_id: Annotated[str | None, Query(max_length=128)] = None,
     status: InstanceStatus | None = None,
+    parent_instance_id: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="only the children of this instance (its"
+            " subworkflows' instances and its loops' iterations)",
+        ),
+    ] = None,
+    top_level: Annotated[
+        bool, Query(description="only instances that are no other instance's child")
+    ] = False,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> Page[InstanceSummary]:
     rows = await pool.fetch(
         "SELECT instance_id, workflow_id, version, run, status, initiator, created_at,"
-        " updated_at, ended_at FROM instances"
+        " updated_at, ended_at, parent_instance_id, parent_step_id FROM instances"
         " WHERE ($1::text IS NULL OR workflow_id = $1) AND ($2::text IS NULL OR status = $2)"
+        " AND ($5::text IS NULL OR parent_instance_id = $5)"
+        " AND (NOT $6 OR parent_instance_id IS NULL)"
         " ORDER BY created_at DESC, instance_id LIMIT $3 OFFSET $4",
         workflow_id,
         status.value if status else None,
         limit + 1,
         offset,
+        parent_instance_id,
+        top_level,
     )
     return Page[InstanceSummary].model_validate(page([dict(r) for r in rows], limit, offset))
 
@@ -133,7 +148,7 @@ async def list_steps(pool: Pool, instance_id: InstanceId) -> list[StepPublic]:
     rows = await pool.fetch(
         "SELECT * FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
     )
-    return [StepPublic.model_validate(dict(r)) for r in rows]
+    return [StepPublic.model_validate(row_dict(r, "iterations")) for r in rows]
 
 
 _ATTEMPT_JSON = ("params", "outputs")
