@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment, report
+from bench.loops import foreach
 from bench.peers import driver
 from bench.phases import PHASES, PhaseContext, Sizes
 from services.adapters import infra
 from services.adapters.settings import REPO_ROOT, Settings
 
 BENCH_HOME = REPO_ROOT / ".baton-bench"
+# The phases, in the order a full run goes through them.
+ALL_PHASES = {**PHASES, "foreach": foreach}
 # Ports of the benchmark's own stack: below the ephemeral range, apart from dev and tests.
 BENCH_ENV = {
     "BATON_HOME": str(BENCH_HOME / "stack"),
@@ -40,7 +43,7 @@ BENCH_ENV = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated phases")
+    parser.add_argument("--phases", default=",".join(ALL_PHASES), help="comma-separated phases")
     parser.add_argument("--chains", type=int, help="latency: 20-step chains, one at a time")
     parser.add_argument("--fanouts", type=int, help="latency: 100-way fan-outs, one at a time")
     parser.add_argument("--concurrency", type=int, help="throughput: chains in flight")
@@ -49,6 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--live", type=lambda v: tuple(int(x) for x in v.split(",")), help="memory: e.g. 1000,10000"
     )
+    parser.add_argument("--iterations", type=int, help="foreach: iterations of the one loop")
     parser.add_argument("--peers", default="temporal,dbos,restate,airflow")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="results.json only")
@@ -72,7 +76,7 @@ async def run_baton(phases: list[str], sizes: Sizes) -> dict[str, Any]:
     for name in phases:
         logging.info("phase %s", name)
         try:
-            results[name] = await PHASES[name](ctx)
+            results[name] = await ALL_PHASES[name](ctx)
         except Exception as err:
             # One phase failing must not throw away the others' figures: the report says
             # which phase failed and why, and the run exits non-zero.
@@ -93,12 +97,13 @@ def main(argv: list[str]) -> int:
         "workers": args.workers,
         "throughput_seconds": args.throughput_seconds,
         "memory_points": args.live,
+        "foreach_iterations": args.iterations,
     }
     sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     phases = [p for p in args.phases.split(",") if p]
-    unknown = [p for p in phases if p not in PHASES]
+    unknown = [p for p in phases if p not in ALL_PHASES]
     if unknown:
-        raise SystemExit(f"unknown phases {unknown}; expected some of {list(PHASES)}")
+        raise SystemExit(f"unknown phases {unknown}; expected some of {list(ALL_PHASES)}")
     if args.report_only:
         stored: dict[str, Any] = json.loads(args.report_only.read_text())
         doc = report.write(stored, environment.describe(), stored.get("when", "unknown"))

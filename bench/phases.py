@@ -60,6 +60,7 @@ class Sizes:
     worker_concurrency: int = 64
     memory_points: tuple[int, ...] = (1_000, 10_000)
     recovery_flow: int = 8
+    foreach_iterations: int = 25_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -70,6 +71,7 @@ class Sizes:
             throughput_warmup_seconds=3,
             concurrency=50,
             memory_points=(200, 1_000),
+            foreach_iterations=2_000,
         )
 
 

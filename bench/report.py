@@ -358,6 +358,25 @@ def plots(results: dict[str, Any]) -> list[str]:
 # -- the document ---------------------------------------------------------------------------------
 
 
+def _foreach(f: dict[str, Any]) -> list[str]:
+    return [
+        f"One instance, one foreach of {f['iterations']:,} no-op iterations at concurrency"
+        f" {f['concurrency']}, each iteration a child instance run on the worker:",
+        "",
+        _row(["measure", "value"]),
+        _row(["---", "---"]),
+        _row(["start to instance succeeded", f"{f['seconds']:.1f} s"]),
+        _row(["iterations per second", f"{f['iterations_per_s']:,.0f}"]),
+        _row(["events per iteration (all)", f"{f['events_per_iteration']:.2f}"]),
+        _row(
+            [
+                "events per iteration (the loop's instance)",
+                f"{f['parent_events_per_iteration']:.2f}",
+            ]
+        ),
+    ]
+
+
 def render(results: dict[str, Any], environment: dict[str, str], when: str) -> str:
     baton = results.get("baton", {})
     lat = baton.get("latency", {})
@@ -397,6 +416,8 @@ def render(results: dict[str, Any], environment: dict[str, str], when: str) -> s
             lines += ["![projection lag](bench/projection-lag.png)", ""]
     if baton.get("recovery"):
         lines += ["### Recovery and memory", "", *_recovery(baton["recovery"]), ""]
+    if baton.get("foreach"):
+        lines += ["### foreach", "", *_foreach(baton["foreach"]), ""]
     if peers:
         lines += [
             "### Peers, same machine, same run",
