@@ -44,3 +44,18 @@ def slow(seconds: float = 1.0) -> dict[str, Any]:
 def not_an_object() -> list[int]:
     """Returns a list: the worker reports a USER failure (outputs must be a JSON object)."""
     return [1, 2, 3]
+
+
+def load_partition(partition: str, rows: int, day: str = "") -> dict[str, Any]:
+    """The load half of examples/etl_partitions.yaml (idempotent: it only reports)."""
+    print(f"loading {rows} rows of {partition} for {day}")
+    return {"loaded": rows, "partition": partition}
+
+
+def train_epoch(epoch: int, learning_rate: float = 0.5) -> dict[str, Any]:
+    """One epoch of examples/ml_training.yaml: the weights move deterministically."""
+    return {"weights": round((1 - learning_rate) ** epoch, 6), "epoch": epoch}
+
+
+def evaluate(weights: float) -> dict[str, Any]:
+    return {"loss": weights}
