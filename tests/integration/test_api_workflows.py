@@ -60,7 +60,7 @@ def _steps(*steps: dict[str, Any]) -> dict[str, Any]:
             [
                 (
                     "steps[0].type",
-                    "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql, subworkflow",
+                    "unknown type 'bogus'; expected one of noop, sleep, shell, python, http, sql, subworkflow, foreach, while",
                 )
             ],
             id="bad-type",
