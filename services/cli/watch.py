@@ -46,7 +46,8 @@ def render(
         f"run {instance['run']}  {instance['status']}  {elapsed}"
     ]
     width = max([4, *(len(s["step_id"]) for s in steps)])
-    lines.append(f"  {'STEP':<{width}}  {'TYPE':<6}  {'STATUS':<20}  {'TRY':>3}  ELAPSED")
+    kind = max([4, *(len(s["step_type"]) for s in steps)])
+    lines.append(f"  {'STEP':<{width}}  {'TYPE':<{kind}}  {'STATUS':<20}  {'TRY':>3}  ELAPSED")
     for s in steps:
         a = newest.get(s["step_id"])
         took = ""
@@ -64,7 +65,7 @@ def render(
             )
             reason += f"  iterations {ended}/{total} ended" + (f" ({counts})" if counts else "")
         lines.append(
-            f"  {s['step_id']:<{width}}  {s['step_type']:<6}  {s['status']:<20}  "
+            f"  {s['step_id']:<{width}}  {s['step_type']:<{kind}}  {s['status']:<20}  "
             f"{attempt:>3}  {took}{reason}"
         )
     if instance.get("failure_reason"):
