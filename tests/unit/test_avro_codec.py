@@ -315,7 +315,21 @@ def test_random_bodies_behind_a_valid_header_raise_decode_error(record: str, bod
 _INT32 = st.integers(-(2**31), 2**31 - 1)
 # timestamp-micros decodes through datetime: years 1..9999.
 _MICROS = st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)
-_INT_FIELDS = {"attempt", "run", "version", "expected_run"}
+
+
+def _int32_fields() -> frozenset[str]:
+    """The fields the schemas declare as Avro `int` (32-bit); every other int is a long.
+    Read from the schemas, so a new int field is never generated out of its range."""
+    names = set()
+    for path in DEFAULT_SCHEMA_DIR.glob("*.avsc"):
+        for field in json.loads(path.read_text()).get("fields", []):
+            kinds = field["type"] if isinstance(field["type"], list) else [field["type"]]
+            if "int" in kinds:
+                names.add(field["name"])
+    return frozenset(names)
+
+
+_INT_FIELDS = _int32_fields()
 
 
 def _strategy(cls: type[Any]) -> st.SearchStrategy[Any]:
