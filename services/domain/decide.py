@@ -314,8 +314,8 @@ def _report_failed(d: Draft, c: ReportAttemptFailed) -> None:
 
 def _report_child_ended(d: Draft, c: ReportChildEnded) -> None:
     if c.iteration is not None:
-        iteration_ended(d, c)
-        advance(d)
+        if iteration_ended(d, c):
+            advance(d)
         return
     if not current(d, c.step_id, c.attempt, StepStatus.RUNNING):
         return  # the step was stopped, skipped or timed out meanwhile

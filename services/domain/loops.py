@@ -246,14 +246,13 @@ def _fail(d: Draft, step: LoopStep, loop: LoopState) -> None:
     fail_attempt(d, step.id, FailureKind.USER, msg)
 
 
-def iteration_ended(d: Draft, c: ReportChildEnded) -> None:
-    """An iteration's instance ended: count it, then start more or end the loop."""
+def iteration_ended(d: Draft, c: ReportChildEnded) -> bool:
+    """An iteration's instance ended: count it (`advance` then starts more, or ends the
+    loop). False when the report no longer applies."""
     if c.iteration is None or not current(d, c.step_id, c.attempt, StepStatus.RUNNING):
-        return
+        return False
     loop = d.s.steps[c.step_id].loop
     if loop is None or c.iteration not in loop.running:
-        return  # a duplicate, or an iteration restarted by hand after it had ended
+        return False  # a duplicate, or an iteration restarted by hand after it had ended
     d.emit(LoopIterationEnded(c.step_id, c.attempt, c.iteration, c.status, c.outputs, c.reason))
-    step = d.s.workflow.dag.steps[c.step_id]
-    assert isinstance(step, ForeachStep | WhileStep)
-    run_loop(d, step)
+    return True

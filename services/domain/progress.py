@@ -107,7 +107,7 @@ class Draft:
         children's reports (stopped, skipped, timed out, failed) stops the children still
         running: a sync subworkflow's child instance, a loop's running iterations."""
         st = self.s.steps[p.step_id]
-        if st.status not in (StepStatus.STARTING, StepStatus.RUNNING) or st.attempt == 0:
+        if st.status not in (StepStatus.STARTING, StepStatus.RUNNING):
             return
         why = getattr(p, "reason", None) or getattr(p, "message", "")
         reason = f"parent step {self.instance_id}/{p.step_id} ended: {why}"
@@ -186,8 +186,7 @@ def create_attempt(d: Draft, step_id: str) -> None:
     elif isinstance(step, SubworkflowStep):
         _start_child(d, step, attempt, params)
     elif isinstance(step, ForeachStep | WhileStep):
-        # Imported here: loops are built from this module's rules.
-        from services.domain.loops import start_loop
+        from services.domain.loops import start_loop  # loops are built from this module's rules
 
         start_loop(d, step, attempt)
 
@@ -368,14 +367,14 @@ def _ready(dag: Dag, steps: Mapping[str, StepState], sid: str) -> bool:
 
 
 def _run_loops(d: Draft) -> None:
-    """Loops start the iterations they have room for (after a resume, say)."""
+    """Running loops start the iterations they now have room for (an iteration ended, the
+    instance resumed), or end when nothing runs and nothing more will."""
     dag = d.s.workflow.dag
-    loops = [sid for sid in dag.loop_steps if d.s.steps[sid].status is StepStatus.RUNNING]
-    if not loops:
+    if not dag.loop_steps:
         return
-    from services.domain.loops import run_loop
+    from services.domain.loops import run_loop  # loops are built from this module's rules
 
-    for sid in loops:
+    for sid in dag.loop_steps:
         step = dag.steps[sid]
         assert isinstance(step, ForeachStep | WhileStep)
         run_loop(d, step)
@@ -386,6 +385,10 @@ def advance(d: Draft) -> None:
     and every retry that is due, in topological order, as far as pause and the step
     concurrency allow; end the run when nothing can run any more."""
     if not live(d) or _failed_fast(d):
+        return
+    # First the loops (one may end, and its successors are decided below).
+    _run_loops(d)
+    if _failed_fast(d):
         return
     dag = d.s.workflow.dag
     if d.s.status is InstanceStatus.IN_PROGRESS:
@@ -413,7 +416,6 @@ def advance(d: Draft) -> None:
             create_attempt(d, sid)
             if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
                 break
-        _run_loops(d)
         if _failed_fast(d):
             return
     steps = d.s.steps
