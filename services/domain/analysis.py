@@ -84,7 +84,8 @@ def _sample_base(wf: Workflow) -> dict[str, Any]:
 
 
 def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
-    """Faults of one expression, and whether it reads step outputs."""
+    """Faults of one expression, and whether it can only be judged in a run (it reads step
+    outputs or the iteration)."""
     try:
         expr = compile_expression(src)
     except ExpressionError as err:
@@ -107,9 +108,9 @@ def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
     for name in sorted(paths.params - scope.names):
         faults.append((path, f"unknown param {name!r} in {src!r}"))
     # Step outputs and the iteration exist only in a run: such an expression is judged then.
-    reads_steps = bool(expr.references & RUN_ROOTS)
+    run_time = bool(expr.references & RUN_ROOTS)
     if "steps" not in scope.roots:
-        return faults, reads_steps  # reading steps at all is reported above
+        return faults, run_time  # reading steps at all is reported above
     if "steps" in expr.references and scope.steps is None:
         faults.append(
             (
@@ -130,7 +131,7 @@ def _source_faults(src: str, path: str, scope: _Scope) -> tuple[Faults, bool]:
                         " exist when this is evaluated",
                     )
                 )
-    return faults, reads_steps
+    return faults, run_time
 
 
 def _params_faults(
@@ -143,7 +144,7 @@ def _params_faults(
 ) -> Faults:
     """Faults of one map of params; evaluates what it can into `sample`."""
     faults: Faults = []
-    reads_steps: set[str] = set()
+    run_time: set[str] = set()
     for name, p in params.items():
         if not PARAM_NAME.match(name):
             faults.append(
@@ -155,10 +156,10 @@ def _params_faults(
         elif name in RESERVED_NAMES:
             faults.append((f"{prefix}.{name}", f"{name!r} is a reserved name"))
         for src, where in param_sources(p):
-            found, steps = _source_faults(src, f"{prefix}.{name}.{where}", scope)
+            found, later = _source_faults(src, f"{prefix}.{name}.{where}", scope)
             faults.extend(found)
-            if steps:
-                reads_steps.add(name)
+            if later:
+                run_time.add(name)
     if faults:
         return faults
     deps = param_dependencies(params, outer)
@@ -170,9 +171,9 @@ def _params_faults(
                 "params depend on each other in a cycle: " + " -> ".join(cycle),
             )
         ]
-    # Evaluate what needs no run: in order, skipping whatever reads steps (or depends on it),
+    # Evaluate what needs no run: in order, skipping whatever reads steps or the iteration (or depends on it),
     # and whatever reads an outer param that could not be evaluated (already reported).
-    blocked = set(reads_steps)
+    blocked = set(run_time)
     unknown = outer - sample.keys()
     for name in order:
         if deps[name] & blocked or param_reads(params[name]) & unknown:
@@ -192,10 +193,10 @@ def _params_faults(
 def _condition_faults(
     src: str, path: str, scope: _Scope, sample: Mapping[str, Any], base: Mapping[str, Any]
 ) -> Faults:
-    found, reads_steps = _source_faults(src, path, scope)
+    found, run_time = _source_faults(src, path, scope)
     if found:
         return found
-    if not reads_steps:
+    if not run_time:
         expr = compile_expression(src)
         if (expr.references | member_paths(src).params) & (scope.names - sample.keys()):
             return []  # reads a param that could not be evaluated (already reported)
