@@ -171,8 +171,9 @@ def _params_faults(
                 "params depend on each other in a cycle: " + " -> ".join(cycle),
             )
         ]
-    # Evaluate what needs no run: in order, skipping whatever reads steps or the iteration (or depends on it),
-    # and whatever reads an outer param that could not be evaluated (already reported).
+    # Evaluate what needs no run: in order, skipping whatever reads steps or the iteration
+    # (or depends on it), and whatever reads an outer param that could not be evaluated
+    # (already reported).
     blocked = set(run_time)
     unknown = outer - sample.keys()
     for name in order:
