@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from services.domain.definition import DefinitionError
+from services.domain.fields import DefinitionError
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:baton:problem:"

@@ -18,13 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.domain.dag import order_params, param_dependencies, param_reads, param_sources
-from services.domain.definition import (
-    ForeachStep,
-    Param,
-    WhileStep,
-    Workflow,
-    load_workflow,
-)
+from services.domain.definition import Workflow, load_workflow
 from services.domain.evaluation import (
     CONTEXT_ROOTS,
     ITERATION,
@@ -41,7 +35,9 @@ from services.domain.expressions import (
     member_paths,
     value_templates,
 )
+from services.domain.fields import Param
 from services.domain.params import describe
+from services.domain.steps import ForeachStep, WhileStep
 
 # What an expression may read only in a run: step outputs, and a loop's iteration.
 RUN_ROOTS = frozenset({"steps", ITERATION})

@@ -16,9 +16,17 @@ from services.domain.expressions import (
     value_templates,
 )
 from services.domain.statuses import StepStatus
+from services.domain.steps import (
+    LOOP_STEP_TYPES,
+    MAX_SUBWORKFLOW_DEPTH,
+    ForeachStep,
+    Step,
+    WhileStep,
+)
 
 if TYPE_CHECKING:
-    from services.domain.definition import Param, Step, Workflow
+    from services.domain.definition import Workflow
+    from services.domain.fields import Param
 
 # What a worker's runtime needs of each step type, sent in the task's config.
 TASK_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
@@ -56,7 +64,7 @@ class Dag:
             s.id: tuple(n.step for n in s.next) for s in wf.steps
         }
         self.loop_steps: tuple[str, ...] = tuple(
-            s.id for s in wf.steps if s.type in ("foreach", "while")
+            s.id for s in wf.steps if s.type in LOOP_STEP_TYPES
         )
         # Definition order: how steps are listed (read models, restarts).
         self.order: tuple[str, ...] = tuple(s.id for s in wf.steps)
@@ -143,13 +151,11 @@ def graph_faults(wf: Workflow) -> list[tuple[str, str]]:
 
 
 def _graph_faults(steps: list[Step], prefix: str, depth: int) -> list[tuple[str, str]]:
-    from services.domain.definition import MAX_SUBWORKFLOW_DEPTH
-
     faults = _dag_faults(steps, prefix)
     for i, s in enumerate(steps):
-        body = getattr(s, "steps", None)
-        if body is None:
+        if not isinstance(s, ForeachStep | WhileStep):
             continue
+        body = s.steps
         if depth + 1 > MAX_SUBWORKFLOW_DEPTH:
             faults.append(
                 (f"{prefix}steps[{i}].steps", f"loops nest at most {MAX_SUBWORKFLOW_DEPTH} deep")

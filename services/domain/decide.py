@@ -40,7 +40,7 @@ from services.domain.commands import (
     WorkflowCommand,
     is_workflow_command,
 )
-from services.domain.definition import ENGINE_STEP_TYPES, DefinitionError, load_workflow
+from services.domain.definition import load_workflow
 from services.domain.evaluation import (
     builtins,
     check_overrides,
@@ -67,6 +67,7 @@ from services.domain.events import (
     StepStopped,
 )
 from services.domain.expressions import ExpressionError
+from services.domain.fields import DefinitionError
 from services.domain.loops import iteration_ended
 from services.domain.progress import (
     MICROS,
@@ -87,6 +88,7 @@ from services.domain.statuses import (
     RestartMode,
     StepStatus,
 )
+from services.domain.steps import ENGINE_STEP_TYPES
 from services.domain.workflows import decide_for_workflow
 
 

@@ -25,13 +25,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.domain.definition import DefinitionError, Param, Workflow
+from services.domain.definition import Workflow
 from services.domain.expressions import (
     ExpressionError,
     compile_expression,
     interpolate,
     is_template,
 )
+from services.domain.fields import DefinitionError, Param
 from services.domain.params import (
     ParamMode,
     check_value,

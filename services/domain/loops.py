@@ -22,13 +22,6 @@ import json
 from typing import Any
 
 from services.domain.commands import ReportChildEnded, StartInstance
-from services.domain.definition import (
-    MAX_ITERATIONS,
-    MAX_SUBWORKFLOW_DEPTH,
-    ForeachStep,
-    LoopStep,
-    WhileStep,
-)
 from services.domain.evaluation import (
     context,
     evaluate_condition,
@@ -58,6 +51,13 @@ from services.domain.progress import (
 )
 from services.domain.state import LoopState, Results
 from services.domain.statuses import FailureKind, FailureMode, InstanceStatus, StepStatus
+from services.domain.steps import (
+    MAX_ITERATIONS,
+    MAX_SUBWORKFLOW_DEPTH,
+    ForeachStep,
+    LoopStep,
+    WhileStep,
+)
 
 # The items a foreach records in one event, encoded: well under the broker's message size.
 MAX_ITEMS_BYTES = 512_000

@@ -11,16 +11,6 @@ from typing import Any
 
 from services.domain.commands import ROUTE_SEPARATOR, Command, StartChild, StopInstance
 from services.domain.dag import Dag
-from services.domain.definition import (
-    ENGINE_STEP_TYPES,
-    LOOP_STEP_TYPES,
-    ExponentialBackoff,
-    ForeachStep,
-    RetryPolicy,
-    SleepStep,
-    SubworkflowStep,
-    WhileStep,
-)
 from services.domain.evaluation import (
     context,
     evaluate_condition,
@@ -52,6 +42,16 @@ from services.domain.statuses import (
     FailureMode,
     InstanceStatus,
     StepStatus,
+)
+from services.domain.steps import (
+    ENGINE_STEP_TYPES,
+    LOOP_STEP_TYPES,
+    ExponentialBackoff,
+    ForeachStep,
+    RetryPolicy,
+    SleepStep,
+    SubworkflowStep,
+    WhileStep,
 )
 
 MICROS = 1_000_000

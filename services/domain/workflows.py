@@ -32,13 +32,7 @@ from services.domain.commands import (
     UnblockWorkflow,
     WorkflowCommand,
 )
-from services.domain.definition import (
-    MAX_SUBWORKFLOW_DEPTH,
-    DefinitionError,
-    RunStrategy,
-    load_workflow,
-    parse_workflow,
-)
+from services.domain.definition import RunStrategy, load_workflow, parse_workflow
 from services.domain.evaluation import check_overrides
 from services.domain.events import (
     Event,
@@ -53,8 +47,10 @@ from services.domain.events import (
     WorkflowVersionCreated,
 )
 from services.domain.evolve import evolve_workflow
+from services.domain.fields import DefinitionError
 from services.domain.state import WorkflowState
 from services.domain.statuses import InstanceStatus, RunStrategyRule
+from services.domain.steps import MAX_SUBWORKFLOW_DEPTH
 
 # The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
 _BLOCKING = frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT})

@@ -44,13 +44,13 @@ from services.domain.commands import (
     is_workflow_command,
 )
 from services.domain.decide import decide_instance
-from services.domain.definition import ENGINE_STEP_TYPES
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted
 from services.domain.evolve import CorruptLog, evolve, evolve_workflow
 from services.domain.progress import ENGINE_WORKER, next_deadline
 from services.domain.state import InstanceState, WorkflowState
 from services.domain.statuses import StepStatus
+from services.domain.steps import ENGINE_STEP_TYPES
 from services.domain.workflows import decide_for_workflow
 from services.engine.outbox import Outbox
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from services.domain.commands import PushWorkflow
-from services.domain.definition import MAX_DEFINITION_BYTES, parse_workflow_text
+from services.domain.definition import parse_workflow_text
+from services.domain.fields import MAX_DEFINITION_BYTES
 from tests.integration.api_harness import (
     V1,
     Api,

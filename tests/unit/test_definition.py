@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from services.domain.definition import (
-    MAX_STEPS,
-    DefinitionError,
-    load_workflow,
-    parse_duration,
-    parse_workflow,
-    parse_workflow_text,
-)
+from services.domain.definition import load_workflow, parse_workflow, parse_workflow_text
 from services.domain.evaluation import check_overrides, start_params
+from services.domain.fields import MAX_STEPS, DefinitionError, parse_duration
 from services.domain.params import ParamType
 
 

@@ -14,7 +14,8 @@ from services.domain.commands import (
     ResumeInstance,
     StopInstance,
 )
-from services.domain.definition import DefinitionError, parse_workflow
+from services.domain.definition import parse_workflow
+from services.domain.fields import DefinitionError
 from services.domain.progress import iteration_id
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 from tests.unit.test_subworkflows import World

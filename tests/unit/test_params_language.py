@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from services.domain.definition import DefinitionError, parse_workflow
+from services.domain.definition import parse_workflow
 from services.domain.evaluation import (
     builtins,
     check_overrides,
     restart_params,
     start_params,
 )
+from services.domain.fields import DefinitionError
 from services.domain.params import ParamMode
 
 

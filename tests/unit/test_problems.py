@@ -8,7 +8,8 @@ from starlette.requests import Request
 
 from services.api import problems
 from services.api.problems import MEDIA_TYPE, Problem, ProblemResponse, json_path
-from services.domain.definition import DefinitionError, parse_workflow_text
+from services.domain.definition import parse_workflow_text
+from services.domain.fields import DefinitionError
 
 BAD_RETRY = """
 id: wf

@@ -41,8 +41,9 @@ from services.domain.commands import (
     StopStep,
     UnblockWorkflow,
 )
-from services.domain.definition import DefinitionError, Workflow, load_workflow
+from services.domain.definition import Workflow, load_workflow
 from services.domain.evaluation import check_overrides
+from services.domain.fields import DefinitionError
 from services.domain.statuses import (
     INSTANCE_ACTIONS,
     STEP_ACTIONS,

@@ -33,15 +33,10 @@ from services.domain.commands import (
     PushWorkflow,
     StartInstance,
 )
-from services.domain.definition import (
-    MAX_DEFINITION_BYTES,
-    DefinitionError,
-    Workflow,
-    load_workflow,
-    parse_workflow_text,
-)
+from services.domain.definition import Workflow, load_workflow, parse_workflow_text
 from services.domain.evaluation import builtins, check_overrides, start_params
 from services.domain.expressions import ExpressionError
+from services.domain.fields import MAX_DEFINITION_BYTES, DefinitionError
 
 # Instance ids of keyed starts: uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}"), so the
 # same key twice names the same instance and the engine drops the second StartInstance.
