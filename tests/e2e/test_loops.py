@@ -99,3 +99,37 @@ async def test_while_repeats_until_its_condition_is_false(baton: Baton) -> None:
         e["payload"] for e in await baton.events(iid) if e["type"] == "StepAttemptSucceeded"
     ]
     assert succeeded[-1]["step_id"] == "train"
+
+
+async def test_an_iteration_restarts_from_a_step_of_the_loops_body(baton: Baton) -> None:
+    wf = unique("foreach-restart")
+    await baton.push(
+        {
+            "id": wf,
+            "steps": [
+                {
+                    "id": "each",
+                    "type": "foreach",
+                    "items": [1],
+                    "steps": [
+                        {"id": "prepare", "type": "noop", "next": ["flaky"]},
+                        {
+                            "id": "flaky",
+                            "type": "python",
+                            "function": "examples.steps:flaky",  # fails its first attempt
+                            "retry_policy": {"user_limit": 0},
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+    iid = await baton.start(wf)
+    failed = await baton.wait_status(iid, "SUCCEEDED", "FAILED", "STOPPED")
+    assert failed["status"] == "FAILED", failed
+    iteration = f"{iid}~each~1~0"
+    # Checked against the loop's body (its steps), which the iteration runs.
+    r = await baton.act(iteration, "restart", {"mode": "FROM_STEP", "step": "flaky"})
+    assert r.status_code == 202, r.text
+    again = await baton.wait_status(iteration, "SUCCEEDED")
+    assert again["run"] == 2

@@ -414,8 +414,17 @@ async def _step_row(pool: Pool, instance_id: str, step_id: str) -> dict[str, Any
 
 
 async def _instance_workflow(pool: Pool, instance_id: str) -> Workflow:
-    """The definition of the version the instance runs."""
+    """The definition the instance runs, as its `InstanceStarted` recorded it: a loop's
+    iteration runs the loop's body, not its workflow's version. A start still queued has no
+    such event yet: then the version it will run."""
     row = await _instance_row(pool, instance_id)
+    definition = await pool.fetchval(
+        "SELECT payload->>'definition' FROM events"
+        " WHERE aggregate_id = $1 AND type = 'InstanceStarted'",
+        instance_id,
+    )
+    if definition is not None:
+        return load_workflow(definition)
     definition = await pool.fetchval(
         "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
         row["workflow_id"],
