@@ -227,9 +227,6 @@ class Shard:
             first = False
             local.extend(sent)
 
-    def owns(self, key: str) -> bool:
-        return partition_for(key, self.partition_count) == self.partition
-
     def _decide_one(
         self, cmd: Command, now: int, out: Outbox, caused_at: int | None
     ) -> list[Command]:
