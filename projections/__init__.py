@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from projections import attempts, history, instances, steps, workflows
+from projections import attempts, history, instances, signals, steps, workflows
 from projections.tables import Batch, Conn, Handler, Table, load, write
 from services.domain.events import EVENT_TYPES, Event, EventPayload
 
 # history first: its table is the idempotence guard for all the others.
-MODULES = (history, workflows, instances, steps, attempts)
+MODULES = (history, workflows, instances, steps, attempts, signals)
 _STATE_MODULES = MODULES[1:]
 
 ALL_TABLES: tuple[Table, ...] = tuple(t for m in MODULES for t in m.TABLES)
@@ -27,7 +27,8 @@ ALL_HANDLERS: dict[type[EventPayload], tuple[Handler, ...]] = {
 
 SKIPPED: dict[type[EventPayload], str] = {}
 """Event types deliberately not projected, with the reason. None today: every event is
-at least recorded in `events`."""
+at least recorded in `events` (SignalAwaited and SignalWaitCancelled only there: the waiting
+step's row shows the wait)."""
 
 _HISTORY_HANDLERS: dict[type[EventPayload], tuple[Handler, ...]] = {
     t: (h,) for t, h in history.HANDLERS.items()

@@ -37,9 +37,13 @@ def payload_json(payload: EventPayload) -> str:
 
 
 def aggregate_id(e: Event) -> str:
-    """Workflow ids and instance ids are different namespaces that could spell the same
-    string; the prefix keeps their histories apart."""
-    return e.instance_id if e.instance_id is not None else f"workflow:{e.workflow_id}"
+    """Workflow ids, instance ids and signal names are different namespaces that could spell
+    the same string; the prefixes keep their histories apart."""
+    if e.instance_id is not None:
+        return e.instance_id
+    if e.signal_name is not None:
+        return f"signal:{e.signal_name}"
+    return f"workflow:{e.workflow_id}"
 
 
 def history_row(e: Event) -> dict[str, Any]:

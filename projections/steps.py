@@ -29,9 +29,12 @@ from services.domain.events import (
     StepPaused,
     StepRestarted,
     StepResumed,
+    StepSignalMatched,
+    StepSignalsBypassed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
+    StepWaitingForSignals,
 )
 from services.domain.statuses import StepStatus
 
@@ -56,7 +59,10 @@ def _step_keys(e: Event) -> Iterator[Key]:
         | StepResumed
         | LoopStarted
         | LoopIterationsStarted
-        | LoopIterationEnded,
+        | LoopIterationEnded
+        | StepWaitingForSignals
+        | StepSignalMatched
+        | StepSignalsBypassed,
     ):
         yield (e.instance_id, p.step_id)
 
@@ -74,6 +80,7 @@ STEPS = Table(
         ("updated_at", "timestamptz"),
         ("reason", "text"),
         ("iterations", "jsonb"),  # a loop step: {total, started, statuses}
+        ("signals", "jsonb"),  # a step with signal dependencies: {dependencies, matched}
     ),
     key=("instance_id", "step_id"),
     keys_of=_step_keys,
@@ -107,6 +114,7 @@ def _started(b: Batch, e: Event, p: InstanceStarted) -> None:
                 "updated_at": at,
                 "reason": None,
                 "iterations": None,
+                "signals": None,
             },
         )
 
@@ -204,6 +212,40 @@ def _iteration_ended(b: Batch, e: Event, p: LoopIterationEnded) -> None:
         _put_iterations(b, e, p.step_id, progress)
 
 
+def _waiting_for_signals(b: Batch, e: Event, p: StepWaitingForSignals) -> None:
+    deps = json.loads(p.dependencies)
+    names = ", ".join(sorted({d["name"] for d in deps}))
+    signals = json.dumps({"dependencies": deps, "matched": {}}, sort_keys=True)
+    _set(
+        b,
+        e,
+        p.step_id,
+        StepStatus.WAITING_FOR_SIGNALS,
+        run=p.run,
+        reason=f"waiting for signals: {names}",
+        signals=signals,
+    )
+
+
+def _signal_matched(b: Batch, e: Event, p: StepSignalMatched) -> None:
+    row = b.get(STEPS, (e.instance_id, p.step_id))
+    if row is None or row["signals"] is None:
+        return
+    value = row["signals"]
+    signals: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    signals["matched"][str(p.index)] = {"name": p.signal_name, "signal_seq": p.signal_seq}
+    changes: dict[str, Any] = {"signals": json.dumps(signals, sort_keys=True)}
+    if len(signals["matched"]) >= len(signals["dependencies"]):
+        # Met: the step is about to start (the same decision creates its attempt, or it
+        # waits for resume or a free slot).
+        changes.update(status=StepStatus.NOT_CREATED.value, reason=None)
+    b.update(STEPS, (e.instance_id, p.step_id), updated_at=ts(e.occurred_at), **changes)
+
+
+def _signals_bypassed(b: Batch, e: Event, p: StepSignalsBypassed) -> None:
+    _set(b, e, p.step_id, StepStatus.NOT_CREATED, reason=f"signals bypassed: {p.reason}")
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     InstanceStarted: _started,
     InstanceRestarted: _restarted,
@@ -222,4 +264,7 @@ HANDLERS: dict[type[EventPayload], Handler] = {
     LoopStarted: _loop_started,
     LoopIterationsStarted: _iterations_started,
     LoopIterationEnded: _iteration_ended,
+    StepWaitingForSignals: _waiting_for_signals,
+    StepSignalMatched: _signal_matched,
+    StepSignalsBypassed: _signals_bypassed,
 }

@@ -295,6 +295,7 @@ class Codec:
             "seq": e.seq,
             "occurred_at": e.occurred_at,
             "caused_at": e.caused_at,
+            "signal_name": e.signal_name,
             "type": m.short_name,
             "schema_version": self._event.version,
             "payload": (m.full_name, m.to_record(e.payload)),
@@ -340,6 +341,7 @@ class Codec:
                 _micros(rec["occurred_at"]),
                 payload,
                 _micros_or_none(rec.get("caused_at")),
+                rec.get("signal_name"),
             )
         except DecodeError:
             raise

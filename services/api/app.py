@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.api import problems
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
-from services.api.routes import health, instances, registry, workflows
+from services.api.routes import health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
 
@@ -26,6 +26,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     problems.install(app)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(instances.router, prefix=API_PREFIX)
+    app.include_router(signals.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(registry.router, prefix=API_PREFIX)
     # Unversioned: probes expect /health, and a registry URL is conventionally short.

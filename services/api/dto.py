@@ -164,6 +164,13 @@ class StepPublic(_Out):
     reason: str | None = None
     # A foreach or while step: its current attempt's iterations.
     iterations: IterationProgress | None = None
+    # A step with signal dependencies: what it waits for, and what met each dependency.
+    signals: StepSignals | None = None
+
+
+class StepSignals(_Out):
+    dependencies: list[dict[str, Any]]  # [{name, match: [[param, operator, value]]}]
+    matched: dict[str, dict[str, Any]]  # dependency index -> {name, signal_seq}
 
 
 class IterationProgress(_Out):
@@ -230,8 +237,43 @@ class ActionAccepted(_Out):
 class StepActionAccepted(_Out):
     instance_id: str
     step_id: str
-    action: Literal["skip", "stop", "restart", "pause", "resume"]
+    action: Literal["skip", "stop", "restart", "pause", "resume", "bypass-signals"]
     command_id: str
+
+
+# -- signals ---------------------------------------------------------------------------
+
+
+class SignalCreate(_In):
+    """A signal: its `params` (strings and longs) are what dependencies and triggers match
+    on; `payload` is carried along. The same `request_id` twice is one signal."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$", examples=["table_ready"])
+    params: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+        Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+        | Annotated[str, Field(max_length=1024)],
+    ] = Field(default_factory=dict, max_length=64, examples=[{"table": "sales", "day": 20251121}])
+    payload: Any = None
+    request_id: str | None = Field(None, min_length=1, max_length=256)
+    sender: str = Field("api", min_length=1, max_length=256)
+
+
+class SignalAccepted(_Out):
+    name: str
+    request_id: str
+    command_id: str
+
+
+class SignalPublic(_Out):
+    name: str
+    signal_seq: int
+    request_id: str
+    params: dict[str, Any]
+    payload: Any
+    sender: str
+    woken: int  # the waiting steps it met at once
+    received_at: datetime
 
 
 # -- health ------------------------------------------------------------------------------

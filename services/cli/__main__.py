@@ -7,8 +7,9 @@
     baton start WORKFLOW [-p k=v]...   start an instance; prints its id
     baton status|watch|events ID       read an instance
     baton stop|kill|restart|pause|resume|unblock ID   act on an instance (restart: -p k=v, --step S)
-    baton step skip|stop|restart|pause|resume ID STEP   act on one step
-    baton workflows | instances        list
+    baton step skip|stop|restart|pause|resume|bypass-signals ID STEP   act on one step
+    baton signal NAME [-p k=v]... [--payload JSON] [--request-id R]   send a signal
+    baton workflows | instances | signals   list
 
 Every command but `run` talks HTTP to the API (`--api`, default from the settings).
 """
@@ -213,6 +214,31 @@ def cmd_step_action(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signal(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "params": dict(args.param)}
+    if args.payload is not None:
+        try:
+            body["payload"] = json.loads(args.payload)
+        except json.JSONDecodeError as err:
+            print(f"error: --payload is not JSON: {err}", file=sys.stderr)
+            return 2
+    if args.request_id:
+        body["request_id"] = args.request_id
+    accepted = client.post("/signals", body)
+    print(f"signal {args.name}: accepted (request {accepted['request_id']})")
+    return 0
+
+
+def cmd_signals(client: Client, args: argparse.Namespace) -> int:
+    for s in client.get("/signals", name=args.name, limit=args.limit)["items"]:
+        params = json.dumps(s["params"], separators=(",", ":"), ensure_ascii=False)
+        print(
+            f"{s['name']:<30}  #{s['signal_seq']:<6}  woke {s['woken']:<3}  {s['received_at']}"
+            f"  {params}"
+        )
+    return 0
+
+
 def cmd_action(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"mode": args.mode} if args.action == "restart" else {}
     if args.action == "restart" and args.param:
@@ -391,9 +417,12 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_action, action=action)
 
     step = sub.add_parser(
-        "step", help="skip, stop, restart, pause (breakpoint) or resume one step of an instance"
+        "step",
+        help="skip, stop, restart, pause (breakpoint), resume or bypass-signals: act on one step",
     )
-    step.add_argument("step_action", choices=["skip", "stop", "restart", "pause", "resume"])
+    step.add_argument(
+        "step_action", choices=["skip", "stop", "restart", "pause", "resume", "bypass-signals"]
+    )
     step.add_argument("id")
     step.add_argument("step")
     step.add_argument("--reason", default="")
@@ -420,6 +449,18 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
     instances.add_argument("--top-level", action="store_true", help="only instances with no parent")
     instances.add_argument("--limit", type=int, default=50)
     instances.set_defaults(func=cmd_instances)
+
+    signal_ = sub.add_parser("signal", help="send a signal (steps waiting for it start)")
+    signal_.add_argument("name")
+    _add_param_option(signal_, "a signal param; VALUE is a long if it parses as one, else a string")
+    signal_.add_argument("--payload", help="JSON carried with the signal")
+    signal_.add_argument("--request-id", help="dedup: the same request id is one signal")
+    signal_.set_defaults(func=cmd_signal)
+
+    signals = sub.add_parser("signals", help="list received signals, newest first")
+    signals.add_argument("--name")
+    signals.add_argument("--limit", type=int, default=50)
+    signals.set_defaults(func=cmd_signals)
     return parser
 
 

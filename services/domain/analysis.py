@@ -224,6 +224,60 @@ def _runtime_field_faults(step: Any, at: str, names: frozenset[str], wf: Workflo
     return faults
 
 
+def _value_faults(
+    values: Mapping[str, Param],
+    prefix: str,
+    scope: _Scope,
+    sample: Mapping[str, Any],
+    base: Mapping[str, Any],
+) -> Faults:
+    """Faults of values evaluated each on its own (no value reads another): what they read,
+    and, when no run is needed, their type with the default values."""
+    faults: Faults = []
+    for name, p in values.items():
+        found: Faults = []
+        run_time = False
+        for src, where in param_sources(p):
+            more, later = _source_faults(src, f"{prefix}.{name}.{where}", scope)
+            found += more
+            run_time = run_time or later
+        faults += found
+        if found or run_time or param_reads(p) & (scope.names - sample.keys()):
+            continue
+        try:
+            evaluate_param(name, p, context(dict(sample), base))
+        except ExpressionError as err:
+            faults.append(
+                (f"{prefix}.{name}", f"{err} (evaluated at push time with the default values)")
+            )
+    return faults
+
+
+def _signal_faults(
+    wf: Workflow,
+    step: Any,
+    at: str,
+    names: frozenset[str],
+    sample: Mapping[str, Any],
+    base: Mapping[str, Any],
+    roots: frozenset[str],
+) -> Faults:
+    """Signal dependencies' match values (evaluated before the step starts) and signal
+    outputs' params (as it succeeds: its own outputs are visible)."""
+    upstream = wf.dag.ancestors[step.id]
+    faults: Faults = []
+    for i, dep in enumerate(step.signal_dependencies):
+        scope = _Scope(names, upstream, f"the signal dependencies of step {step.id!r}", wf, roots)
+        values = {name: cond.value for name, cond in dep.match.items()}
+        faults += _value_faults(values, f"{at}.signal_dependencies[{i}].match", scope, sample, base)
+    for i, out in enumerate(step.signal_outputs):
+        scope = _Scope(
+            names, upstream | {step.id}, f"the signal outputs of step {step.id!r}", wf, roots
+        )
+        faults += _value_faults(out.params, f"{at}.signal_outputs[{i}].params", scope, sample, base)
+    return faults
+
+
 def expression_faults(wf: Workflow) -> Faults:
     """Every fault of the definition's params and conditions (see the module's doc)."""
     base = _sample_base(wf)
@@ -262,6 +316,7 @@ def _steps_faults(
         step_sample = dict(sample)
         faults += _params_faults(step.params, f"{at}.params", scope, names, step_sample, base)
         faults += _runtime_field_faults(step, at, names | frozenset(step.params), wf)
+        faults += _signal_faults(wf, step, at, names, sample, base, roots)
         for j, edge in enumerate(step.next):
             if edge.condition is None:
                 continue

@@ -257,6 +257,64 @@ class ReportAttemptHeartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class BypassSignals:
+    """Start a step waiting for signals without them (a step action)."""
+
+    instance_id: str
+    step_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverSignal:
+    """A signal matched dependency `index` of a waiting step (sent by the signal)."""
+
+    instance_id: str
+    step_id: str
+    wait: int  # the wait it answers (StepWaitingForSignals' sequence number)
+    index: int
+    signal_name: str
+    signal_seq: int
+    params: str  # the signal's params (JSON)
+
+
+# --- the signal aggregate (keyed by signal name) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendSignal:
+    """A signal arrives: by API, or from a step's signal outputs. `request_id` dedups it."""
+
+    signal_name: str
+    request_id: str
+    params: str  # JSON object of strings and longs
+    payload: str  # JSON
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSignal:
+    """A step waits for a signal of this name matching `match` (sent by the instance)."""
+
+    signal_name: str
+    instance_id: str
+    step_id: str
+    wait: int
+    index: int
+    match: str  # the evaluated conditions (JSON, see signal_specs.match_to_json)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSignalWait:
+    """The step no longer waits (bypassed, stopped, skipped, its run ended)."""
+
+    signal_name: str
+    instance_id: str
+    step_id: str
+    wait: int
+
+
+@dataclass(frozen=True, slots=True)
 class FireTimers:
     """Internal: the engine's clock reached a deadline recorded in this instance's state."""
 
@@ -292,6 +350,8 @@ InstanceCommand = (
     | ReportAttemptHeartbeat
     | FireTimers
     | ExpireHeartbeat
+    | BypassSignals
+    | DeliverSignal
 )
 WorkflowCommand = (
     PushWorkflow
@@ -313,7 +373,9 @@ WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     UnblockWorkflow,
     StartChild,
 )
-Command = InstanceCommand | WorkflowCommand
+SignalCommand = SendSignal | AwaitSignal | CancelSignalWait
+SIGNAL_COMMANDS: tuple[type[Command], ...] = (SendSignal, AwaitSignal, CancelSignalWait)
+Command = InstanceCommand | WorkflowCommand | SignalCommand
 
 # Commands that travel on the commands topic (the internal ones never leave the engine).
 WIRE_COMMANDS: tuple[type[Command], ...] = (
@@ -341,6 +403,11 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     UnblockWorkflow,
     StartChild,
     ReportChildEnded,
+    BypassSignals,
+    DeliverSignal,
+    SendSignal,
+    AwaitSignal,
+    CancelSignalWait,
 )
 
 
@@ -348,10 +415,21 @@ def is_workflow_command(cmd: Command) -> TypeIs[WorkflowCommand]:
     return isinstance(cmd, WORKFLOW_COMMANDS)
 
 
+def is_signal_command(cmd: Command) -> TypeIs[SignalCommand]:
+    return isinstance(cmd, SIGNAL_COMMANDS)
+
+
+def signal_key(name: str) -> str:
+    """A signal's aggregate id: its own key space (a workflow may share the name)."""
+    return f"signal:{name}"
+
+
 def command_key(cmd: Command) -> str:
     """The aggregate a command addresses (the record key; its route picks the partition)."""
     if is_workflow_command(cmd):
         return cmd.workflow_id
+    if is_signal_command(cmd):
+        return signal_key(cmd.signal_name)
     return cmd.instance_id
 
 

@@ -14,8 +14,11 @@ from dataclasses import replace
 from typing import Any
 
 from services.domain.commands import (
+    SIGNAL_COMMANDS,
     WORKFLOW_COMMANDS,
+    BypassSignals,
     Command,
+    DeliverSignal,
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
@@ -38,6 +41,7 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
     WorkflowCommand,
+    is_signal_command,
     is_workflow_command,
 )
 from services.domain.definition import load_workflow
@@ -60,7 +64,6 @@ from services.domain.events import (
     InstanceStopped,
     InstanceTimedOut,
     StepAttemptStarted,
-    StepAttemptSucceeded,
     StepRestarted,
     StepResumed,
     StepSkipped,
@@ -88,6 +91,7 @@ from services.domain.statuses import (
     RestartMode,
     StepStatus,
 )
+from services.domain.step_signals import bypass_signals, signal_delivered, succeed
 from services.domain.steps import ENGINE_STEP_TYPES
 from services.domain.workflows import decide_for_workflow
 
@@ -303,7 +307,7 @@ def _report_started(d: Draft, c: ReportAttemptStarted) -> None:
 def _report_succeeded(d: Draft, c: ReportAttemptSucceeded) -> None:
     if not current(d, c.step_id, c.attempt, StepStatus.STARTING, StepStatus.RUNNING):
         return
-    d.emit(StepAttemptSucceeded(c.step_id, c.attempt, c.outputs))
+    succeed(d, c.step_id, c.attempt, c.outputs)
     advance(d)
 
 
@@ -322,12 +326,23 @@ def _report_child_ended(d: Draft, c: ReportChildEnded) -> None:
     if not current(d, c.step_id, c.attempt, StepStatus.RUNNING):
         return  # the step was stopped, skipped or timed out meanwhile
     if c.status is InstanceStatus.SUCCEEDED:
-        d.emit(StepAttemptSucceeded(c.step_id, c.attempt, c.outputs))
+        succeed(d, c.step_id, c.attempt, c.outputs)
     else:
         why = f": {c.reason}" if c.reason else ""
         msg = f"subworkflow instance {c.child_id} ended {c.status.value}{why}"
         fail_attempt(d, c.step_id, FailureKind.USER, msg)
     advance(d)
+
+
+def _deliver_signal(d: Draft, c: DeliverSignal) -> None:
+    if signal_delivered(d, c):
+        advance(d)
+
+
+def _bypass_signals(d: Draft, c: BypassSignals) -> None:
+    _step(d, c.step_id)  # an unknown step can never apply
+    if bypass_signals(d, c):
+        advance(d)
 
 
 def _heartbeat(d: Draft, c: ReportAttemptHeartbeat) -> None:
@@ -357,7 +372,7 @@ def _fire_timers(d: Draft, c: FireTimers) -> None:
         st = d.s.steps[sid]
         if st.status is StepStatus.RUNNING and st.wake_at is not None:
             if st.wake_at <= now:
-                d.emit(StepAttemptSucceeded(sid, st.attempt, "{}"))
+                succeed(d, sid, st.attempt, "{}")
         elif st.status.is_active and st.timeout_at is not None and st.timeout_at <= now:
             timeout = d.s.workflow.dag.steps[sid].timeout
             fail_attempt(d, sid, FailureKind.TIMEOUT, f"step timed out after {timeout:g}s")
@@ -383,6 +398,8 @@ _HANDLERS: dict[type, Callable[[Draft, Any], None]] = {
     ReportChildEnded: _report_child_ended,
     ExpireHeartbeat: _expire_heartbeat,
     FireTimers: _fire_timers,
+    DeliverSignal: _deliver_signal,
+    BypassSignals: _bypass_signals,
 }
 
 
@@ -410,6 +427,8 @@ def decide_instance(
     commands they send to other aggregates."""
     if is_workflow_command(command):
         raise TypeError(f"{type(command).__name__} addresses a workflow: use decide_workflow")
+    if is_signal_command(command):
+        raise TypeError(f"{type(command).__name__} addresses a signal: use decide_signal")
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise TypeError(f"no rule for {type(command).__name__}")
@@ -480,4 +499,4 @@ def decide_workflow(
 
 
 def handled_command_types() -> frozenset[type]:
-    return frozenset(_HANDLERS) | set(WORKFLOW_COMMANDS)
+    return frozenset(_HANDLERS) | set(WORKFLOW_COMMANDS) | set(SIGNAL_COMMANDS)

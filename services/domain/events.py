@@ -274,6 +274,71 @@ class LoopIterationEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StepWaitingForSignals:
+    """The step waits before it starts for a signal per dependency; `dependencies` are their
+    evaluated conditions (JSON list of {name, match}). The event's seq identifies the wait."""
+
+    step_id: str
+    run: int
+    dependencies: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepSignalMatched:
+    """Signal `signal_name` number `signal_seq` met dependency `index` of the waiting step."""
+
+    step_id: str
+    index: int
+    signal_name: str
+    signal_seq: int
+    params: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepSignalsBypassed:
+    """The step starts without the signals it waits for (a user's action)."""
+
+    step_id: str
+    reason: str
+
+
+# --- the signal aggregate (signal events: no instance, no workflow; `signal_name` set) ---
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReceived:
+    """Signal number `signal_seq` of its name arrived. `woken`: the waits it met (JSON list of
+    [instance id, step id, wait, index]), which end with it."""
+
+    signal_seq: int
+    request_id: str
+    params: str
+    payload: str
+    sender: str
+    woken: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalAwaited:
+    """A step's dependency waits for a signal of this name that meets `match`."""
+
+    instance_id: str
+    step_id: str
+    wait: int
+    index: int
+    match: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWaitCancelled:
+    """Every dependency of that wait stops waiting (the step no longer needs them)."""
+
+    instance_id: str
+    step_id: str
+    wait: int
+
+
 InstanceEvent = (
     InstanceStarted
     | InstanceRestarted
@@ -298,6 +363,9 @@ InstanceEvent = (
     | LoopStarted
     | LoopIterationsStarted
     | LoopIterationEnded
+    | StepWaitingForSignals
+    | StepSignalMatched
+    | StepSignalsBypassed
 )
 WorkflowEvent = (
     WorkflowVersionCreated
@@ -309,7 +377,8 @@ WorkflowEvent = (
     | InstanceReleased
     | WorkflowUnblocked
 )
-EventPayload = InstanceEvent | WorkflowEvent
+SignalEvent = SignalReceived | SignalAwaited | SignalWaitCancelled
+EventPayload = InstanceEvent | WorkflowEvent | SignalEvent
 
 # The workflow aggregate's events (the others are instance events).
 WORKFLOW_EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -321,6 +390,11 @@ WORKFLOW_EVENT_TYPES: tuple[type[EventPayload], ...] = (
     InstanceDequeued,
     InstanceReleased,
     WorkflowUnblocked,
+)
+SIGNAL_EVENT_TYPES: tuple[type[EventPayload], ...] = (
+    SignalReceived,
+    SignalAwaited,
+    SignalWaitCancelled,
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -355,6 +429,12 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     LoopStarted,
     LoopIterationsStarted,
     LoopIterationEnded,
+    StepWaitingForSignals,
+    StepSignalMatched,
+    StepSignalsBypassed,
+    SignalReceived,
+    SignalAwaited,
+    SignalWaitCancelled,
 )
 
 
@@ -363,8 +443,8 @@ class Event:
     """The envelope. `event_id` is `<aggregate id>:<seq>`: unique and derived, never random."""
 
     event_id: str
-    instance_id: str | None  # None for workflow-level events
-    workflow_id: str
+    instance_id: str | None  # None for workflow-level and signal events
+    workflow_id: str  # "" for signal events
     seq: int  # per aggregate, gapless from 1
     occurred_at: int  # UTC microseconds
     payload: EventPayload
@@ -372,6 +452,7 @@ class Event:
     # API request); None for the engine's own decisions (timers). Metadata only: evolve never
     # reads it. It is what measures launch and start overhead from the worker's point of view.
     caused_at: int | None = None
+    signal_name: str | None = None  # the signal of a signal event; None for the others
 
     @property
     def type(self) -> str:
@@ -379,4 +460,8 @@ class Event:
 
     @property
     def key(self) -> str:
-        return self.instance_id if self.instance_id is not None else self.workflow_id
+        if self.instance_id is not None:
+            return self.instance_id
+        if self.signal_name is not None:
+            return f"signal:{self.signal_name}"  # commands.signal_key
+        return self.workflow_id

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.domain.definition import load_workflow
 from services.domain.events import (
+    SIGNAL_EVENT_TYPES,
     WORKFLOW_EVENT_TYPES,
     BreakpointSet,
     Event,
@@ -27,6 +28,9 @@ from services.domain.events import (
     LoopIterationEnded,
     LoopIterationsStarted,
     LoopStarted,
+    SignalAwaited,
+    SignalReceived,
+    SignalWaitCancelled,
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
@@ -35,15 +39,26 @@ from services.domain.events import (
     StepPaused,
     StepRestarted,
     StepResumed,
+    StepSignalMatched,
+    StepSignalsBypassed,
     StepSkipped,
     StepStopped,
     StepUnsatisfied,
+    StepWaitingForSignals,
     WorkflowActivated,
     WorkflowDeactivated,
     WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.state import InstanceState, LoopState, StepState, WorkflowState
+from services.domain.signal_specs import match_from_json
+from services.domain.state import (
+    InstanceState,
+    LoopState,
+    SignalRecord,
+    SignalState,
+    StepState,
+    WorkflowState,
+)
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 
@@ -198,6 +213,38 @@ def _step_resumed(s: InstanceState, e: Event, p: StepResumed) -> InstanceState:
     return _set_step(s, e, p.step_id, new)
 
 
+def _waiting_for_signals(s: InstanceState, e: Event, p: StepWaitingForSignals) -> InstanceState:
+    new = replace(
+        s.steps[p.step_id],
+        status=StepStatus.WAITING_FOR_SIGNALS,
+        signal_wait=e.seq,
+        signals_matched=frozenset(),
+    )
+    return _set_step(s, e, p.step_id, new)
+
+
+def _signal_matched(s: InstanceState, e: Event, p: StepSignalMatched) -> InstanceState:
+    old = s.steps[p.step_id]
+    matched = old.signals_matched | {p.index}
+    needed = len(s.workflow.dag.steps[p.step_id].signal_dependencies)
+    if len(matched) < needed:
+        return _set_step(s, e, p.step_id, replace(old, signals_matched=matched))
+    new = replace(
+        old,
+        status=StepStatus.NOT_CREATED,
+        signals_matched=matched,
+        signal_wait=None,
+        signals_met=True,
+    )
+    return _set_step(s, e, p.step_id, new)
+
+
+def _signals_bypassed(s: InstanceState, e: Event, p: StepSignalsBypassed) -> InstanceState:
+    old = s.steps[p.step_id]
+    new = replace(old, status=StepStatus.NOT_CREATED, signal_wait=None, signals_met=True)
+    return _set_step(s, e, p.step_id, new)
+
+
 # The loop's aggregated result keeps the iterations' outputs up to this many bytes.
 MAX_LOOP_RESULTS_BYTES = 200 * 1024
 
@@ -270,6 +317,9 @@ _INSTANCE_HANDLERS: dict[type, Callable[[Any, Event, Any], InstanceState]] = {
     LoopStarted: _loop_started,
     LoopIterationsStarted: _iterations_started,
     LoopIterationEnded: _iteration_ended,
+    StepWaitingForSignals: _waiting_for_signals,
+    StepSignalMatched: _signal_matched,
+    StepSignalsBypassed: _signals_bypassed,
 }
 
 
@@ -342,6 +392,47 @@ def _without(queue: tuple[InstanceQueued, ...], instance_id: str) -> tuple[Insta
     return tuple(q for q in queue if q.instance_id != instance_id)
 
 
+# A signal name keeps its newest signals for dependencies that start waiting later.
+MAX_RECENT_SIGNALS = 1000
+
+
+def evolve_signal(state: SignalState | None, event: Event) -> SignalState:
+    p = event.payload
+    if state is not None and event.seq != state.seq + 1:
+        raise CorruptLog(f"{event.event_id}: seq {event.seq} after {state.seq}")
+    name = event.signal_name
+    if name is None:
+        raise CorruptLog(f"{event.event_id}: {event.type} without a signal name")
+    s = replace(state or SignalState(name, 0), seq=event.seq)
+    if isinstance(p, SignalReceived):
+        params = json.loads(p.params)
+        record = SignalRecord(p.signal_seq, params, p.params)
+        recent = (*s.recent[-(MAX_RECENT_SIGNALS - 1) :], record)
+        waits = s.waits.mutate()
+        for iid, sid, wait, index in json.loads(p.woken):
+            key = (iid, sid, wait)
+            left = tuple(dep for dep in waits.get(key, ()) if dep[0] != index)
+            if left:
+                waits[key] = left
+            elif key in waits:
+                del waits[key]
+        return replace(
+            s,
+            count=p.signal_seq,
+            recent=recent,
+            request_ids=s.request_ids.set(p.request_id, p.signal_seq),
+            waits=waits.finish(),
+        )
+    if isinstance(p, SignalAwaited):
+        key = (p.instance_id, p.step_id, p.wait)
+        deps = (*s.waits.get(key, ()), (p.index, match_from_json(p.match)))
+        return replace(s, waits=s.waits.set(key, deps))
+    if isinstance(p, SignalWaitCancelled):
+        key = (p.instance_id, p.step_id, p.wait)
+        return replace(s, waits=s.waits.delete(key)) if key in s.waits else s
+    raise CorruptLog(f"{event.type} is not a signal event")
+
+
 def fold(events: list[Event], state: InstanceState | None = None) -> InstanceState | None:
     for e in events:
         state = evolve(state, e)
@@ -349,4 +440,4 @@ def fold(events: list[Event], state: InstanceState | None = None) -> InstanceSta
 
 
 def handled_event_types() -> frozenset[type]:
-    return frozenset(_INSTANCE_HANDLERS) | set(WORKFLOW_EVENT_TYPES)
+    return frozenset(_INSTANCE_HANDLERS) | set(WORKFLOW_EVENT_TYPES) | set(SIGNAL_EVENT_TYPES)

@@ -35,7 +35,6 @@ from services.domain.events import (
     LoopIterationsStarted,
     LoopStarted,
     StepAttemptStarted,
-    StepAttemptSucceeded,
     StepEvaluationFailed,
 )
 from services.domain.expressions import ExpressionError, compile_expression
@@ -51,6 +50,7 @@ from services.domain.progress import (
 )
 from services.domain.state import LoopState, Results
 from services.domain.statuses import FailureKind, FailureMode, InstanceStatus, StepStatus
+from services.domain.step_signals import succeed
 from services.domain.steps import (
     MAX_ITERATIONS,
     MAX_SUBWORKFLOW_DEPTH,
@@ -238,7 +238,7 @@ def _succeed(d: Draft, step: LoopStep, loop: LoopState) -> None:
     if isinstance(step, WhileStep):
         outputs["last"] = parsed_outputs(loop.last_outputs)
     attempt = d.s.steps[step.id].attempt
-    d.emit(StepAttemptSucceeded(step.id, attempt, dumps(outputs)))
+    succeed(d, step.id, attempt, dumps(outputs))
 
 
 def _fail(d: Draft, step: LoopStep, loop: LoopState) -> None:

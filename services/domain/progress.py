@@ -27,7 +27,6 @@ from services.domain.events import (
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
-    StepAttemptSucceeded,
     StepEvaluationFailed,
     StepPaused,
     StepSkipped,
@@ -105,8 +104,14 @@ class Draft:
     ) -> None:
         """Cancellation propagates down: a step attempt that ends other than by its
         children's reports (stopped, skipped, timed out, failed) stops the children still
-        running: a sync subworkflow's child instance, a loop's running iterations."""
+        running: a sync subworkflow's child instance, a loop's running iterations. A step
+        that ends while waiting for signals withdraws its wait."""
         st = self.s.steps[p.step_id]
+        if st.status is StepStatus.WAITING_FOR_SIGNALS:
+            from services.domain.step_signals import cancel_wait  # built from this module
+
+            cancel_wait(self, p.step_id)
+            return
         if st.status not in (StepStatus.STARTING, StepStatus.RUNNING):
             return
         why = getattr(p, "reason", None) or getattr(p, "message", "")
@@ -225,7 +230,9 @@ def _start_child(d: Draft, step: SubworkflowStep, attempt: int, params: str) -> 
         started = StepAttemptStarted(step.id, attempt, ENGINE_WORKER, timeout_at, wake_at=None)
         d.emit(started)
     else:
-        d.emit(StepAttemptSucceeded(step.id, attempt, dumps({"instance_id": child})))
+        from services.domain.step_signals import succeed  # built from this module's rules
+
+        succeed(d, step.id, attempt, dumps({"instance_id": child}))
 
 
 def retry_delay(policy: RetryPolicy, kind: FailureKind, retry_number: int) -> float:
@@ -409,6 +416,13 @@ def advance(d: Draft) -> None:
                     continue
             if not due_retry and sid in d.s.breakpoints and not st.released:
                 d.emit(StepPaused(sid, d.s.run))
+                continue
+            if not due_retry and dag.steps[sid].signal_dependencies and not st.signals_met:
+                from services.domain.step_signals import wait_for_signals  # see _run_loops
+
+                wait_for_signals(d, sid)
+                if d.s.steps[sid].status is StepStatus.INTERNALLY_FAILED:
+                    break
                 continue
             slots = _slots(d.s)
             if slots == 0:

@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import immutables
+
 from services.domain.definition import RunStrategy, Workflow, load_workflow
 from services.domain.events import InstanceQueued
+from services.domain.signal_specs import Match
 from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
 
 # The outputs of ended iterations, newest first, as a persistent list: adding one shares
@@ -50,6 +53,9 @@ class StepState:
     wake_at: int | None = None
     outputs: str | None = None  # JSON of the succeeded attempt's outputs, for expressions
     released: bool = False  # resumed at its breakpoint: it starts without pausing again
+    signal_wait: int | None = None  # waiting for signals: the wait's id (its event's seq)
+    signals_matched: frozenset[int] = frozenset()  # the dependencies met so far
+    signals_met: bool = False  # every dependency met, or bypassed: it starts without waiting
     loop: LoopState | None = None  # a loop step: its attempt's iterations
 
     def failures(self, kind: FailureKind) -> int:
@@ -101,3 +107,32 @@ class WorkflowState:
     # Every version's definition (canonical JSON), for child instances started by other
     # workflows' subworkflow steps.
     definitions: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """One received signal, as dependencies match it."""
+
+    seq: int
+    params: Mapping[str, Any]
+    params_json: str
+
+
+# A wait: (instance id, step id, wait); it holds (dependency index, match) per dependency.
+WaitKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    """A signal name's aggregate: the signals received (the newest, for dependencies that
+    come later), the request ids seen (dedup), and the steps waiting for one."""
+
+    name: str
+    seq: int
+    count: int = 0  # signals received: the last one's signal_seq
+    recent: tuple[SignalRecord, ...] = ()  # newest last, at most MAX_RECENT_SIGNALS
+    # Persistent maps: a fold of n signals stays O(n log n). request id -> signal_seq.
+    request_ids: immutables.Map[str, int] = field(default_factory=immutables.Map)
+    waits: immutables.Map[WaitKey, tuple[tuple[int, Match], ...]] = field(
+        default_factory=immutables.Map
+    )

@@ -41,6 +41,8 @@ class StepStatus(StrEnum):
     NOT_CREATED = "NOT_CREATED"
     # Stopped at a breakpoint before its attempt: waits for a resume of the step.
     PAUSED = "PAUSED"
+    # Waits before its attempt for signals that meet its signal dependencies.
+    WAITING_FOR_SIGNALS = "WAITING_FOR_SIGNALS"
     # An attempt exists and its task was sent; no worker has reported it started yet.
     STARTING = "STARTING"
     RUNNING = "RUNNING"
@@ -91,7 +93,13 @@ class StepStatus(StrEnum):
 
 
 _ACTIVE_STEP = frozenset(
-    {StepStatus.PAUSED, StepStatus.STARTING, StepStatus.RUNNING, StepStatus.WAITING_FOR_RETRY}
+    {
+        StepStatus.PAUSED,
+        StepStatus.WAITING_FOR_SIGNALS,
+        StepStatus.STARTING,
+        StepStatus.RUNNING,
+        StepStatus.WAITING_FOR_RETRY,
+    }
 )
 _SUCCESS_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.COMPLETED_WITH_ERROR, StepStatus.SKIPPED}
@@ -189,4 +197,5 @@ STEP_ACTIONS: dict[str, frozenset[StepStatus]] = {
     # A breakpoint is set on a step that has not started (yet, or again after a restart).
     "pause": frozenset({StepStatus.NOT_CREATED}),
     "resume": frozenset({StepStatus.PAUSED, StepStatus.NOT_CREATED}),
+    "bypass_signals": frozenset({StepStatus.WAITING_FOR_SIGNALS}),
 }

@@ -18,6 +18,12 @@ from services.domain.fields import (
     Params,
     upper,
 )
+from services.domain.signal_specs import (
+    MAX_SIGNAL_DEPENDENCIES,
+    MAX_SIGNAL_OUTPUTS,
+    SignalDependency,
+    SignalOutput,
+)
 from services.domain.statuses import FailureMode
 
 ENGINE_STEP_TYPES = frozenset({"sleep", "subworkflow", "foreach", "while"})
@@ -91,6 +97,11 @@ class _StepBase(Model):
     queue: str = Field("default", pattern=QUEUE_PATTERN)
     # Pause the step before each run of it starts, until the step is resumed (a breakpoint).
     breakpoint: bool = False
+    # Wait before starting for signals matching these; send these when the step succeeds.
+    signal_dependencies: list[SignalDependency] = Field(
+        default_factory=list, max_length=MAX_SIGNAL_DEPENDENCIES
+    )
+    signal_outputs: list[SignalOutput] = Field(default_factory=list, max_length=MAX_SIGNAL_OUTPUTS)
 
 
 class NoopStep(_StepBase):

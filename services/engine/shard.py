@@ -41,14 +41,16 @@ from services.domain.commands import (
     Rejected,
     ReportAttemptHeartbeat,
     command_key,
+    is_signal_command,
     is_workflow_command,
 )
 from services.domain.decide import decide_instance
 from services.domain.dispatch import cancellations, tasks_for
 from services.domain.events import Event, StepAttemptStarted
-from services.domain.evolve import CorruptLog, evolve, evolve_workflow
+from services.domain.evolve import CorruptLog, evolve, evolve_signal, evolve_workflow
 from services.domain.progress import ENGINE_WORKER, next_deadline
-from services.domain.state import InstanceState, WorkflowState
+from services.domain.signals import decide_for_signal
+from services.domain.state import InstanceState, SignalState, WorkflowState
 from services.domain.statuses import StepStatus
 from services.domain.steps import ENGINE_STEP_TYPES
 from services.domain.workflows import decide_for_workflow
@@ -95,6 +97,7 @@ class Shard:
         self.ensure_queue = ensure_queue
         self.instances: dict[str, InstanceState] = {}
         self.workflows: dict[str, WorkflowState] = {}
+        self.signals: dict[str, SignalState] = {}
         # Timers: a heap of (due, instance id) with one live entry per instance (`scheduled`);
         # an entry whose due differs from `scheduled` is stale and skipped when popped.
         self._heap: list[tuple[int, str]] = []
@@ -174,6 +177,10 @@ class Shard:
     # --- the fold, kept in memory ----------------------------------------------------------
 
     def _apply(self, event: Event) -> None:
+        if event.signal_name is not None:
+            name = event.signal_name
+            self.signals[name] = evolve_signal(self.signals.get(name), event)
+            return
         if event.instance_id is None:
             wid = event.workflow_id
             self.workflows[wid] = evolve_workflow(self.workflows.get(wid), event)
@@ -239,6 +246,15 @@ class Shard:
             local, remote = self._route(wd.sent, now, caused_at)
             if wd.state is not None:
                 self.workflows[wd.state.workflow_id] = wd.state
+            out.events.extend(encoded)
+            out.commands.extend(remote)
+            return local
+        if is_signal_command(cmd):
+            sd = decide_for_signal(self.signals.get(cmd.signal_name), cmd, now, caused_at)
+            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in sd.events]
+            local, remote = self._route(sd.sent, now, caused_at)
+            if sd.state is not None:
+                self.signals[sd.state.name] = sd.state
             out.events.extend(encoded)
             out.commands.extend(remote)
             return local
@@ -370,7 +386,7 @@ class Shard:
                 # Its timer is already off the heap: the instance waits for its next input
                 # rather than failing the same way on every loop.
                 log.exception("p%d: %s failed; left as it is", self.partition, cmd)
-        for iid in {e.instance_id for e, _ in out.events if e.instance_id}:
+        for iid in {e.instance_id for e, _ in out.events if e.instance_id is not None}:
             state = self.instances.get(iid)
             if state is not None:
                 self._schedule(iid, state)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from services.domain.commands import (
     ActivateWorkflow,
-    Command,
     CommandEnvelope,
     DeactivateWorkflow,
     DequeueInstance,
@@ -38,7 +37,6 @@ from services.domain.commands import (
 from services.domain.events import (
     BreakpointSet,
     Event,
-    EventPayload,
     InstanceAdmitted,
     InstanceDequeued,
     InstanceFailed,
@@ -72,38 +70,21 @@ from services.domain.events import (
 )
 from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
 from services.domain.tasks import Task
-
-WORKFLOW = "etl.daily-sales"
-INSTANCE = "etl.daily-sales:7f3c2a9e"
-T0 = 1_763_750_400_000_000  # 2025-11-21T18:40:00Z in UTC microseconds
-SECOND = 1_000_000
-DEFINITION = (
-    '{"id":"etl.daily-sales","steps":[{"id":"extract","type":"shell",'
-    '"command":"./extract.sh"},{"id":"wait","type":"sleep","duration":30},'
-    '{"id":"load","type":"python","function":"etl.load:main","after":["extract","wait"]}],'
-    '"timeout":3600}'
+from tests.golden.common import (
+    DEFINITION,
+    INSTANCE,
+    PARAMS,
+    SECOND,
+    T0,
+    WORKFLOW,
+    command,
+    event,
 )
-PARAMS = '{"date":"2025-11-20","region":"eu-west"}'
+from tests.golden.samples_v6 import COMMANDS_V6, EVENTS_V6
 
-
-def _event(
-    seq: int, payload: EventPayload, *, instance: bool = True, caused_at: int | None = None
-) -> Event:
-    aggregate = INSTANCE if instance else WORKFLOW
-    return Event(
-        event_id=f"{aggregate}:{seq}",
-        instance_id=INSTANCE if instance else None,
-        workflow_id=WORKFLOW,
-        seq=seq,
-        occurred_at=T0 + seq * 1_250,
-        payload=payload,
-        caused_at=caused_at,
-    )
-
-
-EVENTS: tuple[Event, ...] = (
-    _event(3, WorkflowVersionCreated(version=3, definition=DEFINITION), instance=False),
-    _event(
+_EVENTS_V1_TO_V5: tuple[Event, ...] = (
+    event(3, WorkflowVersionCreated(version=3, definition=DEFINITION), instance=False),
+    event(
         1,
         InstanceStarted(
             version=3,
@@ -114,7 +95,7 @@ EVENTS: tuple[Event, ...] = (
             timeout_at=T0 + 3600 * SECOND,
         ),
     ),
-    _event(
+    event(
         12,
         InstanceRestarted(
             run=2,
@@ -123,8 +104,8 @@ EVENTS: tuple[Event, ...] = (
             timeout_at=T0 + 7200 * SECOND,
         ),
     ),
-    _event(20, InstanceSucceeded(run=2)),
-    _event(
+    event(20, InstanceSucceeded(run=2)),
+    event(
         11,
         InstanceFailed(
             run=1,
@@ -133,9 +114,9 @@ EVENTS: tuple[Event, ...] = (
             killed=False,
         ),
     ),
-    _event(9, InstanceStopped(run=1, reason="stopped by user:ana@example.com")),
-    _event(30, InstanceTimedOut(run=3)),
-    _event(
+    event(9, InstanceStopped(run=1, reason="stopped by user:ana@example.com")),
+    event(30, InstanceTimedOut(run=3)),
+    event(
         2,
         StepAttemptCreated(
             step_id="extract",
@@ -146,7 +127,7 @@ EVENTS: tuple[Event, ...] = (
             params='{"date":"2025-11-20"}',
         ),
     ),
-    _event(
+    event(
         3,
         StepAttemptStarted(
             step_id="extract",
@@ -156,13 +137,13 @@ EVENTS: tuple[Event, ...] = (
             wake_at=None,
         ),
     ),
-    _event(
+    event(
         6,
         StepAttemptSucceeded(
             step_id="extract", attempt=1, outputs='{"rows":18234,"path":"s3://b/x.parquet"}'
         ),
     ),
-    _event(
+    event(
         8,
         StepAttemptFailed(
             step_id="load",
@@ -174,15 +155,15 @@ EVENTS: tuple[Event, ...] = (
             retry_at=T0 + 40 * SECOND,
         ),
     ),
-    _event(10, StepStopped(step_id="load", attempt=3, status=StepStatus.STOPPED, reason="stopped")),
+    event(10, StepStopped(step_id="load", attempt=3, status=StepStatus.STOPPED, reason="stopped")),
     # Events v3: steps that end without an attempt.
-    _event(
+    event(
         11,
         StepUnsatisfied(
             step_id="backfill", run=1, reason="extract -> backfill: params.rows == 0 is false"
         ),
     ),
-    _event(
+    event(
         12,
         StepEvaluationFailed(
             step_id="load",
@@ -190,17 +171,17 @@ EVENTS: tuple[Event, ...] = (
             message="param path: 'steps.extract.outputs.dir': no such key: dir",
         ),
     ),
-    _event(13, InstancePaused(run=1, reason="paused by user:ana@example.com")),
-    _event(14, InstanceResumed(run=1)),
-    _event(15, StepSkipped(step_id="load", run=1, attempt=2, reason="skipped: data already there")),
-    _event(16, StepRestarted(step_id="load", run=1)),
-    _event(17, BreakpointSet(step_id="load", enabled=True)),
-    _event(18, StepPaused(step_id="load", run=1)),
-    _event(19, StepResumed(step_id="load", run=1)),
+    event(13, InstancePaused(run=1, reason="paused by user:ana@example.com")),
+    event(14, InstanceResumed(run=1)),
+    event(15, StepSkipped(step_id="load", run=1, attempt=2, reason="skipped: data already there")),
+    event(16, StepRestarted(step_id="load", run=1)),
+    event(17, BreakpointSet(step_id="load", enabled=True)),
+    event(18, StepPaused(step_id="load", run=1)),
+    event(19, StepResumed(step_id="load", run=1)),
     # Events v5: loops.
-    _event(20, LoopStarted(step_id="per_day", attempt=1, items='["2025-11-20","2025-11-21"]')),
-    _event(21, LoopIterationsStarted(step_id="per_day", attempt=1, first=0, count=2)),
-    _event(
+    event(20, LoopStarted(step_id="per_day", attempt=1, items='["2025-11-20","2025-11-21"]')),
+    event(21, LoopIterationsStarted(step_id="per_day", attempt=1, first=0, count=2)),
+    event(
         22,
         LoopIterationEnded(
             step_id="per_day",
@@ -263,26 +244,26 @@ EVENTS: tuple[Event, ...] = (
 # Variants exercising the other union branches (null, absent times, the engine's steps).
 EVENT_VARIANTS: tuple[Event, ...] = (
     # Events v2: the worker's clock when it reported the attempt started.
-    _event(
+    event(
         6,
         StepAttemptStarted(
             step_id="extract", attempt=1, worker_id="w-1", timeout_at=None, wake_at=None
         ),
         caused_at=T0 + 6 * 1_250 - 700,
     ),
-    _event(
+    event(
         4,
         StepAttemptCreated(
             step_id="wait", attempt=1, run=1, step_type="sleep", queue=None, params="{}"
         ),
     ),
-    _event(
+    event(
         5,
         StepAttemptStarted(
             step_id="wait", attempt=1, worker_id="engine", timeout_at=None, wake_at=T0 + 30 * SECOND
         ),
     ),
-    _event(
+    event(
         9,
         StepAttemptFailed(
             step_id="load",
@@ -294,7 +275,7 @@ EVENT_VARIANTS: tuple[Event, ...] = (
             retry_at=None,
         ),
     ),
-    _event(
+    event(
         2,
         InstanceStarted(
             version=1,
@@ -306,7 +287,7 @@ EVENT_VARIANTS: tuple[Event, ...] = (
         ),
     ),
     # Events v4: a child instance of a subworkflow step.
-    _event(
+    event(
         1,
         InstanceStarted(
             version=2,
@@ -322,7 +303,7 @@ EVENT_VARIANTS: tuple[Event, ...] = (
         ),
     ),
     # Events v5: an iteration of a loop step.
-    _event(
+    event(
         1,
         InstanceStarted(
             version=2,
@@ -339,7 +320,7 @@ EVENT_VARIANTS: tuple[Event, ...] = (
         ),
     ),
     # Events v3: a restart that changed the run's params.
-    _event(
+    event(
         21,
         InstanceRestarted(
             run=3,
@@ -352,17 +333,9 @@ EVENT_VARIANTS: tuple[Event, ...] = (
 )
 
 
-def _command(n: int, payload: Command) -> CommandEnvelope:
-    return CommandEnvelope(
-        command_id=f"cmd-01JD{n:04d}",
-        issued_at=T0 - 500 + n,
-        payload=payload,
-    )
-
-
-COMMANDS: tuple[CommandEnvelope, ...] = (
-    _command(1, PushWorkflow(workflow_id=WORKFLOW, definition=DEFINITION)),
-    _command(
+_COMMANDS_V1_TO_V5: tuple[CommandEnvelope, ...] = (
+    command(1, PushWorkflow(workflow_id=WORKFLOW, definition=DEFINITION)),
+    command(
         2,
         StartInstance(
             instance_id=INSTANCE,
@@ -375,19 +348,19 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             admitted=False,
         ),
     ),
-    _command(3, StopInstance(instance_id=INSTANCE, reason="wrong region")),
-    _command(4, KillInstance(instance_id=INSTANCE, reason="runaway cost")),
-    _command(5, RestartInstance(instance_id=INSTANCE, mode=RestartMode.FROM_BEGINNING)),
-    _command(15, PauseInstance(instance_id=INSTANCE, reason="upstream outage")),
-    _command(16, ResumeInstance(instance_id=INSTANCE)),
-    _command(17, SkipStep(instance_id=INSTANCE, step_id="load", reason="loaded by hand")),
-    _command(18, StopStep(instance_id=INSTANCE, step_id="load", reason="wrong input")),
-    _command(19, RestartStep(instance_id=INSTANCE, step_id="load")),
-    _command(20, PauseStep(instance_id=INSTANCE, step_id="load")),
-    _command(21, ResumeStep(instance_id=INSTANCE, step_id="load")),
-    _command(22, ActivateWorkflow(workflow_id=WORKFLOW, version=2)),
-    _command(23, DeactivateWorkflow(workflow_id=WORKFLOW)),
-    _command(
+    command(3, StopInstance(instance_id=INSTANCE, reason="wrong region")),
+    command(4, KillInstance(instance_id=INSTANCE, reason="runaway cost")),
+    command(5, RestartInstance(instance_id=INSTANCE, mode=RestartMode.FROM_BEGINNING)),
+    command(15, PauseInstance(instance_id=INSTANCE, reason="upstream outage")),
+    command(16, ResumeInstance(instance_id=INSTANCE)),
+    command(17, SkipStep(instance_id=INSTANCE, step_id="load", reason="loaded by hand")),
+    command(18, StopStep(instance_id=INSTANCE, step_id="load", reason="wrong input")),
+    command(19, RestartStep(instance_id=INSTANCE, step_id="load")),
+    command(20, PauseStep(instance_id=INSTANCE, step_id="load")),
+    command(21, ResumeStep(instance_id=INSTANCE, step_id="load")),
+    command(22, ActivateWorkflow(workflow_id=WORKFLOW, version=2)),
+    command(23, DeactivateWorkflow(workflow_id=WORKFLOW)),
+    command(
         24,
         QueueInstance(
             workflow_id=WORKFLOW,
@@ -399,15 +372,15 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             idempotency_key=None,
         ),
     ),
-    _command(
+    command(
         25,
         NoteInstanceStatus(
             workflow_id=WORKFLOW, instance_id=INSTANCE, status=InstanceStatus.SUCCEEDED
         ),
     ),
-    _command(26, DequeueInstance(workflow_id=WORKFLOW, instance_id=INSTANCE, reason="not now")),
-    _command(27, UnblockWorkflow(workflow_id=WORKFLOW, instance_id=INSTANCE)),
-    _command(
+    command(26, DequeueInstance(workflow_id=WORKFLOW, instance_id=INSTANCE, reason="not now")),
+    command(27, UnblockWorkflow(workflow_id=WORKFLOW, instance_id=INSTANCE)),
+    command(
         28,
         StartChild(
             workflow_id="etl.load-region",
@@ -421,7 +394,7 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             depth=1,
         ),
     ),
-    _command(
+    command(
         29,
         ReportChildEnded(
             instance_id=INSTANCE,
@@ -433,19 +406,19 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             reason="step(s) failed: copy",
         ),
     ),
-    _command(
+    command(
         6,
         ReportAttemptStarted(
             instance_id=INSTANCE, step_id="extract", attempt=1, worker_id="worker-a1b2:4711"
         ),
     ),
-    _command(
+    command(
         7,
         ReportAttemptSucceeded(
             instance_id=INSTANCE, step_id="extract", attempt=1, outputs='{"rows":18234}'
         ),
     ),
-    _command(
+    command(
         8,
         ReportAttemptFailed(
             instance_id=INSTANCE,
@@ -456,7 +429,7 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
             output_tail="loading batch 7/12\n",
         ),
     ),
-    _command(
+    command(
         9,
         ReportAttemptHeartbeat(
             instance_id=INSTANCE, step_id="load", attempt=2, worker_id="worker-c3d4:91"
@@ -465,7 +438,7 @@ COMMANDS: tuple[CommandEnvelope, ...] = (
 )
 
 COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
-    _command(
+    command(
         10,
         StartInstance(
             instance_id="etl.daily-sales:00aa",
@@ -477,7 +450,7 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
         ),
     ),
     # Commands v5: a loop's iteration, started and reporting its end.
-    _command(
+    command(
         30,
         StartInstance(
             instance_id=f"{INSTANCE}~per_day~1~0",
@@ -493,7 +466,7 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
             loop='{"index":0,"item":"2025-11-20"}',
         ),
     ),
-    _command(
+    command(
         31,
         ReportChildEnded(
             instance_id=INSTANCE,
@@ -505,17 +478,20 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
             iteration=0,
         ),
     ),
-    _command(11, RestartInstance(instance_id=INSTANCE)),
-    _command(12, StopInstance(instance_id=INSTANCE)),
+    command(11, RestartInstance(instance_id=INSTANCE)),
+    command(12, StopInstance(instance_id=INSTANCE)),
     # Commands v3: a restart with param overrides.
-    _command(13, RestartInstance(instance_id=INSTANCE, expected_run=2, params='{"rows":5}')),
-    _command(
+    command(13, RestartInstance(instance_id=INSTANCE, expected_run=2, params='{"rows":5}')),
+    command(
         14,
         RestartInstance(
             instance_id=INSTANCE, mode=RestartMode.FROM_STEP, expected_run=3, step_id="load"
         ),
     ),
 )
+
+EVENTS = _EVENTS_V1_TO_V5 + EVENTS_V6
+COMMANDS = _COMMANDS_V1_TO_V5 + COMMANDS_V6
 
 TASK = Task(
     instance_id=INSTANCE,

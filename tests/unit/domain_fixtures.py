@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from services.domain.commands import Command, StartInstance, is_workflow_command
+from services.domain.commands import (
+    Command,
+    StartInstance,
+    is_signal_command,
+    is_workflow_command,
+)
 from services.domain.decide import decide, decide_instance
 from services.domain.definition import parse_workflow
 from services.domain.events import Event, EventPayload
 from services.domain.evolve import fold
-from services.domain.state import InstanceState, WorkflowState
+from services.domain.signals import decide_for_signal
+from services.domain.state import InstanceState, SignalState, WorkflowState
 from services.domain.workflows import decide_for_workflow
 
 IID = "i-1"
@@ -64,6 +70,7 @@ class World:
     def __init__(self) -> None:
         self.workflows: dict[str, WorkflowState] = {}
         self.instances: dict[str, InstanceState] = {}
+        self.signals: dict[str, SignalState] = {}
         self.log: list[str] = []
 
     def when(self, command: Command) -> list[str]:
@@ -77,6 +84,12 @@ class World:
                     self.workflows[c.workflow_id] = wd.state
                 self.log += [f"{c.workflow_id} {e.type}" for e in wd.events]
                 queue.extend(wd.sent)
+            elif is_signal_command(c):
+                sd = decide_for_signal(self.signals.get(c.signal_name), c, 0)
+                if sd.state is not None:
+                    self.signals[c.signal_name] = sd.state
+                self.log += [f"signal:{c.signal_name} {e.type}" for e in sd.events]
+                queue.extend(sd.sent)
             else:
                 d = decide_instance(self.instances.get(c.instance_id), c, 0)
                 if d.state is not None:

@@ -27,6 +27,7 @@ from services.api.dto import (
     StepPublic,
 )
 from services.domain.commands import (
+    BypassSignals,
     Command,
     DequeueInstance,
     KillInstance,
@@ -149,7 +150,7 @@ async def list_steps(pool: Pool, instance_id: InstanceId) -> list[StepPublic]:
     rows = await pool.fetch(
         "SELECT * FROM steps WHERE instance_id = $1 ORDER BY position", instance_id
     )
-    return [StepPublic.model_validate(row_dict(r, "iterations")) for r in rows]
+    return [StepPublic.model_validate(row_dict(r, "iterations", "signals")) for r in rows]
 
 
 _ATTEMPT_JSON = ("params", "outputs")
@@ -452,7 +453,7 @@ async def _check_restartable_from(pool: Pool, instance_id: str, step_id: str) ->
     "/{instance_id}/steps/{step_id}/actions/{action}",
     status_code=202,
     responses=_ACTION_RESPONSES,
-    summary="Skip, stop, restart, pause (breakpoint) or resume one step",
+    summary="Skip, stop, restart, pause (breakpoint), resume or bypass the signals of a step",
 )
 async def step_action(
     pool: Pool,
@@ -460,14 +461,15 @@ async def step_action(
     codec: Codec,
     instance_id: InstanceId,
     step_id: StepId,
-    action: Annotated[str, Path(pattern="^(skip|stop|restart|pause|resume)$")],
+    action: Annotated[str, Path(pattern="^(skip|stop|restart|pause|resume|bypass-signals)$")],
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> StepActionAccepted:
     """`skip`: the step ends SKIPPED and its successors run (a running attempt is stopped).
     `stop`: its active attempt is stopped and it ends STOPPED. `restart`: a failed or stopped
     step runs again — in the live run, or, when the instance has ended, as a new run from
     that step (FROM_STEP). `pause`: a breakpoint — the step pauses (PAUSED) before it
-    starts. `resume`: clears it, and starts the step if it is paused there."""
+    starts. `resume`: clears it, and starts the step if it is paused there.
+    `bypass-signals`: a step WAITING_FOR_SIGNALS starts without them."""
     row = await _instance_row(pool, instance_id)
     step = await _step_row(pool, instance_id, step_id)
     status = InstanceStatus(row["status"])
@@ -485,7 +487,7 @@ async def step_action(
     else:
         if not status.is_live:
             raise problems.conflict(f"cannot {action} a step of an instance that is {status.value}")
-        if step_status not in STEP_ACTIONS[action]:
+        if step_status not in STEP_ACTIONS[action.replace("-", "_")]:
             raise problems.conflict(f"cannot {action} step {step_id}: it is {step_status.value}")
         if action == "skip":
             command = SkipStep(instance_id=instance_id, step_id=step_id, reason=reason)
@@ -495,6 +497,8 @@ async def step_action(
             command = PauseStep(instance_id=instance_id, step_id=step_id)
         elif action == "resume":
             command = ResumeStep(instance_id=instance_id, step_id=step_id)
+        elif action == "bypass-signals":
+            command = BypassSignals(instance_id=instance_id, step_id=step_id, reason=reason)
         else:
             command = RestartStep(instance_id=instance_id, step_id=step_id)
     command_id = await publish(producer, codec, command)

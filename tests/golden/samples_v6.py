@@ -1,0 +1,86 @@
+"""Golden samples of schema version 6: signals (see samples.py for the rules)."""
+
+from __future__ import annotations
+
+from services.domain.commands import (
+    AwaitSignal,
+    BypassSignals,
+    CancelSignalWait,
+    CommandEnvelope,
+    DeliverSignal,
+    SendSignal,
+)
+from services.domain.events import (
+    Event,
+    SignalAwaited,
+    SignalReceived,
+    SignalWaitCancelled,
+    StepSignalMatched,
+    StepSignalsBypassed,
+    StepWaitingForSignals,
+)
+from tests.golden.common import INSTANCE, T0, command, event
+
+SIGNAL = "table_ready"
+MATCH = '[["date",">=","2025-11-20"],["table","=","sales"]]'
+SIGNAL_PARAMS = '{"date":"2025-11-21","rows":18234,"table":"sales"}'
+
+
+def _signal_event(seq: int, payload: SignalReceived | SignalAwaited | SignalWaitCancelled) -> Event:
+    return Event(
+        event_id=f"signal:{SIGNAL}:{seq}",
+        instance_id=None,
+        workflow_id="",
+        seq=seq,
+        occurred_at=T0 + seq * 1_250,
+        payload=payload,
+        caused_at=T0,
+        signal_name=SIGNAL,
+    )
+
+
+EVENTS_V6: tuple[Event, ...] = (
+    event(
+        23,
+        StepWaitingForSignals(
+            step_id="load", run=1, dependencies=f'[{{"match":{MATCH},"name":"{SIGNAL}"}}]'
+        ),
+    ),
+    event(
+        24,
+        StepSignalMatched(
+            step_id="load", index=0, signal_name=SIGNAL, signal_seq=42, params=SIGNAL_PARAMS
+        ),
+    ),
+    event(25, StepSignalsBypassed(step_id="load", reason="the table was loaded by hand")),
+    _signal_event(1, SignalAwaited(INSTANCE, "load", 23, 0, MATCH)),
+    _signal_event(
+        2,
+        SignalReceived(
+            signal_seq=42,
+            request_id="ingest-2025-11-21-sales",
+            params=SIGNAL_PARAMS,
+            payload='{"path":"s3://lake/sales/2025-11-21"}',
+            sender="api:alice",
+            woken=f'[["{INSTANCE}","load",23,0]]',
+        ),
+    ),
+    _signal_event(3, SignalWaitCancelled(INSTANCE, "load", 23)),
+)
+
+COMMANDS_V6: tuple[CommandEnvelope, ...] = (
+    command(40, BypassSignals(instance_id=INSTANCE, step_id="load", reason="loaded by hand")),
+    command(41, DeliverSignal(INSTANCE, "load", 23, 0, SIGNAL, 42, SIGNAL_PARAMS)),
+    command(
+        42,
+        SendSignal(
+            signal_name=SIGNAL,
+            request_id="ingest-2025-11-21-sales",
+            params=SIGNAL_PARAMS,
+            payload='{"path":"s3://lake/sales/2025-11-21"}',
+            sender="api:alice",
+        ),
+    ),
+    command(43, AwaitSignal(SIGNAL, INSTANCE, "load", 23, 0, MATCH)),
+    command(44, CancelSignalWait(SIGNAL, INSTANCE, "load", 23)),
+)
