@@ -278,7 +278,34 @@ class DeliverSignal:
     params: str  # the signal's params (JSON)
 
 
+@dataclass(frozen=True, slots=True)
+class FireWorkflowTimers:
+    """Internal: the engine's clock reached a trigger time recorded in this workflow's state."""
+
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerInstance:
+    """A signal trigger matched: start the workflow's active version (sent by the signal)."""
+
+    workflow_id: str
+    instance_id: str  # derived from the signal, so a replayed decision starts nothing more
+    params: str  # the signal's params (JSON): those the workflow declares become start params
+    initiator: str
+
+
 # --- the signal aggregate (keyed by signal name) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetSignalTriggers:
+    """The workflow's signal triggers on this name, as its active version has them (an empty
+    list: none, e.g. after deactivation). Sent by the workflow."""
+
+    signal_name: str
+    workflow_id: str
+    triggers: str  # JSON list of [trigger index, match, dedup param names]
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +389,8 @@ WorkflowCommand = (
     | DequeueInstance
     | UnblockWorkflow
     | StartChild
+    | FireWorkflowTimers
+    | TriggerInstance
 )
 WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     PushWorkflow,
@@ -372,9 +401,16 @@ WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     DequeueInstance,
     UnblockWorkflow,
     StartChild,
+    FireWorkflowTimers,
+    TriggerInstance,
 )
-SignalCommand = SendSignal | AwaitSignal | CancelSignalWait
-SIGNAL_COMMANDS: tuple[type[Command], ...] = (SendSignal, AwaitSignal, CancelSignalWait)
+SignalCommand = SendSignal | AwaitSignal | CancelSignalWait | SetSignalTriggers
+SIGNAL_COMMANDS: tuple[type[Command], ...] = (
+    SendSignal,
+    AwaitSignal,
+    CancelSignalWait,
+    SetSignalTriggers,
+)
 Command = InstanceCommand | WorkflowCommand | SignalCommand
 
 # Commands that travel on the commands topic (the internal ones never leave the engine).
@@ -408,6 +444,8 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     SendSignal,
     AwaitSignal,
     CancelSignalWait,
+    TriggerInstance,
+    SetSignalTriggers,
 )
 
 

@@ -31,6 +31,12 @@ from services.domain.fields import (
 )
 from services.domain.statuses import RunStrategyRule
 from services.domain.steps import STEP_TYPES, ForeachStep, Step, WhileStep
+from services.domain.triggers import (
+    MAX_SIGNAL_TRIGGERS,
+    MAX_TIME_TRIGGERS,
+    SignalTriggerSpec,
+    TimeTrigger,
+)
 
 # PARALLEL's default and largest limit. Maestro caps it at 1,000; Baton's admission costs the
 # same at any limit, so it allows more.
@@ -78,6 +84,11 @@ class Workflow(Model):
     time_zone: str = Field("UTC", max_length=64)
     params: Params = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    # What starts the active version by itself: cron times, and signals (see triggers.py).
+    time_triggers: list[TimeTrigger] = Field(default_factory=list, max_length=MAX_TIME_TRIGGERS)
+    signal_triggers: list[SignalTriggerSpec] = Field(
+        default_factory=list, max_length=MAX_SIGNAL_TRIGGERS
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -303,6 +303,30 @@ class StepSignalsBypassed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TimeTriggerScheduled:
+    """Time trigger `index` of the active version `version` fires next at `fire_at` (its cron
+    time `scheduled_for`, plus its jitter)."""
+
+    version: int
+    index: int
+    scheduled_for: int
+    fire_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTriggerFired:
+    """Time trigger `index` fired for its time `scheduled_for`: it starts `instance_id`; it
+    fires next at `next_fire_at` (times missed while no engine ran are skipped)."""
+
+    version: int
+    index: int
+    scheduled_for: int
+    instance_id: str
+    next_scheduled_for: int
+    next_fire_at: int
+
+
 # --- the signal aggregate (signal events: no instance, no workflow; `signal_name` set) ---
 
 
@@ -317,6 +341,17 @@ class SignalReceived:
     payload: str
     sender: str
     woken: str
+    # The signal triggers it fired: JSON list of [workflow id, trigger index, instance id,
+    # dedup key or null].
+    started: str = "[]"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTriggersSet:
+    """A workflow's signal triggers on this name (JSON list of [index, match, dedup])."""
+
+    workflow_id: str
+    triggers: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,8 +411,10 @@ WorkflowEvent = (
     | InstanceDequeued
     | InstanceReleased
     | WorkflowUnblocked
+    | TimeTriggerScheduled
+    | TimeTriggerFired
 )
-SignalEvent = SignalReceived | SignalAwaited | SignalWaitCancelled
+SignalEvent = SignalReceived | SignalAwaited | SignalWaitCancelled | SignalTriggersSet
 EventPayload = InstanceEvent | WorkflowEvent | SignalEvent
 
 # The workflow aggregate's events (the others are instance events).
@@ -390,11 +427,14 @@ WORKFLOW_EVENT_TYPES: tuple[type[EventPayload], ...] = (
     InstanceDequeued,
     InstanceReleased,
     WorkflowUnblocked,
+    TimeTriggerScheduled,
+    TimeTriggerFired,
 )
 SIGNAL_EVENT_TYPES: tuple[type[EventPayload], ...] = (
     SignalReceived,
     SignalAwaited,
     SignalWaitCancelled,
+    SignalTriggersSet,
 )
 
 EVENT_TYPES: tuple[type[EventPayload], ...] = (
@@ -435,6 +475,9 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     SignalReceived,
     SignalAwaited,
     SignalWaitCancelled,
+    TimeTriggerScheduled,
+    TimeTriggerFired,
+    SignalTriggersSet,
 )
 
 

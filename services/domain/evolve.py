@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import immutables
+
 from services.domain.definition import load_workflow
 from services.domain.events import (
     SIGNAL_EVENT_TYPES,
@@ -30,6 +32,7 @@ from services.domain.events import (
     LoopStarted,
     SignalAwaited,
     SignalReceived,
+    SignalTriggersSet,
     SignalWaitCancelled,
     StepAttemptCreated,
     StepAttemptFailed,
@@ -45,6 +48,8 @@ from services.domain.events import (
     StepStopped,
     StepUnsatisfied,
     StepWaitingForSignals,
+    TimeTriggerFired,
+    TimeTriggerScheduled,
     WorkflowActivated,
     WorkflowDeactivated,
     WorkflowUnblocked,
@@ -361,9 +366,13 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     # Instances of a workflow never pushed (an inline definition) are admitted all the same.
     s = replace(state or WorkflowState(event.workflow_id, 0, 0), seq=event.seq)
     if isinstance(p, WorkflowActivated):
-        return replace(s, active_version=p.version)
+        return replace(s, active_version=p.version, cron={})  # the new version schedules its own
     if isinstance(p, WorkflowDeactivated):
-        return replace(s, active_version=None)
+        return replace(s, active_version=None, cron={})
+    if isinstance(p, TimeTriggerScheduled):
+        return replace(s, cron={**s.cron, p.index: (p.scheduled_for, p.fire_at)})
+    if isinstance(p, TimeTriggerFired):
+        return replace(s, cron={**s.cron, p.index: (p.next_scheduled_for, p.next_fire_at)})
     if isinstance(p, InstanceQueued):
         return replace(s, queue=(*s.queue, p))
     if isinstance(p, InstanceAdmitted):
@@ -422,7 +431,19 @@ def evolve_signal(state: SignalState | None, event: Event) -> SignalState:
             recent=recent,
             request_ids=s.request_ids.set(p.request_id, p.signal_seq),
             waits=waits.finish(),
+            trigger_keys=_started_keys(s.trigger_keys, p.started),
         )
+    if isinstance(p, SignalTriggersSet):
+        triggers = {
+            index: (index, match_from_json(json.dumps(match)), tuple(dedup))
+            for index, match, dedup in json.loads(p.triggers)
+        }
+        by_workflow = dict(s.triggers)
+        if triggers:
+            by_workflow[p.workflow_id] = tuple(triggers[i] for i in sorted(triggers))
+        else:
+            by_workflow.pop(p.workflow_id, None)
+        return replace(s, triggers=by_workflow)
     if isinstance(p, SignalAwaited):
         key = (p.instance_id, p.step_id, p.wait)
         deps = (*s.waits.get(key, ()), (p.index, match_from_json(p.match)))
@@ -431,6 +452,13 @@ def evolve_signal(state: SignalState | None, event: Event) -> SignalState:
         key = (p.instance_id, p.step_id, p.wait)
         return replace(s, waits=s.waits.delete(key)) if key in s.waits else s
     raise CorruptLog(f"{event.type} is not a signal event")
+
+
+def _started_keys(keys: immutables.Map[str, str], started: str) -> immutables.Map[str, str]:
+    for _wid, _index, instance_id, key in json.loads(started):
+        if key is not None:
+            keys = keys.set(key, instance_id)
+    return keys
 
 
 def fold(events: list[Event], state: InstanceState | None = None) -> InstanceState | None:

@@ -5,6 +5,10 @@ per request id (`SignalReceived`). The same decision wakes every step waiting fo
 that name whose params it meets (`DeliverSignal` to each, in the same transaction). A step that
 starts to wait (`AwaitSignal`) is answered at once from the newest signals kept, or waits
 (`SignalAwaited`) until one arrives. Nothing polls.
+
+A workflow's signal triggers on this name are set by the workflow as its active version
+changes (`SignalTriggersSet`); a signal that meets one starts an instance (`TriggerInstance`
+to the workflow, whose id is derived from the signal), at most once per dedup key.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from services.domain.commands import (
     DeliverSignal,
     Rejected,
     SendSignal,
+    SetSignalTriggers,
     SignalCommand,
+    TriggerInstance,
     signal_key,
 )
 from services.domain.events import (
@@ -29,6 +35,7 @@ from services.domain.events import (
     EventPayload,
     SignalAwaited,
     SignalReceived,
+    SignalTriggersSet,
     SignalWaitCancelled,
 )
 from services.domain.evolve import evolve_signal
@@ -36,10 +43,12 @@ from services.domain.signal_specs import (
     MAX_SIGNAL_PARAMS,
     MAX_SIGNAL_PAYLOAD_BYTES,
     match_from_json,
+    match_to_json,
     satisfies,
     signal_value_fault,
 )
 from services.domain.state import SignalState
+from services.domain.workflows import derived_instance_id
 
 
 @dataclass
@@ -98,9 +107,52 @@ def _send(d: SignalDraft, c: SendSignal) -> None:
     for (iid, sid, wait), deps in d.state.waits.items() if d.state else ():
         woken.extend((iid, sid, wait, index) for index, m in deps if satisfies(m, params))
     woken.sort()
-    d.emit(SignalReceived(seq, c.request_id, c.params, c.payload, c.sender, json.dumps(woken)))
+    started = _triggered(d, seq, params)
+    d.emit(
+        SignalReceived(
+            seq,
+            c.request_id,
+            c.params,
+            c.payload,
+            c.sender,
+            json.dumps(woken),
+            json.dumps(started),
+        )
+    )
     for iid, sid, wait, index in woken:
         d.send(DeliverSignal(iid, sid, wait, index, c.signal_name, seq, c.params))
+    for wid, _index, iid, _key in started:
+        d.send(TriggerInstance(wid, iid, c.params, f"signal:{d.name}#{seq}"))
+
+
+def _triggered(d: SignalDraft, seq: int, params: dict[str, Any]) -> list[list[Any]]:
+    """The signal triggers this signal fires: [workflow id, index, instance id, dedup key]."""
+    s = d.state
+    if s is None:
+        return []
+    started: list[list[Any]] = []
+    keys: set[str] = set()
+    for wid, triggers in sorted(s.triggers.items()):
+        for index, match, dedup in triggers:
+            if not satisfies(match, params):
+                continue
+            key = None
+            if dedup:
+                key = json.dumps([wid, index, [params.get(p) for p in dedup]])
+                if key in s.trigger_keys or key in keys:
+                    continue  # the same values started an instance already
+                keys.add(key)
+            iid = derived_instance_id(wid, f"signal\0{d.name}\0{seq}\0{index}")
+            started.append([wid, index, iid, key])
+    return started
+
+
+def _set_triggers(d: SignalDraft, c: SetSignalTriggers) -> None:
+    current = d.state.triggers.get(c.workflow_id, ()) if d.state else ()
+    shown = [[i, json.loads(match_to_json(m)), list(dedup)] for i, m, dedup in current]
+    if shown == json.loads(c.triggers):
+        return  # unchanged (a version with the same triggers, a repeated command)
+    d.emit(SignalTriggersSet(c.workflow_id, c.triggers))
 
 
 def _await(d: SignalDraft, c: AwaitSignal) -> None:
@@ -136,6 +188,7 @@ _RULES: dict[type, Callable[[SignalDraft, Any], None]] = {
     SendSignal: _send,
     AwaitSignal: _await,
     CancelSignalWait: _cancel,
+    SetSignalTriggers: _set_triggers,
 }
 
 

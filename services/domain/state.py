@@ -107,6 +107,8 @@ class WorkflowState:
     # Every version's definition (canonical JSON), for child instances started by other
     # workflows' subworkflow steps.
     definitions: Mapping[int, str] = field(default_factory=dict)
+    # The active version's time triggers: index -> (cron time, fire time), UTC micros.
+    cron: Mapping[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +138,9 @@ class SignalState:
     waits: immutables.Map[WaitKey, tuple[tuple[int, Match], ...]] = field(
         default_factory=immutables.Map
     )
+    # Signal triggers on this name, by workflow: (trigger index, match, dedup param names).
+    triggers: Mapping[str, tuple[tuple[int, Match, tuple[str, ...]], ...]] = field(
+        default_factory=dict
+    )
+    # Dedup keys of the starts triggers made -> the instance each started.
+    trigger_keys: immutables.Map[str, str] = field(default_factory=immutables.Map)

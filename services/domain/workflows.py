@@ -11,24 +11,29 @@ place and admits from the queue. Top-level instance ids are routed by their work
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.domain.commands import (
+    ROUTE_SEPARATOR,
     ActivateWorkflow,
     Command,
     DeactivateWorkflow,
     DequeueInstance,
+    FireWorkflowTimers,
     NoteInstanceStatus,
     PushWorkflow,
     QueueInstance,
     Rejected,
     ReportChildEnded,
+    SetSignalTriggers,
     StartChild,
     StartInstance,
     StopInstance,
+    TriggerInstance,
     UnblockWorkflow,
     WorkflowCommand,
 )
@@ -41,6 +46,8 @@ from services.domain.events import (
     InstanceDequeued,
     InstanceQueued,
     InstanceReleased,
+    TimeTriggerFired,
+    TimeTriggerScheduled,
     WorkflowActivated,
     WorkflowDeactivated,
     WorkflowUnblocked,
@@ -48,9 +55,11 @@ from services.domain.events import (
 )
 from services.domain.evolve import evolve_workflow
 from services.domain.fields import DefinitionError
+from services.domain.signal_specs import match_to_json
 from services.domain.state import WorkflowState
 from services.domain.statuses import InstanceStatus, RunStrategyRule
 from services.domain.steps import MAX_SUBWORKFLOW_DEPTH
+from services.domain.triggers import jitter_of, next_time
 
 # The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
 _BLOCKING = frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT})
@@ -93,9 +102,11 @@ def _push(d: WorkflowDraft, c: PushWorkflow) -> None:
     if wf.id != c.workflow_id:
         raise Rejected(f"definition id {wf.id!r} differs from workflow id {c.workflow_id!r}")
     version = (d.state.latest_version if d.state else 0) + 1
+    before = d.state.active_version if d.state else None
     d.emit(WorkflowVersionCreated(version=version, definition=wf.to_json()))
     if c.activate:
         d.emit(WorkflowActivated(version))
+        _arm_triggers(d, before)
     # A new version may bring a larger limit: whoever waited for it starts now.
     _admit_queued(d)
 
@@ -114,13 +125,114 @@ def _activate(d: WorkflowDraft, c: ActivateWorkflow) -> None:
             f"workflow {c.workflow_id!r} has versions 1 to {s.latest_version}, not {version}"
         )
     if version != s.active_version:
+        before = s.active_version
         d.emit(WorkflowActivated(version))
+        _arm_triggers(d, before)
 
 
 def _deactivate(d: WorkflowDraft, c: DeactivateWorkflow) -> None:
     s = _versions(d)
     if s.active_version is not None:
+        before = s.active_version
         d.emit(WorkflowDeactivated(s.active_version))
+        _arm_triggers(d, before)
+
+
+def _arm_triggers(d: WorkflowDraft, before: int | None) -> None:
+    """The active version changed (from `before`): schedule its time triggers (the fold
+    dropped the old ones), and tell every signal named by the old or the new version's
+    signal triggers what the workflow now listens for there (nothing, once deactivated)."""
+    s = d.state
+    assert s is not None
+    new = None if s.active_version is None else load_workflow(s.definitions[s.active_version])
+    if new is not None:
+        assert s.active_version is not None
+        for index, trigger in enumerate(new.time_triggers):
+            at = next_time(trigger, new.time_zone, d.now)
+            fire_at = at + jitter_of(trigger, s.workflow_id, index, at)
+            d.emit(TimeTriggerScheduled(s.active_version, index, at, fire_at))
+    names: dict[str, list[Any]] = {}
+    if before is not None:
+        for old in load_workflow(s.definitions[before]).signal_triggers:
+            names.setdefault(old.name, [])
+    for index, on_signal in enumerate(new.signal_triggers if new is not None else ()):
+        match = json.loads(match_to_json(on_signal.evaluated()))
+        names.setdefault(on_signal.name, []).append([index, match, list(on_signal.dedup)])
+    for name, triggers in sorted(names.items()):
+        d.send(SetSignalTriggers(name, s.workflow_id, json.dumps(triggers)))
+
+
+def derived_instance_id(workflow_id: str, cause: str) -> str:
+    """A top-level instance id (`<workflow id>~<32 hex>`, see ROUTE_SEPARATOR) derived from
+    what started it: a decision replayed names the same instance, which starts once."""
+    digest = hashlib.sha256(f"{workflow_id}\0{cause}".encode()).hexdigest()[:32]
+    return f"{workflow_id}{ROUTE_SEPARATOR}{digest}"
+
+
+def _fire_timers(d: WorkflowDraft, c: FireWorkflowTimers) -> None:
+    """Each time trigger that is due fires once: it records the firing with the next time,
+    and starts the active version (through the run strategy, like any start)."""
+    s = d.state
+    if s is None or s.active_version is None or not s.cron:
+        return
+    version = s.active_version
+    definition = s.definitions[version]
+    wf = load_workflow(definition)
+    for index, (scheduled_for, fire_at) in sorted(s.cron.items()):
+        if fire_at > d.now:
+            continue
+        trigger = wf.time_triggers[index]
+        # The next time after now: times missed while no engine ran are skipped, not
+        # caught up (one late firing stands for them).
+        nxt = next_time(trigger, wf.time_zone, d.now)
+        iid = derived_instance_id(s.workflow_id, f"cron\0{index}\0{scheduled_for}")
+        jitter = jitter_of(trigger, s.workflow_id, index, nxt)
+        d.emit(TimeTriggerFired(version, index, scheduled_for, iid, nxt, nxt + jitter))
+        d.send(
+            StartInstance(
+                instance_id=iid,
+                workflow_id=s.workflow_id,
+                version=version,
+                definition=definition,
+                params="{}",
+                initiator=f"cron:{trigger.cron}",
+                idempotency_key=None,
+                admitted=False,
+            )
+        )
+
+
+def _trigger_instance(d: WorkflowDraft, c: TriggerInstance) -> None:
+    """A signal trigger matched: start the active version with the signal's params that the
+    workflow declares. Params it cannot take are rejected (the command is dead-lettered with
+    the reason), never dropped silently."""
+    s = d.state
+    if s is None or s.active_version is None:
+        return  # deactivated since: its triggers are being withdrawn
+    definition = s.definitions[s.active_version]
+    wf = load_workflow(definition)
+    params = {k: v for k, v in json.loads(c.params).items() if k in wf.params}
+    try:
+        check_overrides(wf, params)
+    except DefinitionError as err:
+        raise Rejected(f"signal trigger of {s.workflow_id!r}: {err}") from None
+    d.send(
+        StartInstance(
+            instance_id=c.instance_id,
+            workflow_id=s.workflow_id,
+            version=s.active_version,
+            definition=definition,
+            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+            initiator=c.initiator,
+            idempotency_key=None,
+            admitted=False,
+        )
+    )
+
+
+def next_workflow_deadline(state: WorkflowState) -> int | None:
+    """The earliest time at which `FireWorkflowTimers` has something to do."""
+    return min((fire_at for _, fire_at in state.cron.values()), default=None)
 
 
 def _strategy(d: WorkflowDraft, definition: str | None = None) -> RunStrategy:
@@ -302,6 +414,8 @@ _RULES: dict[type, Callable[[WorkflowDraft, Any], None]] = {
     DequeueInstance: _dequeue,
     UnblockWorkflow: _unblock,
     StartChild: _start_child,
+    FireWorkflowTimers: _fire_timers,
+    TriggerInstance: _trigger_instance,
 }
 
 

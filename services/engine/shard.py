@@ -9,7 +9,6 @@ fixed per partition, so a new owner's `init_transactions` fences any zombie of t
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import time
@@ -38,6 +37,7 @@ from services.domain.commands import (
     CommandEnvelope,
     ExpireHeartbeat,
     FireTimers,
+    FireWorkflowTimers,
     Rejected,
     ReportAttemptHeartbeat,
     command_key,
@@ -53,8 +53,9 @@ from services.domain.signals import decide_for_signal
 from services.domain.state import InstanceState, SignalState, WorkflowState
 from services.domain.statuses import StepStatus
 from services.domain.steps import ENGINE_STEP_TYPES
-from services.domain.workflows import decide_for_workflow
+from services.domain.workflows import decide_for_workflow, next_workflow_deadline
 from services.engine.outbox import Outbox
+from services.engine.timers import Timers
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,9 @@ class Shard:
         self.instances: dict[str, InstanceState] = {}
         self.workflows: dict[str, WorkflowState] = {}
         self.signals: dict[str, SignalState] = {}
-        # Timers: a heap of (due, instance id) with one live entry per instance (`scheduled`);
-        # an entry whose due differs from `scheduled` is stale and skipped when popped.
-        self._heap: list[tuple[int, str]] = []
-        self._scheduled: dict[str, int] = {}
+        # Timers: each instance's next deadline, and each workflow's next trigger time.
+        self._timers = Timers()
+        self._workflow_timers = Timers()
         # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
         # so after recovery every running attempt gets a full timeout of grace).
         self.last_seen: dict[AttemptKey, int] = {}
@@ -166,6 +166,8 @@ class Shard:
                         self.logged_position = max(self.logged_position or 0, logged)
         finally:
             await consumer.stop()
+        for wid, wstate in self.workflows.items():
+            self._workflow_timers.schedule(wid, next_workflow_deadline(wstate))
         for iid, state in self.instances.items():
             self._schedule(iid, state)
             steps = state.workflow.dag.steps
@@ -190,23 +192,11 @@ class Shard:
         self.instances[iid] = evolve(self.instances.get(iid), event)
 
     def _schedule(self, iid: str, state: InstanceState) -> None:
-        due = next_deadline(state)
-        if due is None:
-            self._scheduled.pop(iid, None)
-            return
-        if self._scheduled.get(iid) != due:
-            self._scheduled[iid] = due
-            heapq.heappush(self._heap, (due, iid))
-            if len(self._heap) > 2 * len(self._scheduled) + 1024:
-                # Stale entries (superseded deadlines) leave only when due, which can be days
-                # away: rebuild from the live ones before they pile up.
-                self._heap = [(d, i) for i, d in self._scheduled.items()]
-                heapq.heapify(self._heap)
+        self._timers.schedule(iid, next_deadline(state))
 
     def next_due(self) -> int | None:
-        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        dues = [d for d in (self._timers.next_due(), self._workflow_timers.next_due()) if d]
+        return min(dues, default=None)
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -246,6 +236,9 @@ class Shard:
             local, remote = self._route(wd.sent, now, caused_at)
             if wd.state is not None:
                 self.workflows[wd.state.workflow_id] = wd.state
+                if wd.events:
+                    due = next_workflow_deadline(wd.state)
+                    self._workflow_timers.schedule(wd.state.workflow_id, due)
             out.events.extend(encoded)
             out.commands.extend(remote)
             return local
@@ -342,12 +335,8 @@ class Shard:
             self.last_seen.pop(key, None)
 
     def _due_commands(self, now: int, lagging: bool) -> list[Command]:
-        cmds: list[Command] = []
-        while self._heap and self._heap[0][0] <= now:
-            due, iid = heapq.heappop(self._heap)
-            if self._scheduled.get(iid) == due:
-                del self._scheduled[iid]
-                cmds.append(FireTimers(iid))
+        cmds: list[Command] = [FireWorkflowTimers(w) for w in self._workflow_timers.pop_due(now)]
+        cmds.extend(FireTimers(iid) for iid in self._timers.pop_due(now))
         if lagging:
             # Heartbeats may be waiting in the unread input: silence is not evidence yet.
             return cmds

@@ -9,24 +9,31 @@ from services.domain.commands import (
     CommandEnvelope,
     DeliverSignal,
     SendSignal,
+    SetSignalTriggers,
+    TriggerInstance,
 )
 from services.domain.events import (
     Event,
     SignalAwaited,
     SignalReceived,
+    SignalTriggersSet,
     SignalWaitCancelled,
     StepSignalMatched,
     StepSignalsBypassed,
     StepWaitingForSignals,
+    TimeTriggerFired,
+    TimeTriggerScheduled,
 )
-from tests.golden.common import INSTANCE, T0, command, event
+from tests.golden.common import INSTANCE, SECOND, T0, WORKFLOW, command, event
 
 SIGNAL = "table_ready"
 MATCH = '[["date",">=","2025-11-20"],["table","=","sales"]]'
 SIGNAL_PARAMS = '{"date":"2025-11-21","rows":18234,"table":"sales"}'
 
 
-def _signal_event(seq: int, payload: SignalReceived | SignalAwaited | SignalWaitCancelled) -> Event:
+def _signal_event(
+    seq: int, payload: SignalReceived | SignalAwaited | SignalWaitCancelled | SignalTriggersSet
+) -> Event:
     return Event(
         event_id=f"signal:{SIGNAL}:{seq}",
         instance_id=None,
@@ -63,9 +70,30 @@ EVENTS_V6: tuple[Event, ...] = (
             payload='{"path":"s3://lake/sales/2025-11-21"}',
             sender="api:alice",
             woken=f'[["{INSTANCE}","load",23,0]]',
+            started=f'[["{WORKFLOW}",0,"{WORKFLOW}~5f0c9e2b7d4a41a8b1e3c6d9f2a7b4e1",null]]',
         ),
     ),
     _signal_event(3, SignalWaitCancelled(INSTANCE, "load", 23)),
+    _signal_event(4, SignalTriggersSet(WORKFLOW, f'[[0,{MATCH},["date"]]]')),
+    event(
+        4,
+        TimeTriggerScheduled(
+            version=3, index=0, scheduled_for=T0 + 3600 * SECOND, fire_at=T0 + 3_642 * SECOND
+        ),
+        instance=False,
+    ),
+    event(
+        5,
+        TimeTriggerFired(
+            version=3,
+            index=0,
+            scheduled_for=T0 + 3600 * SECOND,
+            instance_id=f"{WORKFLOW}~0d4f1c8a9b2e47f3a6c5d8e1b0f9a2c7",
+            next_scheduled_for=T0 + 90_000 * SECOND,
+            next_fire_at=T0 + 90_017 * SECOND,
+        ),
+        instance=False,
+    ),
 )
 
 COMMANDS_V6: tuple[CommandEnvelope, ...] = (
@@ -83,4 +111,14 @@ COMMANDS_V6: tuple[CommandEnvelope, ...] = (
     ),
     command(43, AwaitSignal(SIGNAL, INSTANCE, "load", 23, 0, MATCH)),
     command(44, CancelSignalWait(SIGNAL, INSTANCE, "load", 23)),
+    command(
+        45,
+        TriggerInstance(
+            WORKFLOW,
+            f"{WORKFLOW}~5f0c9e2b7d4a41a8b1e3c6d9f2a7b4e1",
+            SIGNAL_PARAMS,
+            f"signal:{SIGNAL}#42",
+        ),
+    ),
+    command(46, SetSignalTriggers(SIGNAL, WORKFLOW, f'[[0,{MATCH},["date"]]]')),
 )

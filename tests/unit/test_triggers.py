@@ -1,0 +1,182 @@
+"""Triggers: time triggers fire the active version once per cron time (recorded, so a
+replay or a new engine never fires twice), with a jitter derived, not drawn; signal
+triggers start it when a matching signal arrives, at most once per dedup key; deactivation
+stops both. Given events (a world of aggregates), when a command, then events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.domain.commands import (
+    ActivateWorkflow,
+    DeactivateWorkflow,
+    FireWorkflowTimers,
+    PushWorkflow,
+    SendSignal,
+)
+from services.domain.definition import parse_workflow
+from services.domain.fields import DefinitionError
+from services.domain.signals import decide_for_signal
+from services.domain.triggers import jitter_of, next_time
+from services.domain.workflows import decide_for_workflow, next_workflow_deadline
+from tests.unit.test_subworkflows import World
+
+
+def micros(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1_000_000)
+
+
+T0 = micros("2025-11-21T10:17:00")
+
+
+def nightly(**fields: Any) -> dict[str, Any]:
+    wf: dict[str, Any] = {
+        "id": "nightly",
+        "time_zone": "Europe/Amsterdam",
+        "run_strategy": {"rule": "PARALLEL"},
+        "time_triggers": [{"cron": "30 2 * * *"}],
+        "params": {"table": "sales"},
+        "steps": [{"id": "load", "type": "noop"}],
+    }
+    wf.update(fields)
+    return wf
+
+
+class Clock(World):
+    """A world whose decisions happen at `now`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = T0
+
+    def decide_workflow(self, c: Any) -> list[str]:
+        wd = decide_for_workflow(self.workflows.get(c.workflow_id), c, self.now)
+        if wd.state is not None:
+            self.workflows[c.workflow_id] = wd.state
+        log = [f"{c.workflow_id} {e.type}" for e in wd.events]
+        for sent in wd.sent:
+            log += self.when(sent)
+        return log
+
+
+def test_activation_schedules_the_next_cron_time_in_the_workflows_zone() -> None:
+    w = Clock()
+    text = parse_workflow(nightly()).to_json()
+    w.decide_workflow(PushWorkflow("nightly", text))
+    s = w.workflows["nightly"]
+    # 02:30 in Amsterdam (UTC+1 in November) is 01:30 UTC, the next day.
+    assert s.cron == {0: (micros("2025-11-22T01:30:00"), micros("2025-11-22T01:30:00"))}
+    assert next_workflow_deadline(s) == micros("2025-11-22T01:30:00")
+
+
+def test_a_due_trigger_fires_once_and_schedules_the_next_time() -> None:
+    w = Clock()
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(nightly()).to_json()))
+    w.now = micros("2025-11-22T01:30:00")
+    log = w.decide_workflow(FireWorkflowTimers("nightly"))
+    assert log[0] == "nightly TimeTriggerFired"
+    started = [iid for iid, i in w.instances.items() if i.workflow_id == "nightly"]
+    assert len(started) == 1
+    instance = w.instances[started[0]]
+    assert instance.initiator == "cron:30 2 * * *"
+    assert started[0].startswith("nightly~")
+    assert w.workflows["nightly"].cron[0][0] == micros("2025-11-23T01:30:00")
+    # The same timer again (a replayed input, a second engine): nothing fires.
+    assert w.decide_workflow(FireWorkflowTimers("nightly")) == []
+
+
+def test_times_missed_while_no_engine_ran_fire_once_late() -> None:
+    w = Clock()
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(nightly()).to_json()))
+    w.now = micros("2025-11-25T09:00:00")  # three nights later
+    log = w.decide_workflow(FireWorkflowTimers("nightly"))
+    assert log.count("nightly TimeTriggerFired") == 1
+    assert w.workflows["nightly"].cron[0][0] == micros("2025-11-26T01:30:00")
+
+
+def test_jitter_delays_each_firing_by_a_derived_part_of_it() -> None:
+    wf = parse_workflow(nightly(time_triggers=[{"cron": "@hourly", "jitter": "10m"}]))
+    trigger = wf.time_triggers[0]
+    at = next_time(trigger, "UTC", T0)
+    assert at == micros("2025-11-21T11:00:00")
+    delays = {jitter_of(trigger, "nightly", 0, at + h * 3_600_000_000) for h in range(24)}
+    assert all(0 <= d <= 600_000_000 for d in delays)
+    assert len(delays) > 1  # not one fixed delay
+    assert jitter_of(trigger, "nightly", 0, at) == jitter_of(trigger, "nightly", 0, at)
+
+
+def test_deactivation_stops_the_triggers_and_activation_arms_them_again() -> None:
+    w = Clock()
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(nightly()).to_json()))
+    w.decide_workflow(DeactivateWorkflow("nightly"))
+    assert w.workflows["nightly"].cron == {}
+    w.now = micros("2025-11-22T01:30:00")
+    assert w.decide_workflow(FireWorkflowTimers("nightly")) == []
+    log = w.decide_workflow(ActivateWorkflow("nightly"))
+    assert log == ["nightly WorkflowActivated", "nightly TimeTriggerScheduled"]
+
+
+def test_an_invalid_cron_or_zone_is_rejected_at_push_with_its_path() -> None:
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow(
+            nightly(time_triggers=[{"cron": "0 25 * * *"}, {"cron": "@daily", "time_zone": "Mars"}])
+        )
+    paths = [p for p, _ in err.value.faults]
+    assert paths == ["time_triggers[0].cron", "time_triggers[1].time_zone"]
+    assert "invalid cron '0 25 * * *'" in str(err.value)
+
+
+ON_SIGNAL = {"name": "table_ready", "match": {"table": "sales"}, "dedup": ["day"]}
+
+
+def signal(params: dict[str, Any], request_id: str) -> SendSignal:
+    return SendSignal("table_ready", request_id, json.dumps(params), "null", "api:t")
+
+
+def test_a_matching_signal_starts_the_active_version_with_its_params() -> None:
+    w = Clock()
+    wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL])
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
+    [(index, match, dedup)] = w.signals["table_ready"].triggers["nightly"]
+    assert (index, [(n, op.value, v) for n, op, v in match], dedup) == (
+        0,
+        [("table", "=", "sales")],
+        ("day",),
+    )
+    w.when(signal({"table": "orders", "day": 1}, "r0"))  # no match
+    assert not [i for i in w.instances.values() if i.workflow_id == "nightly"]
+    w.when(signal({"table": "sales", "day": 1}, "r1"))
+    w.when(signal({"table": "sales", "day": 1}, "r2"))  # the same dedup key
+    w.when(signal({"table": "sales", "day": 2}, "r3"))
+    started = [i for i in w.instances.values() if i.workflow_id == "nightly"]
+    assert len(started) == 2
+    assert {i.initiator for i in started} == {"signal:table_ready#2", "signal:table_ready#4"}
+    assert all(json.loads(i.params) == {"table": "sales"} for i in started)
+
+
+def test_deactivation_withdraws_the_signal_triggers() -> None:
+    w = Clock()
+    wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL])
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
+    w.decide_workflow(DeactivateWorkflow("nightly"))
+    assert "nightly" not in w.signals["table_ready"].triggers
+    w.when(signal({"table": "sales", "day": 1}, "r1"))
+    assert not [i for i in w.instances.values() if i.workflow_id == "nightly"]
+
+
+def test_a_signal_triggers_match_values_are_literals() -> None:
+    with pytest.raises(DefinitionError, match="a signal trigger matches literal values"):
+        parse_workflow(nightly(signal_triggers=[{"name": "s", "match": {"table": "${table}"}}]))
+
+
+def test_set_triggers_twice_records_once() -> None:
+    from services.domain.commands import SetSignalTriggers
+
+    c = SetSignalTriggers("s", "wf", '[[0,[["a","=",1]],[]]]')
+    first = decide_for_signal(None, c, 0)
+    assert [e.type for e in first.events] == ["SignalTriggersSet"]
+    assert decide_for_signal(first.state, c, 0).events == []
