@@ -3,13 +3,15 @@ branch its comments promise."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.client import Baton
+from tests.e2e.client import Baton, unique
+from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.e2e
 
@@ -25,24 +27,93 @@ def example(name: str) -> dict[str, Any]:
 
 async def run(baton: Baton, name: str, params: dict[str, Any] | None = None) -> str:
     iid = await baton.start(name, params)
-    done = await baton.wait_status(iid, "SUCCEEDED", "FAILED", "STOPPED", timeout=120)
-    assert done["status"] == "SUCCEEDED", done
+    await run_to_end(baton, iid)
     return iid
 
 
+async def run_to_end(baton: Baton, iid: str) -> None:
+    done = await baton.wait_status(iid, "SUCCEEDED", "FAILED", "STOPPED", timeout=120)
+    assert done["status"] == "SUCCEEDED", done
+
+
+# The examples with triggers: deactivated after each test, so the every-minute cron does
+# not go on starting instances during the rest of the session.
+TRIGGERED = ("freshness_check", "publish_sales")
+
+
 @pytest.fixture
-async def pushed(baton: Baton) -> Baton:
+async def pushed(baton: Baton) -> AsyncIterator[Baton]:
     names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
     for name in sorted(names, key=lambda n: n not in PUSH_ORDER):
         await baton.push(example(name))
-    return baton
+    yield baton
+    for name in TRIGGERED:
+        r = await baton.http.post(f"/workflows/{name}/actions/deactivate")
+        assert r.status_code == 202, r.text
+
+
+async def signal(baton: Baton, name: str, **params: Any) -> None:
+    r = await baton.http.post("/signals", json={"name": name, "params": params})
+    assert r.status_code == 202, r.text
 
 
 async def test_every_example_runs_to_completion(pushed: Baton) -> None:
     names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
-    assert {"etl_partitions", "ml_training", "parent_with_children"} <= set(names)
+    assert {
+        "etl_partitions",
+        "ml_training",
+        "parent_with_children",
+        "freshness_check",
+        "publish_sales",
+    } <= set(names)
+    # publish_sales waits for the quality check of its day (`unknown` by default).
+    await signal(pushed, "quality_checked", table="sales", day="unknown", score=95)
     for name in names:
         await run(pushed, name)
+
+
+async def test_the_cron_workflow_fires_by_itself(pushed: Baton) -> None:
+    """`* * * * *`: the next minute starts freshness_check without any request."""
+    fired: list[dict[str, Any]] = []
+
+    async def succeeded() -> bool:
+        nonlocal fired
+        items = await pushed.list_instances(workflow_id="freshness_check")
+        fired = [i for i in items if i["initiator"] == "cron:* * * * *"]
+        return any(i["status"] == "SUCCEEDED" for i in fired)
+
+    await wait_until_async(succeeded, timeout=90, message="freshness_check fired by its cron")
+    steps = await pushed.steps(fired[0]["instance_id"])
+    assert steps["announce"]["status"] == "SUCCEEDED"  # its signal went to table_ready
+
+
+async def test_a_signal_starts_publish_sales_once_per_day_and_it_waits_for_quality(
+    pushed: Baton,
+) -> None:
+    day = unique("day")
+    await signal(pushed, "table_ready", table="sales", day=day)
+    await signal(pushed, "table_ready", table="sales", day=day)  # the same day: deduped
+    await signal(pushed, "table_ready", table="orders", day=day)  # another table: no match
+    started: list[str] = []
+
+    async def one_started() -> bool:
+        nonlocal started
+        items = await pushed.list_instances(workflow_id="publish_sales")
+        started = [
+            i["instance_id"]
+            for i in items
+            if (await pushed.instance(i["instance_id"])).get("params", {}).get("day") == day
+        ]
+        return bool(started)
+
+    await wait_until_async(one_started, timeout=30, message=f"publish_sales started for {day}")
+    [iid] = started
+    await pushed.wait_step(iid, "publish", "WAITING_FOR_SIGNALS")
+    await signal(pushed, "quality_checked", table="sales", day=day, score=80)  # below 90
+    await signal(pushed, "quality_checked", table="sales", day=day, score=97)
+    await run_to_end(pushed, iid)
+    await one_started()
+    assert started == [iid]  # the second table_ready of that day started nothing
 
 
 async def test_the_etl_publishes_or_alerts_on_its_row_counts(pushed: Baton) -> None:
