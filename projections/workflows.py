@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from projections.tables import Batch, Handler, Key, Table, ts
 from services.domain.events import (
     Event,
     EventPayload,
+    TimeTriggerFired,
+    TimeTriggerScheduled,
     WorkflowActivated,
     WorkflowDeactivated,
     WorkflowVersionCreated,
@@ -16,7 +19,14 @@ from services.domain.events import (
 
 
 def _workflow_keys(e: Event) -> Iterator[Key]:
-    if isinstance(e.payload, WorkflowVersionCreated | WorkflowActivated | WorkflowDeactivated):
+    if isinstance(
+        e.payload,
+        WorkflowVersionCreated
+        | WorkflowActivated
+        | WorkflowDeactivated
+        | TimeTriggerScheduled
+        | TimeTriggerFired,
+    ):
         yield (e.workflow_id,)
 
 
@@ -31,6 +41,8 @@ WORKFLOWS = Table(
         ("tags", "jsonb"),
         ("created_at", "timestamptz"),
         ("updated_at", "timestamptz"),
+        # The active version's time triggers: [{index, scheduled_for, fire_at, fired}].
+        ("time_triggers", "jsonb"),
     ),
     key=("workflow_id",),
     keys_of=_workflow_keys,
@@ -74,20 +86,61 @@ def _version_created(b: Batch, e: Event, p: WorkflowVersionCreated) -> None:
             "tags": json.dumps(definition.get("tags") or []),
             "created_at": at if old is None else old["created_at"],
             "updated_at": at,
+            "time_triggers": "[]" if old is None else old["time_triggers"],
         },
     )
 
 
 def _activated(b: Batch, e: Event, p: WorkflowActivated) -> None:
-    b.update(WORKFLOWS, (e.workflow_id,), active_version=p.version, updated_at=ts(e.occurred_at))
+    at = ts(e.occurred_at)
+    b.update(
+        WORKFLOWS, (e.workflow_id,), active_version=p.version, updated_at=at, time_triggers="[]"
+    )
 
 
 def _deactivated(b: Batch, e: Event, p: WorkflowDeactivated) -> None:
-    b.update(WORKFLOWS, (e.workflow_id,), active_version=None, updated_at=ts(e.occurred_at))
+    at = ts(e.occurred_at)
+    b.update(WORKFLOWS, (e.workflow_id,), active_version=None, updated_at=at, time_triggers="[]")
+
+
+def _put_trigger(b: Batch, e: Event, index: int, entry: dict[str, Any]) -> None:
+    row = b.get(WORKFLOWS, (e.workflow_id,))
+    if row is None:
+        return
+    value = row["time_triggers"]
+    triggers = [t for t in (json.loads(value) if isinstance(value, str) else value or [])]
+    triggers = [t for t in triggers if t["index"] != index] + [{"index": index, **entry}]
+    triggers.sort(key=lambda t: t["index"])
+    b.update(WORKFLOWS, (e.workflow_id,), time_triggers=json.dumps(triggers, sort_keys=True))
+
+
+def _iso(micros: int) -> str:
+    return ts(micros).isoformat().replace("+00:00", "Z")
+
+
+def _trigger_scheduled(b: Batch, e: Event, p: TimeTriggerScheduled) -> None:
+    entry = {"scheduled_for": _iso(p.scheduled_for), "fire_at": _iso(p.fire_at), "fired": 0}
+    _put_trigger(b, e, p.index, entry)
+
+
+def _trigger_fired(b: Batch, e: Event, p: TimeTriggerFired) -> None:
+    row = b.get(WORKFLOWS, (e.workflow_id,))
+    value = row["time_triggers"] if row is not None else "[]"
+    old = [t for t in (json.loads(value) if isinstance(value, str) else value or [])]
+    fired = next((t["fired"] for t in old if t["index"] == p.index), 0) + 1
+    entry = {
+        "scheduled_for": _iso(p.next_scheduled_for),
+        "fire_at": _iso(p.next_fire_at),
+        "fired": fired,
+        "last_instance_id": p.instance_id,
+    }
+    _put_trigger(b, e, p.index, entry)
 
 
 HANDLERS: dict[type[EventPayload], Handler] = {
     WorkflowVersionCreated: _version_created,
     WorkflowActivated: _activated,
     WorkflowDeactivated: _deactivated,
+    TimeTriggerScheduled: _trigger_scheduled,
+    TimeTriggerFired: _trigger_fired,
 }

@@ -83,6 +83,16 @@ class WorkflowPublic(_Out):
     tags: list[str]
     created_at: datetime
     updated_at: datetime
+    # The active version's time triggers: when each fires next, how often it has fired.
+    time_triggers: list[TimeTriggerPublic] = Field(default_factory=list)
+
+
+class TimeTriggerPublic(_Out):
+    index: int  # its position in the definition's time_triggers
+    scheduled_for: datetime  # its next cron time
+    fire_at: datetime  # … plus its jitter
+    fired: int  # firings since the version became active
+    last_instance_id: str | None = None
 
 
 class WorkflowVersionSummary(_Out):

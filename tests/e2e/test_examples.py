@@ -85,6 +85,9 @@ async def test_the_cron_workflow_fires_by_itself(pushed: Baton) -> None:
     await wait_until_async(succeeded, timeout=90, message="freshness_check fired by its cron")
     steps = await pushed.steps(fired[0]["instance_id"])
     assert steps["announce"]["status"] == "SUCCEEDED"  # its signal went to table_ready
+    workflow = (await pushed.http.get("/workflows/freshness_check")).json()
+    [trigger] = workflow["time_triggers"]
+    assert trigger["fired"] >= 1 and trigger["scheduled_for"] > fired[0]["created_at"]
 
 
 async def test_a_signal_starts_publish_sales_once_per_day_and_it_waits_for_quality(
