@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -28,6 +27,7 @@ from services.domain.fields import (
     Duration,
     Model,
     Params,
+    check_zone,
 )
 from services.domain.statuses import RunStrategyRule
 from services.domain.steps import STEP_TYPES, ForeachStep, Step, WhileStep
@@ -93,13 +93,7 @@ class Workflow(Model):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
-            ) from None
-        return value
+        return check_zone(value)
 
     @functools.cached_property
     def dag(self) -> Dag:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -61,6 +62,17 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def check_zone(value: str) -> str:
+    """An IANA time zone name, or ValueError saying it is none."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
+        ) from None
+    return value
 
 
 def upper(value: Any) -> Any:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 from pydantic import BeforeValidator, Field, field_validator
 
-from services.domain.fields import ID_PATTERN, Duration, Model
+from services.domain.fields import ID_PATTERN, Duration, Model, check_zone
 from services.domain.signal_specs import (
     MAX_MATCH_CONDITIONS,
     SIGNAL_PARAM_PATTERN,
@@ -50,18 +50,6 @@ def _expand(cron: str) -> str:
     return PREDEFINED.get(cron.strip().lower(), cron.strip())
 
 
-def _check_zone(value: str | None) -> str | None:
-    if value is None:
-        return value
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
-        ) from None
-    return value
-
-
 class TimeTrigger(Model):
     """Start the active version at each time of `cron` in `time_zone` (default: the
     workflow's), `jitter` later at most."""
@@ -85,7 +73,7 @@ class TimeTrigger(Model):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return _check_zone(value)
+        return None if value is None else check_zone(value)
 
     @field_validator("jitter")
     @classmethod
