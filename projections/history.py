@@ -42,7 +42,7 @@ def aggregate_id(e: Event) -> str:
     if e.instance_id is not None:
         return e.instance_id
     if e.signal_name is not None:
-        return f"signal:{e.signal_name}"
+        return e.key  # signal:<name>
     return f"workflow:{e.workflow_id}"
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from projections.tables import Batch, Handler, Key, Table, ts
+from projections.tables import Batch, Handler, Key, Table, json_column, ts
 from services.domain.definition import load_workflow
 from services.domain.events import (
     BreakpointSet,
@@ -180,11 +180,9 @@ def _step_resumed(b: Batch, e: Event, p: StepResumed) -> None:
 
 
 def _iterations(b: Batch, e: Event, step_id: str) -> dict[str, Any] | None:
-    row = b.get(STEPS, (e.instance_id, step_id))
-    if row is None or row["iterations"] is None:
-        return None
-    value = row["iterations"]
-    progress: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    progress: dict[str, Any] | None = json_column(
+        b.get(STEPS, (e.instance_id, step_id)), "iterations"
+    )
     return progress
 
 
@@ -228,11 +226,11 @@ def _waiting_for_signals(b: Batch, e: Event, p: StepWaitingForSignals) -> None:
 
 
 def _signal_matched(b: Batch, e: Event, p: StepSignalMatched) -> None:
-    row = b.get(STEPS, (e.instance_id, p.step_id))
-    if row is None or row["signals"] is None:
+    signals: dict[str, Any] | None = json_column(
+        b.get(STEPS, (e.instance_id, p.step_id)), "signals"
+    )
+    if signals is None:
         return
-    value = row["signals"]
-    signals: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
     signals["matched"][str(p.index)] = {"name": p.signal_name, "signal_seq": p.signal_seq}
     changes: dict[str, Any] = {"signals": json.dumps(signals, sort_keys=True)}
     if len(signals["matched"]) >= len(signals["dependencies"]):

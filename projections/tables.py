@@ -9,6 +9,7 @@ is the same as applying the events one by one, in order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,13 @@ def ts(micros: int) -> datetime:
 
 def ts_or_none(micros: int | None) -> datetime | None:
     return None if micros is None else ts(micros)
+
+
+def json_column(row: Row | None, column: str) -> Any:
+    """A jsonb column's value: text as written in this batch, or decoded as loaded (None
+    when the row or the value is missing)."""
+    value = None if row is None else row[column]
+    return json.loads(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from projections.tables import Batch, Handler, Key, Table, ts
+from projections.tables import Batch, Handler, Key, Table, json_column, ts
 from services.domain.events import (
     Event,
     EventPayload,
@@ -16,6 +16,7 @@ from services.domain.events import (
     WorkflowDeactivated,
     WorkflowVersionCreated,
 )
+from services.domain.params import iso_timestamp
 
 
 def _workflow_keys(e: Event) -> Iterator[Key]:
@@ -103,38 +104,32 @@ def _deactivated(b: Batch, e: Event, p: WorkflowDeactivated) -> None:
     b.update(WORKFLOWS, (e.workflow_id,), active_version=None, updated_at=at, time_triggers="[]")
 
 
-def _put_trigger(b: Batch, e: Event, index: int, entry: dict[str, Any]) -> None:
+def _set_trigger(b: Batch, e: Event, index: int, next_at: tuple[int, int], **more: Any) -> None:
+    """Trigger `index`'s entry: its next cron and fire times, and `more` (firings so far…)."""
     row = b.get(WORKFLOWS, (e.workflow_id,))
     if row is None:
         return
-    value = row["time_triggers"]
-    triggers = [t for t in (json.loads(value) if isinstance(value, str) else value or [])]
-    triggers = [t for t in triggers if t["index"] != index] + [{"index": index, **entry}]
-    triggers.sort(key=lambda t: t["index"])
+    others = [t for t in json_column(row, "time_triggers") or [] if t["index"] != index]
+    entry = {
+        "index": index,
+        "scheduled_for": iso_timestamp(ts(next_at[0])),
+        "fire_at": iso_timestamp(ts(next_at[1])),
+        "fired": 0,
+        **more,
+    }
+    triggers = sorted([*others, entry], key=lambda t: t["index"])
     b.update(WORKFLOWS, (e.workflow_id,), time_triggers=json.dumps(triggers, sort_keys=True))
 
 
-def _iso(micros: int) -> str:
-    return ts(micros).isoformat().replace("+00:00", "Z")
-
-
 def _trigger_scheduled(b: Batch, e: Event, p: TimeTriggerScheduled) -> None:
-    entry = {"scheduled_for": _iso(p.scheduled_for), "fire_at": _iso(p.fire_at), "fired": 0}
-    _put_trigger(b, e, p.index, entry)
+    _set_trigger(b, e, p.index, (p.scheduled_for, p.fire_at))
 
 
 def _trigger_fired(b: Batch, e: Event, p: TimeTriggerFired) -> None:
-    row = b.get(WORKFLOWS, (e.workflow_id,))
-    value = row["time_triggers"] if row is not None else "[]"
-    old = [t for t in (json.loads(value) if isinstance(value, str) else value or [])]
+    old = json_column(b.get(WORKFLOWS, (e.workflow_id,)), "time_triggers") or []
     fired = next((t["fired"] for t in old if t["index"] == p.index), 0) + 1
-    entry = {
-        "scheduled_for": _iso(p.next_scheduled_for),
-        "fire_at": _iso(p.next_fire_at),
-        "fired": fired,
-        "last_instance_id": p.instance_id,
-    }
-    _put_trigger(b, e, p.index, entry)
+    nxt = (p.next_scheduled_for, p.next_fire_at)
+    _set_trigger(b, e, p.index, nxt, fired=fired, last_instance_id=p.instance_id)
 
 
 HANDLERS: dict[type[EventPayload], Handler] = {

@@ -18,6 +18,13 @@ from pydantic import (
     field_validator,
 )
 
+from services.domain.fields import ID_PATTERN
+from services.domain.params import LONG_MAX, LONG_MIN
+from services.domain.signal_specs import (
+    MAX_SIGNAL_PARAMS,
+    MAX_SIGNAL_STRING_CHARS,
+    SIGNAL_PARAM_PATTERN,
+)
 from services.domain.statuses import (
     AttemptStatus,
     FailureKind,
@@ -258,12 +265,16 @@ class SignalCreate(_In):
     """A signal: its `params` (strings and longs) are what dependencies and triggers match
     on; `payload` is carried along. The same `request_id` twice is one signal."""
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$", examples=["table_ready"])
+    name: str = Field(pattern=ID_PATTERN, examples=["table_ready"])
     params: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
-        Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
-        | Annotated[str, Field(max_length=1024)],
-    ] = Field(default_factory=dict, max_length=64, examples=[{"table": "sales", "day": 20251121}])
+        Annotated[str, Field(pattern=SIGNAL_PARAM_PATTERN)],
+        Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
+        | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS)],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_SIGNAL_PARAMS,
+        examples=[{"table": "sales", "day": 20251121}],
+    )
     payload: Any = None
     request_id: str | None = Field(None, min_length=1, max_length=256)
     sender: str = Field("api", min_length=1, max_length=256)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -275,8 +275,14 @@ def run_builtins(s: InstanceState) -> dict[str, Any]:
 
 
 def steps_view(s: InstanceState, step_id: str) -> dict[str, Any]:
+    """What `steps` holds for a step's params and incoming conditions: the steps they read."""
+    return outputs_view(s, s.workflow.dag.steps_read[step_id])
+
+
+def outputs_view(s: InstanceState, step_ids: Iterable[str]) -> dict[str, Any]:
+    """`steps.<id>.status` and `steps.<id>.outputs` of these steps, as they stand."""
     view = {}
-    for sid in s.workflow.dag.steps_read[step_id]:
+    for sid in step_ids:
         st = s.steps[sid]
         outputs = parsed_outputs(st.outputs) if st.outputs else {}
         view[sid] = {"status": st.status.value, "outputs": outputs}

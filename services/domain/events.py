@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.domain.commands import signal_key
 from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
 
 
@@ -506,5 +507,5 @@ class Event:
         if self.instance_id is not None:
             return self.instance_id
         if self.signal_name is not None:
-            return f"signal:{self.signal_name}"  # commands.signal_key
+            return signal_key(self.signal_name)
         return self.workflow_id

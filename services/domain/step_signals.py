@@ -20,7 +20,13 @@ from services.domain.commands import (
     DeliverSignal,
     SendSignal,
 )
-from services.domain.evaluation import context, evaluate_param, parsed_outputs, run_builtins
+from services.domain.evaluation import (
+    context,
+    evaluate_param,
+    outputs_view,
+    parsed_outputs,
+    run_builtins,
+)
 from services.domain.events import (
     StepAttemptSucceeded,
     StepEvaluationFailed,
@@ -38,11 +44,7 @@ from services.domain.statuses import FailureKind, StepStatus
 def _scope(s: InstanceState, step_id: str, own_outputs: str | None = None) -> dict[str, Any]:
     """What match values and output params see: the run's params, the built-ins, the
     outputs of the steps upstream, and the step's own (for outputs, as it succeeds)."""
-    view: dict[str, Any] = {}
-    for sid in s.workflow.dag.ancestors[step_id]:
-        st = s.steps[sid]
-        outputs = parsed_outputs(st.outputs) if st.outputs else {}
-        view[sid] = {"status": st.status.value, "outputs": outputs}
+    view = outputs_view(s, s.workflow.dag.ancestors[step_id])
     if own_outputs is not None:
         view[step_id] = {"status": StepStatus.SUCCEEDED.value, "outputs": json.loads(own_outputs)}
     return context(parsed_outputs(s.params), run_builtins(s), view)
