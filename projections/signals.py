@@ -10,7 +10,11 @@ import json
 from typing import Any
 
 from projections.tables import Batch, Handler, Table, ts
-from services.domain.events import Event, EventPayload, SignalReceived
+from services.domain.events import (
+    Event,
+    EventPayload,
+)
+from services.domain.signal_events import SignalReceived
 
 SIGNALS = Table(
     "signals",

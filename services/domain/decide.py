@@ -22,7 +22,6 @@ from services.domain.commands import (
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
-    NoteInstanceStatus,
     PauseInstance,
     PauseStep,
     QueueInstance,
@@ -48,7 +47,6 @@ from services.domain.definition import load_workflow
 from services.domain.evaluation import (
     builtins,
     check_overrides,
-    parsed_outputs,
     restart_params,
     run_builtins,
     start_params,
@@ -82,6 +80,7 @@ from services.domain.progress import (
     live,
     stop_active,
 )
+from services.domain.reports import note_status
 from services.domain.state import InstanceState, StepState, WorkflowState
 from services.domain.statuses import (
     INSTANCE_ACTIONS,
@@ -435,57 +434,8 @@ def decide_instance(
     d = Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
     if d.events:
-        _note_status(d, state)
+        note_status(d, state)
     return d
-
-
-def _note_status(d: Draft, before: InstanceState | None) -> None:
-    """An instance that ends, or runs again after a restart, tells its workflow's run
-    strategy (which ignores instances it did not admit); a child tells its parent's step."""
-    after = d.state
-    if after is None or (before is not None and before.status is after.status):
-        return
-    ended = after.status.is_terminal and (before is None or not before.status.is_terminal)
-    rerun = after.status.is_live and before is not None and before.status.is_terminal
-    if after.parent_instance_id is not None and after.parent_step_id is not None:
-        if ended:
-            d.send(
-                ReportChildEnded(
-                    instance_id=after.parent_instance_id,
-                    step_id=after.parent_step_id,
-                    attempt=after.parent_attempt,
-                    child_id=after.instance_id,
-                    status=after.status,
-                    outputs=child_outputs(after),
-                    reason=_end_reason(d.events),
-                    iteration=None if after.loop is None else parsed_outputs(after.loop)["index"],
-                )
-            )
-    elif ended or rerun:
-        d.send(NoteInstanceStatus(after.workflow_id, after.instance_id, after.status))
-
-
-# A child's outputs travel to its parent in one command: larger ones are left out, said so.
-MAX_CHILD_OUTPUTS_BYTES = 256 * 1024
-
-
-def child_outputs(s: InstanceState) -> str:
-    """Every step's outputs, by step id (the steps that produced some)."""
-    outputs = {
-        sid: json.loads(st.outputs) for sid, st in s.steps.items() if st.outputs not in (None, "{}")
-    }
-    text = dumps(outputs)
-    if len(text) > MAX_CHILD_OUTPUTS_BYTES:
-        return dumps({"truncated": f"the outputs were {len(text)} bytes"})
-    return text
-
-
-def _end_reason(events: list[Event]) -> str:
-    for e in reversed(events):
-        reason = getattr(e.payload, "reason", None)
-        if isinstance(e.payload, InstanceFailed | InstanceStopped) and reason:
-            return str(reason)
-    return ""
 
 
 def decide_workflow(

@@ -30,10 +30,6 @@ from services.domain.events import (
     LoopIterationEnded,
     LoopIterationsStarted,
     LoopStarted,
-    SignalAwaited,
-    SignalReceived,
-    SignalTriggersSet,
-    SignalWaitCancelled,
     StepAttemptCreated,
     StepAttemptFailed,
     StepAttemptStarted,
@@ -54,6 +50,12 @@ from services.domain.events import (
     WorkflowDeactivated,
     WorkflowUnblocked,
     WorkflowVersionCreated,
+)
+from services.domain.signal_events import (
+    SignalAwaited,
+    SignalReceived,
+    SignalTriggersSet,
+    SignalWaitCancelled,
 )
 from services.domain.signal_specs import match_from_json
 from services.domain.state import (

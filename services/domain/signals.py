@@ -33,12 +33,14 @@ from services.domain.commands import (
 from services.domain.events import (
     Event,
     EventPayload,
+)
+from services.domain.evolve import evolve_signal
+from services.domain.signal_events import (
     SignalAwaited,
     SignalReceived,
     SignalTriggersSet,
     SignalWaitCancelled,
 )
-from services.domain.evolve import evolve_signal
 from services.domain.signal_specs import (
     MAX_SIGNAL_PARAMS,
     MAX_SIGNAL_PAYLOAD_BYTES,

@@ -14,15 +14,17 @@ from services.domain.commands import (
 )
 from services.domain.events import (
     Event,
-    SignalAwaited,
-    SignalReceived,
-    SignalTriggersSet,
-    SignalWaitCancelled,
     StepSignalMatched,
     StepSignalsBypassed,
     StepWaitingForSignals,
     TimeTriggerFired,
     TimeTriggerScheduled,
+)
+from services.domain.signal_events import (
+    SignalAwaited,
+    SignalReceived,
+    SignalTriggersSet,
+    SignalWaitCancelled,
 )
 from tests.golden.common import INSTANCE, SECOND, T0, WORKFLOW, command, event
 
