@@ -38,6 +38,7 @@ from services.domain.commands import (
     ExpireHeartbeat,
     FireTimers,
     FireWorkflowTimers,
+    InstanceCommand,
     Rejected,
     ReportAttemptHeartbeat,
     command_key,
@@ -195,8 +196,8 @@ class Shard:
         self._timers.schedule(iid, next_deadline(state))
 
     def next_due(self) -> int | None:
-        dues = [d for d in (self._timers.next_due(), self._workflow_timers.next_due()) if d]
-        return min(dues, default=None)
+        dues = (self._timers.next_due(), self._workflow_timers.next_due())
+        return min((d for d in dues if d is not None), default=None)
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -232,25 +233,26 @@ class Shard:
         anywhere leaves the shard exactly as it was."""
         if is_workflow_command(cmd):
             wd = decide_for_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
-            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in wd.events]
-            local, remote = self._route(wd.sent, now, caused_at)
+            encoded, local, remote = self._outputs(wd.events, wd.sent, now, caused_at)
             if wd.state is not None:
                 self.workflows[wd.state.workflow_id] = wd.state
                 if wd.events:
                     due = next_workflow_deadline(wd.state)
                     self._workflow_timers.schedule(wd.state.workflow_id, due)
-            out.events.extend(encoded)
-            out.commands.extend(remote)
-            return local
-        if is_signal_command(cmd):
+        elif is_signal_command(cmd):
             sd = decide_for_signal(self.signals.get(cmd.signal_name), cmd, now, caused_at)
-            encoded = [(e, self._encode(self.codec.encode_event, e)) for e in sd.events]
-            local, remote = self._route(sd.sent, now, caused_at)
+            encoded, local, remote = self._outputs(sd.events, sd.sent, now, caused_at)
             if sd.state is not None:
                 self.signals[sd.state.name] = sd.state
-            out.events.extend(encoded)
-            out.commands.extend(remote)
-            return local
+        else:
+            return self._decide_instance(cmd, now, out, caused_at)
+        out.events.extend(encoded)
+        out.commands.extend(remote)
+        return local
+
+    def _decide_instance(
+        self, cmd: InstanceCommand, now: int, out: Outbox, caused_at: int | None
+    ) -> list[Command]:
         iid = cmd.instance_id
         if isinstance(cmd, ReportAttemptHeartbeat):
             key = (iid, cmd.step_id, cmd.attempt)
@@ -265,10 +267,9 @@ class Shard:
         assert d.state is not None
         state = d.state
         events = d.events
-        encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
+        encoded, local, remote = self._outputs(events, d.sent, now, caused_at)
         tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
         cancelled = {id(e) for e in cancellations(events)}
-        local, remote = self._route(d.sent, now, caused_at)
         # Nothing below may fail: memory now moves to the decided state.
         self.instances[iid] = state
         for e in events:
@@ -279,6 +280,14 @@ class Shard:
         out.tasks.extend(tasks)
         out.commands.extend(remote)
         return local
+
+    def _outputs(
+        self, events: list[Event], sent: list[Command], now: int, caused_at: int | None
+    ) -> tuple[list[tuple[Event, bytes]], list[Command], list[tuple[int, bytes, bytes]]]:
+        """A decision's events encoded and its commands routed: all that may fail, done
+        before memory moves."""
+        encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
+        return (encoded, *self._route(sent, now, caused_at))
 
     def _route(
         self, sent: list[Command], now: int, caused_at: int | None
