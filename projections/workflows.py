@@ -13,6 +13,7 @@ from services.domain.events import (
     TimeTriggerFired,
     TimeTriggerScheduled,
     WorkflowActivated,
+    WorkflowBreakpointSet,
     WorkflowDeactivated,
     WorkflowVersionCreated,
 )
@@ -26,7 +27,8 @@ def _workflow_keys(e: Event) -> Iterator[Key]:
         | WorkflowActivated
         | WorkflowDeactivated
         | TimeTriggerScheduled
-        | TimeTriggerFired,
+        | TimeTriggerFired
+        | WorkflowBreakpointSet,
     ):
         yield (e.workflow_id,)
 
@@ -44,6 +46,7 @@ WORKFLOWS = Table(
         ("updated_at", "timestamptz"),
         # The active version's time triggers: [{index, scheduled_for, fire_at, fired}].
         ("time_triggers", "jsonb"),
+        ("breakpoints", "jsonb"),  # step ids every instance pauses at, sorted
     ),
     key=("workflow_id",),
     keys_of=_workflow_keys,
@@ -88,6 +91,7 @@ def _version_created(b: Batch, e: Event, p: WorkflowVersionCreated) -> None:
             "created_at": at if old is None else old["created_at"],
             "updated_at": at,
             "time_triggers": "[]" if old is None else old["time_triggers"],
+            "breakpoints": "[]" if old is None else old["breakpoints"],
         },
     )
 
@@ -132,10 +136,17 @@ def _trigger_fired(b: Batch, e: Event, p: TimeTriggerFired) -> None:
     _set_trigger(b, e, p.index, nxt, fired=fired, last_instance_id=p.instance_id)
 
 
+def _breakpoint_set(b: Batch, e: Event, p: WorkflowBreakpointSet) -> None:
+    old = set(json_column(b.get(WORKFLOWS, (e.workflow_id,)), "breakpoints") or [])
+    points = old | {p.step_id} if p.enabled else old - {p.step_id}
+    b.update(WORKFLOWS, (e.workflow_id,), breakpoints=json.dumps(sorted(points)))
+
+
 HANDLERS: dict[type[EventPayload], Handler] = {
     WorkflowVersionCreated: _version_created,
     WorkflowActivated: _activated,
     WorkflowDeactivated: _deactivated,
     TimeTriggerScheduled: _trigger_scheduled,
     TimeTriggerFired: _trigger_fired,
+    WorkflowBreakpointSet: _breakpoint_set,
 }

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.api import problems
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
-from services.api.routes import health, instances, registry, signals, workflows
+from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
 
@@ -25,6 +25,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.state.deps = deps
     problems.install(app)
     app.include_router(workflows.router, prefix=API_PREFIX)
+    app.include_router(breakpoints.router, prefix=API_PREFIX)
     app.include_router(instances.router, prefix=API_PREFIX)
     app.include_router(signals.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)

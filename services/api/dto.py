@@ -76,6 +76,13 @@ class ActivationAccepted(_Out):
     command_id: str
 
 
+class BreakpointAccepted(_Out):
+    workflow_id: str
+    step_id: str
+    enabled: bool  # true: set; false: cleared
+    command_id: str
+
+
 class ValidationResult(_Out):
     valid: Literal[True] = True
 
@@ -92,6 +99,8 @@ class WorkflowPublic(_Out):
     updated_at: datetime
     # The active version's time triggers: when each fires next, how often it has fired.
     time_triggers: list[TimeTriggerPublic] = Field(default_factory=list)
+    # Step ids every instance pauses at (set by `PUT …/breakpoints/{step_id}`), sorted.
+    breakpoints: list[str] = Field(default_factory=list)
 
 
 class TimeTriggerPublic(_Out):

@@ -8,6 +8,7 @@
     baton status|watch|events ID       read an instance
     baton stop|kill|restart|pause|resume|unblock ID   act on an instance (restart: -p k=v, --step S)
     baton step skip|stop|restart|pause|resume|bypass-signals ID STEP   act on one step
+    baton breakpoint set|clear WF STEP | baton breakpoints WF   breakpoints for all instances
     baton signal NAME [-p k=v]... [--payload JSON] [--request-id R]   send a signal
     baton workflows | instances | signals   list
 
@@ -259,6 +260,22 @@ def cmd_activation(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_breakpoint(client: Client, args: argparse.Namespace) -> int:
+    method = "PUT" if args.breakpoint_action == "set" else "DELETE"
+    accepted = client.request(method, f"/workflows/{args.workflow}/breakpoints/{args.step}")
+    print(
+        f"breakpoint {args.breakpoint_action} on {args.workflow}/{args.step}: accepted"
+        f" (command {accepted['command_id']})"
+    )
+    return 0
+
+
+def cmd_breakpoints(client: Client, args: argparse.Namespace) -> int:
+    for step_id in client.get(f"/workflows/{args.workflow}")["breakpoints"]:
+        print(step_id)
+    return 0
+
+
 def cmd_workflows(client: Client, args: argparse.Namespace) -> int:
     for w in client.get("/workflows", limit=args.limit)["items"]:
         active = w.get("active_version")
@@ -427,6 +444,19 @@ def build_parser(default_api: str) -> argparse.ArgumentParser:
     step.add_argument("step")
     step.add_argument("--reason", default="")
     step.set_defaults(func=cmd_step_action)
+
+    breakpoint = sub.add_parser(
+        "breakpoint",
+        help="set or clear a breakpoint on a step of every instance of a workflow (running or"
+        " started later, loop iterations included); clear releases the steps paused there",
+    )
+    breakpoint.add_argument("breakpoint_action", choices=["set", "clear"])
+    breakpoint.add_argument("workflow")
+    breakpoint.add_argument("step", help="a step id, at any depth of loops")
+    breakpoint.set_defaults(func=cmd_breakpoint)
+    breakpoints = sub.add_parser("breakpoints", help="the breakpoints set on a workflow")
+    breakpoints.add_argument("workflow")
+    breakpoints.set_defaults(func=cmd_breakpoints)
 
     activate = sub.add_parser("activate", help="make a version of a workflow the active one")
     activate.add_argument("workflow")

@@ -69,6 +69,9 @@ class StartInstance:
     parent_attempt: int = 0
     depth: int = 0
     loop: str | None = None  # a loop's iteration: its `iteration` value (JSON), params as given
+    # Breakpoints it starts with, besides its definition's: its workflow's (set by API) when
+    # admitted or started as a child; its parent's that name steps of its body, for an iteration.
+    breakpoints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,16 @@ class UnblockWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class SetWorkflowBreakpoint:
+    """Set (`enabled`) or clear a breakpoint on every step `step_id` (at any depth of loops) of
+    the workflow's instances: those that start later and those running now."""
+
+    workflow_id: str
+    step_id: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class StopInstance:
     instance_id: str
     reason: str = ""
@@ -208,10 +221,12 @@ class PauseStep:
 @dataclass(frozen=True, slots=True)
 class ResumeStep:
     """Start a step paused at its breakpoint (the breakpoint stays for later runs); on a
-    step that has not reached it, clear the breakpoint."""
+    step that has not reached it, clear the breakpoint. `clear` (a workflow breakpoint was
+    cleared): clear it in any case, and release the steps paused there."""
 
     instance_id: str
     step_id: str
+    clear: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +406,7 @@ WorkflowCommand = (
     | StartChild
     | FireWorkflowTimers
     | TriggerInstance
+    | SetWorkflowBreakpoint
 )
 WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     PushWorkflow,
@@ -403,6 +419,7 @@ WORKFLOW_COMMANDS: tuple[type[Command], ...] = (
     StartChild,
     FireWorkflowTimers,
     TriggerInstance,
+    SetWorkflowBreakpoint,
 )
 SignalCommand = SendSignal | AwaitSignal | CancelSignalWait | SetSignalTriggers
 SIGNAL_COMMANDS: tuple[type[Command], ...] = (
@@ -446,6 +463,7 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     CancelSignalWait,
     TriggerInstance,
     SetSignalTriggers,
+    SetWorkflowBreakpoint,
 )
 
 

@@ -105,6 +105,12 @@ class Workflow(Model):
         return order_params(param_dependencies(self.params, frozenset()))[0]
 
     @functools.cached_property
+    def nested_step_ids(self) -> frozenset[str]:
+        """The ids of its steps and of its loops' steps, at any depth: what a breakpoint set
+        on the workflow names (an id used at two depths names both)."""
+        return frozenset(_nested_ids(self.steps))
+
+    @functools.cached_property
     def bodies(self) -> dict[str, str]:
         """Per loop step, the definition each iteration runs (canonical JSON): the loop's
         steps, with the params they see declared (the workflow's and the loop step's). An
@@ -213,6 +219,15 @@ def parse_workflow_text(text: str | bytes) -> Workflow:
         except yaml.YAMLError as err:
             raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
     return parse_workflow(data)
+
+
+def _nested_ids(steps: list[Step]) -> list[str]:
+    ids = []
+    for step in steps:
+        ids.append(step.id)
+        if isinstance(step, ForeachStep | WhileStep):
+            ids += _nested_ids(step.steps)
+    return ids
 
 
 @functools.lru_cache(maxsize=4096)

@@ -80,6 +80,14 @@ class WorkflowUnblocked:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowBreakpointSet:
+    """A breakpoint on the workflow's steps `step_id` was set (`enabled`) or cleared."""
+
+    step_id: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceStarted:
     version: int
     definition: str
@@ -373,6 +381,7 @@ WorkflowEvent = (
     | WorkflowUnblocked
     | TimeTriggerScheduled
     | TimeTriggerFired
+    | WorkflowBreakpointSet
 )
 SignalEvent = SignalReceived | SignalAwaited | SignalWaitCancelled | SignalTriggersSet
 EventPayload = InstanceEvent | WorkflowEvent | SignalEvent
@@ -389,6 +398,7 @@ WORKFLOW_EVENT_TYPES: tuple[type[EventPayload], ...] = (
     WorkflowUnblocked,
     TimeTriggerScheduled,
     TimeTriggerFired,
+    WorkflowBreakpointSet,
 )
 SIGNAL_EVENT_TYPES: tuple[type[EventPayload], ...] = (
     SignalReceived,
@@ -438,6 +448,7 @@ EVENT_TYPES: tuple[type[EventPayload], ...] = (
     TimeTriggerScheduled,
     TimeTriggerFired,
     SignalTriggersSet,
+    WorkflowBreakpointSet,
 )
 
 

@@ -47,6 +47,7 @@ from services.domain.events import (
     TimeTriggerFired,
     TimeTriggerScheduled,
     WorkflowActivated,
+    WorkflowBreakpointSet,
     WorkflowDeactivated,
     WorkflowUnblocked,
     WorkflowVersionCreated,
@@ -394,6 +395,9 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
         )
     if isinstance(p, WorkflowUnblocked):
         return replace(s, blocked_by=None)
+    if isinstance(p, WorkflowBreakpointSet):
+        points = s.breakpoints | {p.step_id} if p.enabled else s.breakpoints - {p.step_id}
+        return replace(s, breakpoints=points)
     raise CorruptLog(f"{event.type} is not a workflow event")
 
 

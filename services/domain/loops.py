@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services.domain.breakpoints import iteration_breakpoints
 from services.domain.commands import ReportChildEnded, StartInstance
 from services.domain.evaluation import (
     context,
@@ -187,6 +188,7 @@ def _start_iterations(d: Draft, step: LoopStep, first: int, views: list[dict[str
     base = run_builtins(d.s)
     steps = steps_view(d.s, step.id)
     order = d.s.workflow.dag.param_order[step.id]
+    breakpoints = iteration_breakpoints(d.s, step.id)
     starts = []
     for index, view in enumerate(views, first):
         try:
@@ -210,6 +212,7 @@ def _start_iterations(d: Draft, step: LoopStep, first: int, views: list[dict[str
                 parent_attempt=attempt,
                 depth=d.s.depth + 1,
                 loop=loop_value,
+                breakpoints=breakpoints,
             )
         )
     for start in starts:

@@ -109,6 +109,8 @@ class WorkflowState:
     definitions: Mapping[int, str] = field(default_factory=dict)
     # The active version's time triggers: index -> (cron time, fire time), UTC micros.
     cron: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    # Step ids every instance pauses at (set by API, for all versions; see breakpoints.py).
+    breakpoints: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,14 @@ from services.domain.commands import (
     DequeueInstance,
     FireWorkflowTimers,
     NoteInstanceStatus,
+    PauseStep,
     PushWorkflow,
     QueueInstance,
     Rejected,
     ReportChildEnded,
+    ResumeStep,
     SetSignalTriggers,
+    SetWorkflowBreakpoint,
     StartChild,
     StartInstance,
     StopInstance,
@@ -49,6 +52,7 @@ from services.domain.events import (
     TimeTriggerFired,
     TimeTriggerScheduled,
     WorkflowActivated,
+    WorkflowBreakpointSet,
     WorkflowDeactivated,
     WorkflowUnblocked,
     WorkflowVersionCreated,
@@ -74,7 +78,8 @@ class WorkflowDraft:
     events: list[Event] = field(default_factory=list)
     sent: list[Command] = field(default_factory=list)
 
-    def emit(self, payload: EventPayload) -> None:
+    def emit(self, payload: EventPayload) -> WorkflowState:
+        """Record the event; the state after it."""
         seq = (self.state.seq if self.state else 0) + 1
         event = Event(
             event_id=f"{self.workflow_id}:{seq}",
@@ -87,6 +92,7 @@ class WorkflowDraft:
         )
         self.state = evolve_workflow(self.state, event)  # the fold replay uses
         self.events.append(event)
+        return self.state
 
     def send(self, command: Command) -> None:
         self.sent.append(command)
@@ -275,8 +281,8 @@ def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
     s = d.state
     waiting = s is not None and (bool(s.queue) or s.blocked_by is not None)
     if not waiting and (len(s.running) if s else 0) < strategy.limit:
-        d.emit(InstanceAdmitted(c.instance_id))  # the usual case: one small event
-        d.send(_start(c.workflow_id, queued))
+        after = d.emit(InstanceAdmitted(c.instance_id))  # the usual case: one small event
+        d.send(_start(after, queued))
         return
     d.emit(queued)
     _admit_queued(d, strategy)
@@ -290,20 +296,20 @@ def _admit_queued(d: WorkflowDraft, strategy: RunStrategy | None = None) -> None
         limit = (strategy or _strategy(d, head.definition)).limit
         if len(s.running) >= limit:
             return
-        d.emit(InstanceAdmitted(head.instance_id))
-        d.send(_start(s.workflow_id, head))
+        d.send(_start(d.emit(InstanceAdmitted(head.instance_id)), head))
 
 
-def _start(workflow_id: str, q: InstanceQueued) -> StartInstance:
+def _start(s: WorkflowState, q: InstanceQueued) -> StartInstance:
     return StartInstance(
         instance_id=q.instance_id,
-        workflow_id=workflow_id,
+        workflow_id=s.workflow_id,
         version=q.version,
         definition=q.definition,
         params=q.params,
         initiator=q.initiator,
         idempotency_key=q.idempotency_key,
         admitted=True,
+        breakpoints=tuple(sorted(s.breakpoints)),
     )
 
 
@@ -318,7 +324,10 @@ def _note(d: WorkflowDraft, c: NoteInstanceStatus) -> None:
     elif s is None or c.instance_id not in s.running:
         # A restart runs at once (the run was admitted before) and holds a place again; a
         # restart of the run that blocks the queue unblocks it (InstanceAdmitted does).
-        d.emit(InstanceAdmitted(c.instance_id))
+        admitted = d.emit(InstanceAdmitted(c.instance_id))
+        # Breakpoints set while it was over: from now on (its new run may have started some).
+        for step_id in sorted(admitted.breakpoints):
+            d.send(PauseStep(c.instance_id, step_id))
 
 
 def _dequeue(d: WorkflowDraft, c: DequeueInstance) -> None:
@@ -376,8 +385,23 @@ def _start_child(d: WorkflowDraft, c: StartChild) -> None:
             parent_step_id=c.parent_step_id if linked else None,
             parent_attempt=c.parent_attempt if linked else 0,
             depth=c.depth,
+            breakpoints=tuple(sorted(d.state.breakpoints)) if d.state else (),
         )
     )
+
+
+def _set_breakpoint(d: WorkflowDraft, c: SetWorkflowBreakpoint) -> None:
+    """A breakpoint names a step id of any version, at any depth of loops. It applies to the
+    instances admitted from now on (and children started), and to those running now."""
+    s = _versions(d)
+    if not any(c.step_id in load_workflow(text).nested_step_ids for text in s.definitions.values()):
+        raise Rejected(f"no version of workflow {s.workflow_id!r} has a step {c.step_id!r}")
+    if (c.step_id in s.breakpoints) == c.enabled:
+        return
+    d.emit(WorkflowBreakpointSet(c.step_id, c.enabled))
+    for iid in sorted(s.running):
+        # Cleared: released where paused there, whoever set it (the breakpoint is one per id).
+        d.send(PauseStep(iid, c.step_id) if c.enabled else ResumeStep(iid, c.step_id, clear=True))
 
 
 def _version_of(s: WorkflowState | None, c: StartChild) -> int:
@@ -416,6 +440,7 @@ _RULES: dict[type, Callable[[WorkflowDraft, Any], None]] = {
     StartChild: _start_child,
     FireWorkflowTimers: _fire_timers,
     TriggerInstance: _trigger_instance,
+    SetWorkflowBreakpoint: _set_breakpoint,
 }
 
 

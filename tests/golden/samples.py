@@ -81,6 +81,7 @@ from tests.golden.common import (
     event,
 )
 from tests.golden.samples_v6 import COMMANDS_V6, EVENTS_V6
+from tests.golden.samples_v7 import COMMAND_VARIANTS_V7, COMMANDS_V7, EVENTS_V7
 
 _EVENTS_V1_TO_V5: tuple[Event, ...] = (
     event(3, WorkflowVersionCreated(version=3, definition=DEFINITION), instance=False),
@@ -488,10 +489,11 @@ COMMAND_VARIANTS: tuple[CommandEnvelope, ...] = (
             instance_id=INSTANCE, mode=RestartMode.FROM_STEP, expected_run=3, step_id="load"
         ),
     ),
+    *COMMAND_VARIANTS_V7,
 )
 
-EVENTS = _EVENTS_V1_TO_V5 + EVENTS_V6
-COMMANDS = _COMMANDS_V1_TO_V5 + COMMANDS_V6
+EVENTS = _EVENTS_V1_TO_V5 + EVENTS_V6 + EVENTS_V7
+COMMANDS = _COMMANDS_V1_TO_V5 + COMMANDS_V6 + COMMANDS_V7
 
 TASK = Task(
     instance_id=INSTANCE,

@@ -50,6 +50,7 @@ async def test_openapi_lists_every_route(api: Api) -> None:
         f"{V1}/workflows/{{workflow_id}}/versions": {"get"},
         f"{V1}/workflows/{{workflow_id}}/versions/{{version}}": {"get"},
         f"{V1}/workflows/{{workflow_id}}/instances": {"post"},
+        f"{V1}/workflows/{{workflow_id}}/breakpoints/{{step_id}}": {"put", "delete"},
         f"{V1}/instances": {"get"},
         f"{V1}/instances/{{instance_id}}": {"get"},
         f"{V1}/instances/{{instance_id}}/steps": {"get"},

@@ -71,6 +71,7 @@ class World:
         self.workflows: dict[str, WorkflowState] = {}
         self.instances: dict[str, InstanceState] = {}
         self.signals: dict[str, SignalState] = {}
+        self.events: dict[str, list[Event]] = {}  # by instance id
         self.log: list[str] = []
 
     def when(self, command: Command) -> list[str]:
@@ -94,6 +95,7 @@ class World:
                 d = decide_instance(self.instances.get(c.instance_id), c, 0)
                 if d.state is not None:
                     self.instances[c.instance_id] = d.state
+                self.events.setdefault(c.instance_id, []).extend(d.events)
                 self.log += [f"{c.instance_id} {e.type}" for e in d.events]
                 queue.extend(d.sent)
         return self.log[start:]

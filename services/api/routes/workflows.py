@@ -149,7 +149,7 @@ async def list_workflows(
         "SELECT * FROM workflows ORDER BY workflow_id LIMIT $1 OFFSET $2", limit + 1, offset
     )
     return Page[WorkflowPublic].model_validate(
-        page([row_dict(r, "tags", "time_triggers") for r in rows], limit, offset)
+        page([row_dict(r, "tags", "time_triggers", "breakpoints") for r in rows], limit, offset)
     )
 
 
@@ -157,7 +157,7 @@ async def _workflow_row(pool: Pool, workflow_id: str) -> dict[str, Any]:
     row = await pool.fetchrow("SELECT * FROM workflows WHERE workflow_id = $1", workflow_id)
     if row is None:
         raise problems.not_found(f"workflow {workflow_id!r}")
-    return row_dict(row, "tags", "time_triggers")
+    return row_dict(row, "tags", "time_triggers", "breakpoints")
 
 
 @router.get("/{workflow_id}", responses=problems.responses(404), summary="Get a workflow")
