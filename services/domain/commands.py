@@ -69,8 +69,8 @@ class StartInstance:
     parent_attempt: int = 0
     depth: int = 0
     loop: str | None = None  # a loop's iteration: its `iteration` value (JSON), params as given
-    # Breakpoints it starts with, besides its definition's: its workflow's (set by API) when
-    # admitted or started as a child; its parent's that name steps of its body, for an iteration.
+    # Its workflow's breakpoints (set by API) when admitted or started as a child; for an
+    # iteration, those of its parent's that name steps of the loop's body.
     breakpoints: tuple[str, ...] = ()
 
 
@@ -221,12 +221,20 @@ class PauseStep:
 @dataclass(frozen=True, slots=True)
 class ResumeStep:
     """Start a step paused at its breakpoint (the breakpoint stays for later runs); on a
-    step that has not reached it, clear the breakpoint. `clear` (a workflow breakpoint was
-    cleared): clear it in any case, and release the steps paused there."""
+    step that has not reached it, clear the breakpoint."""
 
     instance_id: str
     step_id: str
-    clear: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyWorkflowBreakpoints:
+    """The breakpoints set on the instance's workflow, as they are now (step ids): it pauses at
+    these besides its own, and a step paused only by one no longer here starts. Passed on to
+    its running iterations (those naming steps of their body)."""
+
+    instance_id: str
+    breakpoints: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +402,7 @@ InstanceCommand = (
     | ExpireHeartbeat
     | BypassSignals
     | DeliverSignal
+    | ApplyWorkflowBreakpoints
 )
 WorkflowCommand = (
     PushWorkflow
@@ -464,6 +473,7 @@ WIRE_COMMANDS: tuple[type[Command], ...] = (
     TriggerInstance,
     SetSignalTriggers,
     SetWorkflowBreakpoint,
+    ApplyWorkflowBreakpoints,
 )
 
 

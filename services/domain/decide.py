@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from services.domain.breakpoints import pause_step, resume_step, start_breakpoints
+from services.domain.breakpoints import apply_workflow_breakpoints, start_breakpoints
 from services.domain.commands import (
     SIGNAL_COMMANDS,
     WORKFLOW_COMMANDS,
+    ApplyWorkflowBreakpoints,
     BypassSignals,
     Command,
     DeliverSignal,
@@ -53,6 +54,7 @@ from services.domain.evaluation import (
     start_params,
 )
 from services.domain.events import (
+    BreakpointSet,
     Event,
     InstanceFailed,
     InstancePaused,
@@ -63,6 +65,7 @@ from services.domain.events import (
     InstanceTimedOut,
     StepAttemptStarted,
     StepRestarted,
+    StepResumed,
     StepSkipped,
     StepStopped,
 )
@@ -276,6 +279,26 @@ def _restart_step(d: Draft, c: RestartStep) -> None:
     advance(d)
 
 
+def _pause_step(d: Draft, c: PauseStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None or c.step_id in d.s.breakpoints:
+        return
+    d.emit(BreakpointSet(c.step_id, enabled=True))
+
+
+def _resume_step(d: Draft, c: ResumeStep) -> None:
+    st = _step(d, c.step_id)
+    if st is None:
+        return
+    if st.status is StepStatus.PAUSED:
+        # Released for this run; the breakpoint stays (a restart pauses there again).
+        d.emit(StepResumed(c.step_id, d.s.run))
+        advance(d)
+    elif c.step_id in d.s.breakpoints:
+        # Cleared before it is reached (its own: a workflow's breakpoint stays on the workflow).
+        d.emit(BreakpointSet(c.step_id, enabled=False))
+
+
 def _report_started(d: Draft, c: ReportAttemptStarted) -> None:
     if not current(d, c.step_id, c.attempt, StepStatus.STARTING):
         return
@@ -369,8 +392,9 @@ _HANDLERS: dict[type, Callable[[Draft, Any], None]] = {
     SkipStep: _skip_step,
     StopStep: _stop_step,
     RestartStep: _restart_step,
-    PauseStep: pause_step,
-    ResumeStep: resume_step,
+    PauseStep: _pause_step,
+    ResumeStep: _resume_step,
+    ApplyWorkflowBreakpoints: apply_workflow_breakpoints,
     ReportAttemptStarted: _report_started,
     ReportAttemptSucceeded: _report_succeeded,
     ReportAttemptFailed: _report_failed,

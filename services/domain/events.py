@@ -226,10 +226,12 @@ class StepRestarted:
 
 @dataclass(frozen=True, slots=True)
 class BreakpointSet:
-    """A breakpoint on the step was set (`enabled`) or cleared for this instance."""
+    """A breakpoint on the step was set (`enabled`) or cleared for this instance: its own (the
+    definition's, or set on the instance), or (`workflow`, events v7) its workflow's."""
 
     step_id: str
     enabled: bool
+    workflow: bool = False
 
 
 @dataclass(frozen=True, slots=True)

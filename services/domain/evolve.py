@@ -208,7 +208,10 @@ def _step_restarted(s: InstanceState, e: Event, p: StepRestarted) -> InstanceSta
 
 
 def _breakpoint_set(s: InstanceState, e: Event, p: BreakpointSet) -> InstanceState:
-    points = s.breakpoints | {p.step_id} if p.enabled else s.breakpoints - {p.step_id}
+    old = s.workflow_breakpoints if p.workflow else s.breakpoints
+    points = old | {p.step_id} if p.enabled else old - {p.step_id}
+    if p.workflow:
+        return replace(s, workflow_breakpoints=points, seq=e.seq)
     return replace(s, breakpoints=points, seq=e.seq)
 
 

@@ -414,7 +414,7 @@ def advance(d: Draft) -> None:
                     break  # an evaluation failed: the run ends (below), nothing more starts
                 if not taken:
                     continue
-            if not due_retry and sid in d.s.breakpoints and not st.released:
+            if not due_retry and not st.released and d.s.pauses_at(sid):
                 d.emit(StepPaused(sid, d.s.run))
                 continue
             if not due_retry and dag.steps[sid].signal_dependencies and not st.signals_met:

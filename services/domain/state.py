@@ -83,6 +83,9 @@ class InstanceState:
     run_started_at: int = 0
     failed_steps: tuple[str, ...] = ()
     breakpoints: frozenset[str] = frozenset()  # steps that pause before they start
+    # … and those of its workflow's breakpoints that name its steps or its loops' (see
+    # breakpoints.py): a step pauses if either set names it.
+    workflow_breakpoints: frozenset[str] = frozenset()
     parent_instance_id: str | None = None  # a child: reports its end to this instance's
     parent_step_id: str | None = None  # ... subworkflow step
     parent_attempt: int = 0
@@ -92,6 +95,10 @@ class InstanceState:
     @property
     def workflow(self) -> Workflow:
         return load_workflow(self.definition)
+
+    def pauses_at(self, step_id: str) -> bool:
+        """A breakpoint, its own or its workflow's, names the step."""
+        return step_id in self.breakpoints or step_id in self.workflow_breakpoints
 
 
 @dataclass(frozen=True, slots=True)

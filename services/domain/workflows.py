@@ -20,17 +20,16 @@ from typing import Any
 from services.domain.commands import (
     ROUTE_SEPARATOR,
     ActivateWorkflow,
+    ApplyWorkflowBreakpoints,
     Command,
     DeactivateWorkflow,
     DequeueInstance,
     FireWorkflowTimers,
     NoteInstanceStatus,
-    PauseStep,
     PushWorkflow,
     QueueInstance,
     Rejected,
     ReportChildEnded,
-    ResumeStep,
     SetSignalTriggers,
     SetWorkflowBreakpoint,
     StartChild,
@@ -325,9 +324,9 @@ def _note(d: WorkflowDraft, c: NoteInstanceStatus) -> None:
         # A restart runs at once (the run was admitted before) and holds a place again; a
         # restart of the run that blocks the queue unblocks it (InstanceAdmitted does).
         admitted = d.emit(InstanceAdmitted(c.instance_id))
-        # Breakpoints set while it was over: from now on (its new run may have started some).
-        for step_id in sorted(admitted.breakpoints):
-            d.send(PauseStep(c.instance_id, step_id))
+        # Its workflow's breakpoints now (some may have been set or cleared while it was over;
+        # the steps its new run started at once are past them).
+        d.send(ApplyWorkflowBreakpoints(c.instance_id, tuple(sorted(admitted.breakpoints))))
 
 
 def _dequeue(d: WorkflowDraft, c: DequeueInstance) -> None:
@@ -398,10 +397,10 @@ def _set_breakpoint(d: WorkflowDraft, c: SetWorkflowBreakpoint) -> None:
         raise Rejected(f"no version of workflow {s.workflow_id!r} has a step {c.step_id!r}")
     if (c.step_id in s.breakpoints) == c.enabled:
         return
-    d.emit(WorkflowBreakpointSet(c.step_id, c.enabled))
-    for iid in sorted(s.running):
-        # Cleared: released where paused there, whoever set it (the breakpoint is one per id).
-        d.send(PauseStep(iid, c.step_id) if c.enabled else ResumeStep(iid, c.step_id, clear=True))
+    after = d.emit(WorkflowBreakpointSet(c.step_id, c.enabled))
+    points = tuple(sorted(after.breakpoints))
+    for iid in sorted(after.running):
+        d.send(ApplyWorkflowBreakpoints(iid, points))
 
 
 def _version_of(s: WorkflowState | None, c: StartChild) -> int:

@@ -81,7 +81,12 @@ from tests.golden.common import (
     event,
 )
 from tests.golden.samples_v6 import COMMANDS_V6, EVENTS_V6
-from tests.golden.samples_v7 import COMMAND_VARIANTS_V7, COMMANDS_V7, EVENTS_V7
+from tests.golden.samples_v7 import (
+    COMMAND_VARIANTS_V7,
+    COMMANDS_V7,
+    EVENT_VARIANTS_V7,
+    EVENTS_V7,
+)
 
 _EVENTS_V1_TO_V5: tuple[Event, ...] = (
     event(3, WorkflowVersionCreated(version=3, definition=DEFINITION), instance=False),
@@ -331,6 +336,7 @@ EVENT_VARIANTS: tuple[Event, ...] = (
             params='{"date":"2025-11-21"}',
         ),
     ),
+    *EVENT_VARIANTS_V7,
 )
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from services.domain.commands import (
+    ApplyWorkflowBreakpoints,
     CommandEnvelope,
-    ResumeStep,
     SetWorkflowBreakpoint,
     StartInstance,
 )
-from services.domain.events import Event, WorkflowBreakpointSet
+from services.domain.events import BreakpointSet, Event, WorkflowBreakpointSet
 from tests.golden.common import DEFINITION, INSTANCE, PARAMS, WORKFLOW, command, event
 
 EVENTS_V7: tuple[Event, ...] = (
@@ -17,12 +17,15 @@ EVENTS_V7: tuple[Event, ...] = (
 
 COMMANDS_V7: tuple[CommandEnvelope, ...] = (
     command(50, SetWorkflowBreakpoint(workflow_id=WORKFLOW, step_id="load", enabled=True)),
+    command(52, ApplyWorkflowBreakpoints(instance_id=INSTANCE, breakpoints=("extract", "load"))),
 )
 
 # Round-tripped by the codec tests (their types' golden bytes are older samples).
+EVENT_VARIANTS_V7: tuple[Event, ...] = (
+    event(26, BreakpointSet(step_id="load", enabled=True, workflow=True)),
+)
 COMMAND_VARIANTS_V7: tuple[CommandEnvelope, ...] = (
     command(51, SetWorkflowBreakpoint(workflow_id=WORKFLOW, step_id="load", enabled=False)),
-    command(52, ResumeStep(instance_id=INSTANCE, step_id="load", clear=True)),
     command(
         53,
         StartInstance(

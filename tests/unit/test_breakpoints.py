@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.domain.commands import (
+    PauseStep,
     PushWorkflow,
     Rejected,
     ReportAttemptSucceeded,
@@ -85,7 +86,7 @@ def test_instances_started_after_a_breakpoint_is_set_pause_at_it() -> None:
         "i-1 BreakpointSet",
         "i-1 StepAttemptCreated",
     ]
-    assert w.instances["i-1"].breakpoints == frozenset({"b"})
+    assert w.instances["i-1"].workflow_breakpoints == frozenset({"b"})
     # Then b pauses once it is ready, and nothing else stops
     assert w.step("i-1", "a") is StepStatus.STARTING
     assert w.succeed("i-1", "a")[-1] == "i-1 StepPaused"
@@ -129,12 +130,16 @@ def test_clearing_releases_the_paused_steps_and_later_instances_run_through() ->
         "i-2 BreakpointSet",
     ]
     assert w.step("i-1", "b") is StepStatus.STARTING
-    assert w.instances["i-1"].breakpoints == w.instances["i-2"].breakpoints == frozenset()
+    assert (
+        w.instances["i-1"].workflow_breakpoints
+        == w.instances["i-2"].workflow_breakpoints
+        == frozenset()
+    )
     assert w.workflows["wf"].breakpoints == frozenset()
     w.succeed("i-2", "a")
     assert w.step("i-2", "b") is StepStatus.STARTING
     w.start("i-3")
-    assert w.instances["i-3"].breakpoints == frozenset()
+    assert w.instances["i-3"].workflow_breakpoints == frozenset()
 
 
 def test_a_step_resumed_by_hand_is_released_and_the_breakpoint_stays() -> None:
@@ -144,7 +149,38 @@ def test_a_step_resumed_by_hand_is_released_and_the_breakpoint_stays() -> None:
     w.start("i-1")
     w.succeed("i-1", "a")
     assert w.when(ResumeStep("i-1", "b")) == ["i-1 StepResumed", "i-1 StepAttemptCreated"]
+    assert w.instances["i-1"].workflow_breakpoints == frozenset({"b"})
+
+
+def test_clearing_the_workflows_breakpoint_leaves_the_instances_own() -> None:
+    w = World()
+    w.push(CHAIN)
+    w.when(SetWorkflowBreakpoint("wf", "b"))
+    w.start("i-1")
+    w.when(PauseStep("i-1", "b"))  # set on the instance by hand as well
+    w.succeed("i-1", "a")
+    assert w.when(SetWorkflowBreakpoint("wf", "b", enabled=False)) == [
+        "wf WorkflowBreakpointSet",
+        "i-1 BreakpointSet",
+    ]
+    assert w.step("i-1", "b") is StepStatus.PAUSED  # its own breakpoint holds it
     assert w.instances["i-1"].breakpoints == frozenset({"b"})
+
+
+def test_a_restarted_instance_no_longer_pauses_where_a_cleared_breakpoint_was() -> None:
+    w = World()
+    w.push(CHAIN)
+    w.when(SetWorkflowBreakpoint("wf", "b"))
+    w.start("i-1")
+    w.succeed("i-1", "a")
+    w.when(ResumeStep("i-1", "b"))
+    w.succeed("i-1", "b")
+    assert w.instances["i-1"].status is InstanceStatus.SUCCEEDED
+    w.when(SetWorkflowBreakpoint("wf", "b", enabled=False))  # it is over: nothing is sent
+    log = w.when(RestartInstance("i-1", mode=RestartMode.FROM_BEGINNING))
+    assert log[-2:] == ["wf InstanceAdmitted", "i-1 BreakpointSet"]  # cleared in it too
+    w.succeed("i-1", "a")
+    assert w.step("i-1", "b") is StepStatus.STARTING
 
 
 def test_a_step_no_version_has_is_rejected() -> None:
@@ -163,7 +199,7 @@ def test_a_step_of_an_older_version_is_accepted_and_later_versions_ignore_it() -
     assert w.when(SetWorkflowBreakpoint("wf", "b")) == ["wf WorkflowBreakpointSet"]
     log = w.start("i-1")  # of version 2: it has no step b
     assert "i-1 BreakpointSet" not in log
-    assert w.instances["i-1"].breakpoints == frozenset()
+    assert w.instances["i-1"].workflow_breakpoints == frozenset()
 
 
 def test_a_breakpoint_on_a_loop_body_step_pauses_it_in_every_iteration() -> None:
@@ -173,8 +209,8 @@ def test_a_breakpoint_on_a_loop_body_step_pauses_it_in_every_iteration() -> None
     w.start("p")
     first = iteration_id("p", "each", 1, 0)
     # The parent keeps it for its body; each iteration starts with it and pauses there.
-    assert w.instances["p"].breakpoints == frozenset({"work"})
-    assert w.instances[first].breakpoints == frozenset({"work"})
+    assert w.instances["p"].workflow_breakpoints == frozenset({"work"})
+    assert w.instances[first].workflow_breakpoints == frozenset({"work"})
     assert w.step(first, "work") is StepStatus.PAUSED
     assert w.step(iteration_id("p", "each", 1, 1), "work") is StepStatus.PAUSED
     # Cleared: the running iterations are released, and later ones run through.
@@ -183,7 +219,7 @@ def test_a_breakpoint_on_a_loop_body_step_pauses_it_in_every_iteration() -> None
     w.succeed(first, "work")
     w.succeed(iteration_id(first, "inner", 1, 0), "leaf")
     third = iteration_id("p", "each", 1, 2)
-    assert w.instances[third].breakpoints == frozenset()
+    assert w.instances[third].workflow_breakpoints == frozenset()
     assert w.step(third, "work") is StepStatus.STARTING
 
 
@@ -197,13 +233,13 @@ def test_a_breakpoint_set_during_a_loop_reaches_its_running_iterations_at_any_de
     # From the workflow to the instance, to its running iterations, to theirs.
     assert log[:3] == ["wf WorkflowBreakpointSet", "p BreakpointSet", f"{first} BreakpointSet"]
     assert f"{leaf} BreakpointSet" in log
-    assert w.instances[leaf].breakpoints == frozenset({"leaf"})
+    assert w.instances[leaf].workflow_breakpoints == frozenset({"leaf"})
     # The leaf had started before: it runs on; a later iteration's leaf pauses.
     assert w.step(leaf, "leaf") is StepStatus.STARTING
     w.succeed(first, "work")
     w.succeed(leaf, "leaf")
     third = iteration_id("p", "each", 1, 2)
-    assert w.instances[third].breakpoints == frozenset({"leaf"})
+    assert w.instances[third].workflow_breakpoints == frozenset({"leaf"})
     assert w.step(iteration_id(third, "inner", 1, 0), "leaf") is StepStatus.PAUSED
 
 

@@ -72,7 +72,8 @@ async def set_breakpoint(
 async def clear_breakpoint(
     pool: Pool, producer: Producer, codec: Codec, workflow_id: WorkflowId, step_id: StepId
 ) -> BreakpointAccepted:
-    """Instances started from now on do not pause there; in the running ones the breakpoint
-    is cleared (whoever set it) and the steps paused at it start. Clearing a breakpoint that
-    is not set changes nothing."""
+    """Instances started from now on do not pause there; in the running ones it is cleared and
+    the steps paused at it start, unless the instance's own breakpoint (its definition's, or
+    one set on it by `pause`) holds them. Clearing a breakpoint that is not set changes
+    nothing."""
     return await _set(pool, producer, codec, workflow_id, step_id, False)
