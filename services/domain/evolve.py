@@ -384,7 +384,7 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if isinstance(p, InstanceAdmitted):
         return replace(
             s,
-            running=s.running | {p.instance_id},
+            running=s.running.set(p.instance_id, None),
             queue=_without(s.queue, p.instance_id),
             blocked_by=None if s.blocked_by == p.instance_id else s.blocked_by,
         )
@@ -393,7 +393,7 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if isinstance(p, InstanceReleased):
         return replace(
             s,
-            running=s.running - {p.instance_id},
+            running=_without_key(s.running, p.instance_id),
             blocked_by=p.instance_id if p.blocking else s.blocked_by,
         )
     if isinstance(p, WorkflowUnblocked):
@@ -402,6 +402,10 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
         points = s.breakpoints | {p.step_id} if p.enabled else s.breakpoints - {p.step_id}
         return replace(s, breakpoints=points)
     raise CorruptLog(f"{event.type} is not a workflow event")
+
+
+def _without_key(running: immutables.Map[str, None], key: str) -> immutables.Map[str, None]:
+    return running.delete(key) if key in running else running
 
 
 def _without(queue: tuple[InstanceQueued, ...], instance_id: str) -> tuple[InstanceQueued, ...]:
