@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from typing import Any
 
 import httpx
 import yaml
 
+from services.adapters.settings import Settings
+from services.cli.stack import api_url
 from tests.helpers import wait_until_async
 
 
@@ -100,3 +104,22 @@ class Baton:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def baton_cli(settings: Settings, *args: str, exit_code: int = 0) -> str:
+    """Run `baton ARGS` as its own process against the test stack's API, as a user types it;
+    its output (stdout and stderr). It must exit with `exit_code`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "--api",
+        api_url(settings),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=90)
+    text = out.decode()
+    assert process.returncode == exit_code, f"baton {' '.join(args)}:\n{text}"
+    return text

@@ -4,36 +4,16 @@ a step is resumed or the breakpoint cleared."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.adapters.settings import Settings
-from services.cli.stack import api_url
-from tests.e2e.client import Baton, unique
+from tests.e2e.client import Baton, baton_cli, unique
 from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.e2e
-
-
-async def baton_cli(settings: Settings, *args: str) -> str:
-    """Run the `baton` CLI against the test stack's API; its output (it must exit 0)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        "--api",
-        api_url(settings),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, out.decode()
-    return out.decode()
 
 
 async def breakpoints(baton: Baton, wid: str) -> list[str]:

@@ -5,37 +5,16 @@ types it."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from services.adapters.settings import Settings
-from services.cli.stack import api_url
-from tests.e2e.client import Baton, unique
+from tests.e2e.client import Baton, baton_cli, unique
 from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.e2e
-
-
-async def baton_cli(settings: Settings, *args: str, exit_code: int = 0) -> str:
-    """Run `baton ARGS` against the test stack's API; its output (stdout and stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        "--api",
-        api_url(settings),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=90)
-    text = out.decode()
-    assert process.returncode == exit_code, f"baton {' '.join(args)}:\n{text}"
-    return text
 
 
 async def test_a_workflow_driven_by_the_cli_alone(
