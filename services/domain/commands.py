@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 from typing_extensions import TypeIs
 
+from services.domain.signal_commands import (
+    AwaitSignal,
+    CancelSignalWait,
+    SendSignal,
+    SetSignalTriggers,
+)
 from services.domain.statuses import FailureKind, InstanceStatus, RestartMode
 
 # Instance ids are `<route>~<rest>`: every id with the same route lives on one partition, with
@@ -316,52 +322,6 @@ class TriggerInstance:
     instance_id: str  # derived from the signal, so a replayed decision starts nothing more
     params: str  # the signal's params (JSON): those the workflow declares become start params
     initiator: str
-
-
-# --- the signal aggregate (keyed by signal name) ---------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SetSignalTriggers:
-    """The workflow's signal triggers on this name, as its active version has them (an empty
-    list: none, e.g. after deactivation). Sent by the workflow."""
-
-    signal_name: str
-    workflow_id: str
-    triggers: str  # JSON list of [trigger index, match, dedup param names]
-
-
-@dataclass(frozen=True, slots=True)
-class SendSignal:
-    """A signal arrives: by API, or from a step's signal outputs. `request_id` dedups it."""
-
-    signal_name: str
-    request_id: str
-    params: str  # JSON object of strings and longs
-    payload: str  # JSON
-    sender: str
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitSignal:
-    """A step waits for a signal of this name matching `match` (sent by the instance)."""
-
-    signal_name: str
-    instance_id: str
-    step_id: str
-    wait: int
-    index: int
-    match: str  # the evaluated conditions (JSON, see signal_specs.match_to_json)
-
-
-@dataclass(frozen=True, slots=True)
-class CancelSignalWait:
-    """The step no longer waits (bypassed, stopped, skipped, its run ended)."""
-
-    signal_name: str
-    instance_id: str
-    step_id: str
-    wait: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.domain.commands import (
-    AwaitSignal,
-    CancelSignalWait,
     Command,
     DeliverSignal,
     Rejected,
-    SendSignal,
-    SetSignalTriggers,
     SignalCommand,
     TriggerInstance,
     signal_key,
@@ -35,6 +31,12 @@ from services.domain.events import (
     EventPayload,
 )
 from services.domain.evolve import evolve_signal
+from services.domain.signal_commands import (
+    AwaitSignal,
+    CancelSignalWait,
+    SendSignal,
+    SetSignalTriggers,
+)
 from services.domain.signal_events import (
     SignalAwaited,
     SignalReceived,

@@ -13,13 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.domain.commands import (
-    AwaitSignal,
-    BypassSignals,
-    CancelSignalWait,
-    DeliverSignal,
-    SendSignal,
-)
+from services.domain.commands import BypassSignals, DeliverSignal
 from services.domain.evaluation import (
     context,
     evaluate_param,
@@ -36,6 +30,7 @@ from services.domain.events import (
 )
 from services.domain.expressions import ExpressionError
 from services.domain.progress import Draft, dumps, fail_attempt
+from services.domain.signal_commands import AwaitSignal, CancelSignalWait, SendSignal
 from services.domain.signal_specs import Match, SignalDependency, match_to_json
 from services.domain.state import InstanceState
 from services.domain.statuses import FailureKind, StepStatus

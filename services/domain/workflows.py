@@ -30,7 +30,6 @@ from services.domain.commands import (
     QueueInstance,
     Rejected,
     ReportChildEnded,
-    SetSignalTriggers,
     SetWorkflowBreakpoint,
     StartChild,
     StartInstance,
@@ -58,6 +57,7 @@ from services.domain.events import (
 )
 from services.domain.evolve import evolve_workflow
 from services.domain.fields import DefinitionError
+from services.domain.signal_commands import SetSignalTriggers
 from services.domain.signal_specs import match_to_json
 from services.domain.state import WorkflowState
 from services.domain.statuses import InstanceStatus, RunStrategyRule

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from services.domain.commands import (
-    AwaitSignal,
-    BypassSignals,
-    CancelSignalWait,
-    CommandEnvelope,
-    DeliverSignal,
-    SendSignal,
-    SetSignalTriggers,
-    TriggerInstance,
-)
+from services.domain.commands import BypassSignals, CommandEnvelope, DeliverSignal, TriggerInstance
 from services.domain.events import (
     Event,
     StepSignalMatched,
@@ -19,6 +10,12 @@ from services.domain.events import (
     StepWaitingForSignals,
     TimeTriggerFired,
     TimeTriggerScheduled,
+)
+from services.domain.signal_commands import (
+    AwaitSignal,
+    CancelSignalWait,
+    SendSignal,
+    SetSignalTriggers,
 )
 from services.domain.signal_events import (
     SignalAwaited,

@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import (
-    AwaitSignal,
-    BypassSignals,
-    Rejected,
-    ReportAttemptSucceeded,
-    SendSignal,
-    StopStep,
-)
+from services.domain.commands import BypassSignals, Rejected, ReportAttemptSucceeded, StopStep
 from services.domain.definition import parse_workflow
 from services.domain.fields import DefinitionError
+from services.domain.signal_commands import AwaitSignal, SendSignal
 from services.domain.signal_specs import SignalOperator, satisfies
 from services.domain.statuses import InstanceStatus, StepStatus
 from tests.unit.test_subworkflows import World

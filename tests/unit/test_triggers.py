@@ -16,10 +16,10 @@ from services.domain.commands import (
     DeactivateWorkflow,
     FireWorkflowTimers,
     PushWorkflow,
-    SendSignal,
 )
 from services.domain.definition import parse_workflow
 from services.domain.fields import DefinitionError
+from services.domain.signal_commands import SendSignal
 from services.domain.signals import decide_for_signal
 from services.domain.triggers import jitter_of, next_time
 from services.domain.workflows import decide_for_workflow, next_workflow_deadline
@@ -174,7 +174,7 @@ def test_a_signal_triggers_match_values_are_literals() -> None:
 
 
 def test_set_triggers_twice_records_once() -> None:
-    from services.domain.commands import SetSignalTriggers
+    from services.domain.signal_commands import SetSignalTriggers
 
     c = SetSignalTriggers("s", "wf", '[[0,[["a","=",1]],[]]]')
     first = decide_for_signal(None, c, 0)

@@ -19,7 +19,7 @@ from services.api.dto import (
     SignalCreate,
     SignalPublic,
 )
-from services.domain.commands import SendSignal
+from services.domain.signal_commands import SendSignal
 from services.domain.signal_specs import MAX_SIGNAL_PAYLOAD_BYTES
 
 router = APIRouter(prefix="/signals", tags=["signals"])
