@@ -31,75 +31,13 @@ from typing import Any
 
 from services.adapters.settings import REPO_ROOT, Settings
 from services.cli.client import ApiError, Client, Unreachable, print_problem
+from services.cli.push import PUSH_WAIT_S, media_type, push_files, workflow_id_of
 from services.cli.stack import Stack, api_url, prepare
 from services.cli.watch import TERMINAL, render, watch
 
 EXAMPLES = REPO_ROOT / "examples"
 SAMPLE = "hello_diamond.yaml"
-PUSH_WAIT_S = 30.0
 API_START_S = 60.0
-
-
-def _media_type(path: Path) -> str:
-    return "application/json" if path.suffix.lower() == ".json" else "application/yaml"
-
-
-def _latest_version(client: Client, workflow_id: str) -> int:
-    try:
-        return int(client.get(f"/workflows/{workflow_id}")["latest_version"])
-    except ApiError as err:
-        if err.status == 404:
-            return 0
-        raise
-
-
-def _workflow_id(text: bytes) -> str | None:
-    import yaml  # only to learn the id before pushing; the API does the validation
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
-    value = data.get("id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def push_files(client: Client, files: Sequence[Path], timeout: float = PUSH_WAIT_S) -> int:
-    """Push each file and wait until its new version is readable; the number that failed."""
-    failed = 0
-    for path in files:
-        try:
-            text = path.read_bytes()
-        except OSError as err:
-            print(f"{path}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        workflow_id = _workflow_id(text)
-        before = _latest_version(client, workflow_id) if workflow_id else 0
-        try:
-            accepted = client.post(
-                "/workflows", content=text, headers={"content-type": _media_type(path)}
-            )
-        except ApiError as err:
-            print_problem(err, prefix=f"{path}: ")
-            failed += 1
-            continue
-        workflow_id = accepted["workflow_id"]
-        deadline = time.monotonic() + timeout
-        version = _latest_version(client, workflow_id)
-        while version <= before and time.monotonic() < deadline:
-            time.sleep(0.1)
-            version = _latest_version(client, workflow_id)
-        if version <= before:
-            print(
-                f"{path}: accepted (command {accepted['command_id']}) but no new version of "
-                f"{workflow_id} appeared within {timeout:g}s; are the engine and projector up?",
-                file=sys.stderr,
-            )
-            failed += 1
-        else:
-            print(f"{path}: {workflow_id} version {version}")
-    return failed
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -146,7 +84,7 @@ def cmd_push(client: Client, args: argparse.Namespace) -> int:
 def cmd_validate(client: Client, args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        headers = {"content-type": _media_type(path)}
+        headers = {"content-type": media_type(path)}
         try:
             client.post("/workflows/validate", content=path.read_bytes(), headers=headers)
             print(f"{path}: valid")
@@ -337,7 +275,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             push_files(client, files)
             if files and not args.no_sample:
                 sample = EXAMPLES / SAMPLE if (EXAMPLES / SAMPLE).exists() else files[0]
-                workflow_id = _workflow_id(sample.read_bytes())
+                workflow_id = workflow_id_of(sample.read_bytes())
                 accepted = client.post(f"/workflows/{workflow_id}/instances", {"initiator": "cli"})
                 print(f"\nstarted {workflow_id}: {accepted['instance_id']}\n", flush=True)
                 status = watch(client, accepted["instance_id"])
