@@ -12,7 +12,6 @@ and of its loops' bodies, at any depth; an iteration starts with those of its bo
 from __future__ import annotations
 
 from services.domain.commands import ApplyWorkflowBreakpoints
-from services.domain.definition import load_workflow
 from services.domain.events import BreakpointSet, StepResumed
 from services.domain.progress import Draft, advance, iteration_id, live
 from services.domain.state import InstanceState
@@ -26,14 +25,10 @@ def start_breakpoints(d: Draft, given: tuple[str, ...]) -> None:
         d.emit(BreakpointSet(step_id, enabled=True, workflow=True))
 
 
-def _body_ids(s: InstanceState, loop_step_id: str) -> frozenset[str]:
-    return load_workflow(s.workflow.bodies[loop_step_id]).nested_step_ids
-
-
 def iteration_breakpoints(s: InstanceState, loop_step_id: str) -> tuple[str, ...]:
     """What an iteration of the loop starts with: its workflow's breakpoints on steps of its
     body."""
-    return tuple(sorted(s.workflow_breakpoints & _body_ids(s, loop_step_id)))
+    return tuple(sorted(s.workflow_breakpoints & s.workflow.body_step_ids[loop_step_id]))
 
 
 def apply_workflow_breakpoints(d: Draft, c: ApplyWorkflowBreakpoints) -> None:
@@ -66,7 +61,7 @@ def _to_iterations(d: Draft, before: frozenset[str], wanted: frozenset[str]) -> 
         st = s.steps[loop_id]
         if st.status is not StepStatus.RUNNING or st.loop is None or not st.loop.running:
             continue
-        body = _body_ids(s, loop_id)
+        body = s.workflow.body_step_ids[loop_id]
         if before & body == wanted & body:
             continue
         share = tuple(sorted(wanted & body))

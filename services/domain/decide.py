@@ -49,9 +49,9 @@ from services.domain.definition import load_workflow
 from services.domain.evaluation import (
     builtins,
     check_overrides,
+    evaluate_start_params,
     restart_params,
     run_builtins,
-    start_params,
 )
 from services.domain.events import (
     BreakpointSet,
@@ -137,7 +137,7 @@ def _start(d: Draft, c: StartInstance) -> None:
     )
     failure = None
     try:
-        params = given if c.loop is not None else start_params(wf, overrides, base)
+        params = given if c.loop is not None else evaluate_start_params(wf, given, base)
     except ExpressionError as err:
         params, failure = given, str(err)
     d.emit(

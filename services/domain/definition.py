@@ -111,6 +111,15 @@ class Workflow(Model):
         return frozenset(_nested_ids(self.steps))
 
     @functools.cached_property
+    def body_step_ids(self) -> dict[str, frozenset[str]]:
+        """Per loop step, `nested_step_ids` of its body."""
+        return {
+            step.id: frozenset(_nested_ids(step.steps))
+            for step in self.steps
+            if isinstance(step, ForeachStep | WhileStep)
+        }
+
+    @functools.cached_property
     def bodies(self) -> dict[str, str]:
         """Per loop step, the definition each iteration runs (canonical JSON): the loop's
         steps, with the params they see declared (the workflow's and the loop step's). An

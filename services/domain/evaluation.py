@@ -239,7 +239,13 @@ def start_params(
 ) -> dict[str, Any]:
     """The params of a first run: overrides win; the rest are evaluated from the definition.
     Raises DefinitionError for a bad override, ExpressionError for a failed evaluation."""
-    given = check_overrides(wf, overrides)
+    return evaluate_start_params(wf, check_overrides(wf, overrides), base)
+
+
+def evaluate_start_params(
+    wf: Workflow, given: Mapping[str, Any], base: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`start_params` for overrides already checked (`check_overrides`)."""
     return evaluate_params(wf.params, wf.param_order, given, base, keep=frozenset(given))
 
 

@@ -377,8 +377,6 @@ def _run_loops(d: Draft) -> None:
     """Running loops start the iterations they now have room for (an iteration ended, the
     instance resumed), or end when nothing runs and nothing more will."""
     dag = d.s.workflow.dag
-    if not dag.loop_steps:
-        return
     from services.domain.loops import run_loop  # loops are built from this module's rules
 
     for sid in dag.loop_steps:
@@ -393,11 +391,12 @@ def advance(d: Draft) -> None:
     concurrency allow; end the run when nothing can run any more."""
     if not live(d) or _failed_fast(d):
         return
-    # First the loops (one may end, and its successors are decided below).
-    _run_loops(d)
-    if _failed_fast(d):
-        return
     dag = d.s.workflow.dag
+    if dag.loop_steps:
+        # First the loops (one may end, and its successors are decided below).
+        _run_loops(d)
+        if _failed_fast(d):
+            return
     if d.s.status is InstanceStatus.IN_PROGRESS:
         for sid in dag.topo:
             st = d.s.steps[sid]

@@ -57,6 +57,7 @@ from services.domain.events import (
 )
 from services.domain.evolve import evolve_workflow
 from services.domain.fields import DefinitionError
+from services.domain.progress import dumps
 from services.domain.signal_commands import SetSignalTriggers
 from services.domain.signal_specs import match_to_json
 from services.domain.state import WorkflowState
@@ -227,7 +228,7 @@ def _trigger_instance(d: WorkflowDraft, c: TriggerInstance) -> None:
             workflow_id=s.workflow_id,
             version=s.active_version,
             definition=definition,
-            params=json.dumps(params, sort_keys=True, separators=(",", ":")),
+            params=dumps(params),
             initiator=c.initiator,
             idempotency_key=None,
             admitted=False,
@@ -261,20 +262,20 @@ def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
         return  # a duplicate request: the instance asks again until it exists
     strategy = _strategy(d, c.definition)
     rule = strategy.rule
-    running = sorted(d.state.running) if d.state else []
     queued = InstanceQueued(
         c.instance_id, c.version, c.definition, c.params, c.initiator, c.idempotency_key
     )
-    if rule is RunStrategyRule.FIRST_ONLY and running:
+    if rule is RunStrategyRule.FIRST_ONLY and d.state is not None and d.state.running:
         # Recorded as queued, then dropped: the read model shows the start and why it never ran.
         d.emit(queued)
-        d.emit(InstanceDequeued(c.instance_id, f"FIRST_ONLY: instance {running[0]} is running"))
+        first = min(d.state.running)
+        d.emit(InstanceDequeued(c.instance_id, f"FIRST_ONLY: instance {first} is running"))
         return
     if rule in (RunStrategyRule.LAST_ONLY, RunStrategyRule.SERIAL_LATEST_ONLY):
         for q in d.state.queue if d.state else ():
             d.emit(InstanceDequeued(q.instance_id, f"{rule.value}: superseded by {c.instance_id}"))
     if rule is RunStrategyRule.LAST_ONLY:
-        for iid in running:
+        for iid in sorted(d.state.running) if d.state else ():
             # It leaves `running` when it reports its end; the new one waits until then.
             d.send(StopInstance(iid, f"LAST_ONLY: superseded by {c.instance_id}"))
     s = d.state
