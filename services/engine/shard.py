@@ -384,11 +384,7 @@ class Shard:
                 # Its timer is already off the heap: the instance waits for its next input
                 # rather than failing the same way on every loop.
                 log.exception("p%d: %s failed; left as it is", self.partition, cmd)
-        for iid in {e.instance_id for e, _ in out.events if e.instance_id is not None}:
-            state = self.instances.get(iid)
-            if state is not None:
-                self._schedule(iid, state)
-        return out
+        return out  # (each decided instance's timer was set as it was decided)
 
     # --- the one transaction -------------------------------------------------------------
 
