@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import yaml
@@ -237,6 +238,12 @@ def _nested_ids(steps: list[Step]) -> list[str]:
         if isinstance(step, ForeachStep | WhileStep):
             ids += _nested_ids(step.steps)
     return ids
+
+
+def any_version_has_step(definitions: Iterable[str], step_id: str) -> bool:
+    """A step id (at any depth of loops) of one of these stored definitions: what a
+    breakpoint set on a workflow may name."""
+    return any(step_id in load_workflow(text).nested_step_ids for text in definitions)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -38,7 +38,12 @@ from services.domain.commands import (
     UnblockWorkflow,
     WorkflowCommand,
 )
-from services.domain.definition import RunStrategy, load_workflow, parse_workflow
+from services.domain.definition import (
+    RunStrategy,
+    any_version_has_step,
+    load_workflow,
+    parse_workflow,
+)
 from services.domain.evaluation import check_overrides
 from services.domain.events import (
     Event,
@@ -394,7 +399,7 @@ def _set_breakpoint(d: WorkflowDraft, c: SetWorkflowBreakpoint) -> None:
     """A breakpoint names a step id of any version, at any depth of loops. It applies to the
     instances admitted from now on (and children started), and to those running now."""
     s = _versions(d)
-    if not any(c.step_id in load_workflow(text).nested_step_ids for text in s.definitions.values()):
+    if not any_version_has_step(s.definitions.values(), c.step_id):
         raise Rejected(f"no version of workflow {s.workflow_id!r} has a step {c.step_id!r}")
     if (c.step_id in s.breakpoints) == c.enabled:
         return

@@ -13,7 +13,7 @@ from services.api.deps import Codec, Pool, Producer
 from services.api.dto import BreakpointAccepted
 from services.api.routes.workflows import WorkflowId
 from services.domain.commands import SetWorkflowBreakpoint
-from services.domain.definition import load_workflow
+from services.domain.definition import any_version_has_step
 from services.domain.fields import ID_PATTERN
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -29,10 +29,9 @@ async def _check_step(pool: Pool, workflow_id: str, step_id: str) -> None:
     )
     if not rows:
         raise problems.not_found(f"workflow {workflow_id!r}")
-    for row in rows:
-        if step_id in load_workflow(canonical_json(json_value(row["definition"]))).nested_step_ids:
-            return
-    raise problems.not_found(f"a step {step_id!r} in any version of workflow {workflow_id!r}")
+    definitions = (canonical_json(json_value(row["definition"])) for row in rows)
+    if not any_version_has_step(definitions, step_id):
+        raise problems.not_found(f"a step {step_id!r} in any version of workflow {workflow_id!r}")
 
 
 async def _set(
