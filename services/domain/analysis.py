@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from services.domain.dag import order_params, param_dependencies, param_reads, param_sources
 from services.domain.definition import Workflow, load_workflow
+from services.domain.environment import reserved_env_fault
 from services.domain.evaluation import (
     CONTEXT_ROOTS,
     ITERATION,
@@ -35,13 +35,12 @@ from services.domain.expressions import (
     member_paths,
     value_templates,
 )
-from services.domain.fields import Param
+from services.domain.fields import PARAM_NAME, PARAM_NAME_FAULT, Param
 from services.domain.params import describe
 from services.domain.steps import ForeachStep, WhileStep
 
 # What an expression may read only in a run: step outputs, and a loop's iteration.
 RUN_ROOTS = frozenset({"steps", ITERATION})
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # 2024-01-01T00:00:00Z: the built-ins a push-time evaluation sees.
 _SAMPLE_START = 1_704_067_200_000_000
 
@@ -143,14 +142,11 @@ def _params_faults(
     run_time: set[str] = set()
     for name, p in params.items():
         if not PARAM_NAME.match(name):
-            faults.append(
-                (
-                    f"{prefix}.{name}",
-                    "a param name is letters, digits and _, not starting with a digit",
-                )
-            )
+            faults.append((f"{prefix}.{name}", PARAM_NAME_FAULT))
         elif name in RESERVED_NAMES:
             faults.append((f"{prefix}.{name}", f"{name!r} is a reserved name"))
+        elif env_fault := reserved_env_fault(name):
+            faults.append((f"{prefix}.{name}", env_fault))
         for src, where in param_sources(p):
             found, later = _source_faults(src, f"{prefix}.{name}.{where}", scope)
             faults.extend(found)

@@ -26,13 +26,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.domain.definition import Workflow
+from services.domain.environment import reserved_env_fault
 from services.domain.expressions import (
     ExpressionError,
     compile_expression,
     interpolate,
     is_template,
 )
-from services.domain.fields import DefinitionError, Param
+from services.domain.fields import PARAM_NAME, PARAM_NAME_FAULT, DefinitionError, Param
 from services.domain.params import (
     ParamMode,
     check_value,
@@ -201,10 +202,20 @@ def check_overrides(
     wf: Workflow, overrides: Mapping[str, Any], restart: bool = False
 ) -> dict[str, Any]:
     """Start (or restart) overrides, typed: each checked against its declared type and mode.
-    Params the definition does not declare may be given; their type is inferred."""
+    Params the definition does not declare may be given; their type is inferred. Every way
+    params are given later than the push (a start, a restart, a signal trigger's start, a
+    subworkflow's start) comes through here, so a name is judged here by the rules a push
+    applies: a param name, and not one a step reads from its environment (environment.py)."""
     faults: list[tuple[str, str]] = []
     out: dict[str, Any] = {}
     for name, value in overrides.items():
+        if not PARAM_NAME.match(name):
+            faults.append((f"params.{name}", PARAM_NAME_FAULT))
+            continue
+        env_fault = reserved_env_fault(name)
+        if env_fault is not None:
+            faults.append((f"params.{name}", env_fault))
+            continue
         declared = wf.params.get(name)
         if declared is not None:
             allowed = declared.mode.on_restart if restart else declared.mode.on_start

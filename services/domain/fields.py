@@ -25,6 +25,9 @@ MAX_DURATION_S = MAX_WORKFLOW_TIMEOUT_S
 
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 QUEUE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# A param's name: an environment variable's name too, since shell steps get params so.
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+PARAM_NAME_FAULT = "a param name is letters, digits and _, not starting with a digit"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
