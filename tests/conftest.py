@@ -37,6 +37,8 @@ for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 KAFKA_READY_TIMEOUT_S = 90.0
+# A secret only the stack's worker holds (as E2E_WORKER_SECRET): no step may see or print it.
+WORKER_SECRET = "e2e-worker-secret-5f1c"
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +83,7 @@ async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[
     # steps query the session's own database.
     running.env["BATON_HTTP_ALLOWED_HOSTS"] = "127.0.0.1"
     running.env["BATON_SQL_CONNECTIONS"] = json.dumps({"baton": settings.database_url})
+    running.env["E2E_WORKER_SECRET"] = WORKER_SECRET
     running.start("engine")
     running.start("worker", "--queue", "default", "--concurrency", "16")
     running.start("projector")

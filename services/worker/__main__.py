@@ -1,7 +1,8 @@
 """The worker process: ``python -m services.worker --queue default --concurrency 8``.
 
 Composition root: the one place the worker's dependencies are built from settings and the
-environment (``BATON_WORKER_ID``, ``BATON_HEARTBEAT_SECONDS``, ``BATON_SHUTDOWN_GRACE_SECONDS``).
+environment (``BATON_WORKER_ID``, ``BATON_HEARTBEAT_SECONDS``, ``BATON_SHUTDOWN_GRACE_SECONDS``,
+``BATON_STEP_ENV_ALLOW``, and the step types' settings).
 SIGTERM or SIGINT stops fetching; running steps get the grace period, then are killed and
 left for the engine to retry.
 """
@@ -29,6 +30,7 @@ from services.adapters.kafka import (
 from services.adapters.settings import Settings
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import default_runtimes
+from services.worker.step_env import EnvAllowList
 
 log = logging.getLogger("services.worker")
 
@@ -44,6 +46,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SystemExit(f"{name} must be > 0, got {raw!r}")
     return value
+
+
+def step_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What a step's process starts with of the worker's environment: the variables
+    ``BATON_STEP_ENV_ALLOW`` names (step_env.py), never the worker's secrets."""
+    try:
+        allow = EnvAllowList.parse(env.get("BATON_STEP_ENV_ALLOW"))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return allow.select(env)
 
 
 def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
@@ -63,15 +75,18 @@ def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
 
 
 async def serve(settings: Settings, options: WorkerOptions) -> None:
+    # Built first: a bad setting stops the worker before it joins its group.
+    runtimes = default_runtimes(
+        base_env=step_environment(os.environ),
+        http_allowed_hosts=os.environ.get("BATON_HTTP_ALLOWED_HOSTS"),
+        sql_connections=os.environ.get("BATON_SQL_CONNECTIONS"),
+        python_path=os.environ.get("PYTHONPATH"),
+    )
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))
     # No group: every worker reads every cancellation, from now on.
     control = new_consumer(settings.kafka_bootstrap, None, auto_offset_reset="latest")
-    runtimes = default_runtimes(
-        http_allowed_hosts=os.environ.get("BATON_HTTP_ALLOWED_HOSTS"),
-        sql_connections=os.environ.get("BATON_SQL_CONNECTIONS"),
-    )
     worker = Worker(consumer, producer, Codec(), runtimes, options, control)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from services.domain.environment import reserved_env_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
+from services.worker.step_env import EnvAllowList
 
 MESSAGE_CHARS = 2_000
 OUTPUT_TAIL_CHARS = 4_096
@@ -255,22 +257,35 @@ def _timeout(task: Task) -> float | None:
     return t if t is not None and t > 0 else None
 
 
+def _step_base_env(base_env: Mapping[str, str] | None) -> dict[str, str]:
+    """The variables of the worker a step starts with: ``base_env`` (the composition root's
+    allow-listed selection), else the default allow-list over this process's environment —
+    never the whole of it, which holds the worker's secrets."""
+    if base_env is not None:
+        return dict(base_env)
+    return EnvAllowList.parse(None).select(os.environ)
+
+
 class ShellRuntime:
     """``config.command`` under ``/bin/sh -c``, in a fresh temporary directory.
 
     Params reach the command only as environment variables, never interpolated into the
     command text: each param by its name (strings as-is, other values as JSON), plus
     ``BATON_INSTANCE_ID``, ``BATON_WORKFLOW_ID``, ``BATON_STEP_ID``, ``BATON_ATTEMPT``,
-    ``BATON_RUN`` (which win over params of the same name) and ``BATON_OUTPUTS``, a file path:
-    a JSON object the command writes there becomes the step's outputs. The rest of the
-    environment is the worker's own (``base_env``).
+    ``BATON_RUN`` and ``BATON_OUTPUTS``, a file path: a JSON object the command writes there
+    becomes the step's outputs. The rest of the environment is ``base_env``: the worker's
+    variables its allow-list names (step_env.py), never the worker's whole environment.
+
+    A param may not replace any of that: a name a step reads from its environment
+    (services.domain.environment: ``PATH``, ``LD_PRELOAD``, ``BATON_*`` …) or one of
+    ``base_env`` is a USER failure, and the command does not run.
 
     Exit code 0 succeeds; a non-zero exit or death by a signal is a USER failure; the step's
     timeout kills its whole process group and is a TIMEOUT failure.
     """
 
     def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
-        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._base_env = _step_base_env(base_env)
 
     async def run(self, task: Task) -> StepOutcome:
         try:
@@ -314,6 +329,9 @@ class ShellRuntime:
                     f"param names are not valid environment variable names: {names}",
                 )
             )
+        taken = [fault for name in params if (fault := self._taken(name))]
+        if taken:
+            raise _StepInputError(failure(FailureKind.USER, "; ".join(taken)))
         env = dict(self._base_env)
         for name, value in params.items():
             text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -324,6 +342,13 @@ class ShellRuntime:
             env[name] = text
         env.update(_baton_env(task))
         return env
+
+    def _taken(self, name: str) -> str | None:
+        """Why a param may not be named so, or None."""
+        fault = reserved_env_fault(name)
+        if fault is None and name in self._base_env:
+            fault = f"{name!r} is a variable of this worker's step environment; a param may not replace it"
+        return fault
 
 
 def _shell_outputs(text: str | None, output_tail: str) -> StepOutcome:
@@ -357,14 +382,25 @@ class PythonRuntime:
     The child is ``sys.executable -m services.worker.pycall module:function`` in its own
     process group, its working directory ``cwd`` (the worker's own by default, so modules
     of the current project import); it reads the params as keyword arguments (a JSON object
-    on stdin) and writes its result to the file named by ``BATON_RESULT``. The ``BATON_*``
-    identity variables are set as for shell steps. A dict return value (None means ``{}``) is
-    the outputs; an exception, an import failure or any other return value is a USER failure
-    (the traceback is in the output tail); the timeout is handled as for shell steps.
+    on stdin) and writes its result to the file named by ``BATON_RESULT``. Its environment
+    is ``base_env`` as for shell steps (never the worker's whole environment), the worker's
+    ``python_path`` as ``PYTHONPATH`` (where the project's modules are found when they are
+    not in ``cwd`` or installed in the worker's interpreter), and the ``BATON_*`` identity
+    variables; params are not environment variables here. A dict return value (None means
+    ``{}``) is the outputs; an exception, an import failure or any other return value is a
+    USER failure (the traceback is in the output tail); the timeout is handled as for shell
+    steps.
     """
 
-    def __init__(self, base_env: Mapping[str, str] | None = None, cwd: str | None = None) -> None:
-        self._base_env = dict(os.environ if base_env is None else base_env)
+    def __init__(
+        self,
+        base_env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        python_path: str | None = None,
+    ) -> None:
+        self._base_env = _step_base_env(base_env)
+        if python_path:
+            self._base_env["PYTHONPATH"] = python_path
         self._cwd = cwd
 
     async def run(self, task: Task) -> StepOutcome:
@@ -426,8 +462,10 @@ def default_runtimes(
     cwd: str | None = None,
     http_allowed_hosts: str | None = None,
     sql_connections: str | None = None,
+    python_path: str | None = None,
 ) -> dict[str, StepRuntime]:
-    """The registry: step type -> runtime. ``sleep`` steps never reach a worker. The http and
+    """The registry: step type -> runtime. ``sleep`` steps never reach a worker. ``base_env``
+    is the step environment (the worker's allow-listed variables, step_env.py); the http and
     sql settings are the values of BATON_HTTP_ALLOWED_HOSTS and BATON_SQL_CONNECTIONS."""
     # Imported here: they need httpx and asyncpg, which the other runtimes do not.
     from services.worker.http_runtime import HostAllowList, HttpRuntime
@@ -436,7 +474,7 @@ def default_runtimes(
     return {
         "noop": NoopRuntime(),
         "shell": ShellRuntime(base_env),
-        "python": PythonRuntime(base_env, cwd),
+        "python": PythonRuntime(base_env, cwd, python_path),
         "http": HttpRuntime(HostAllowList.from_env(http_allowed_hosts)),
         "sql": SqlRuntime(connections_from_env(sql_connections)),
     }

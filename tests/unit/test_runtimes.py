@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,66 @@ async def test_shell_params_are_environment_variables_never_interpolated(tmp_pat
     assert victim.is_dir(), "the param's value was executed by the shell"
 
 
-async def test_shell_params_cannot_override_baton_variables() -> None:
-    command = 'printf \'{"id": "%s"}\' "$BATON_INSTANCE_ID" > "$BATON_OUTPUTS"'
-    outcome = await ShellRuntime().run(shell(command, {"BATON_INSTANCE_ID": "forged"}))
-    assert succeeded(outcome) == {"id": "inst-1"}
+async def test_shell_params_cannot_override_baton_variables(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    outcome = await ShellRuntime().run(
+        shell(f"touch {ran}", {"BATON_INSTANCE_ID": "forged", "BATON_OUTPUTS": "/etc/x"})
+    )
+    f = failed(outcome, FailureKind.USER)
+    assert "'BATON_INSTANCE_ID' is reserved" in f.message
+    assert "'BATON_OUTPUTS' is reserved" in f.message
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"PATH": "{dir}"},
+        {"LD_PRELOAD": "{dir}/evil.so"},
+        {"BASH_ENV": "{dir}/evil.sh", "ENV": "{dir}/evil.sh"},
+        {"GIT_SSH_COMMAND": "sh -c id"},
+    ],
+)
+async def test_a_param_that_would_decide_what_the_shell_runs_fails_without_running(
+    tmp_path: Path, params: dict[str, str]
+) -> None:
+    """Defence in depth: the API and the engine refuse such names, and so does the worker
+    (a definition stored before that rule, a task written by hand)."""
+    fake_ls = tmp_path / "ls"
+    fake_ls.write_text(f"#!/bin/sh\ntouch {tmp_path}/hijacked\n")
+    fake_ls.chmod(0o755)
+    given = {k: v.format(dir=tmp_path) for k, v in params.items()}
+    outcome = await ShellRuntime().run(shell("ls > /dev/null", given))
+    f = failed(outcome, FailureKind.USER)
+    for name in params:
+        assert f"{name!r} is reserved" in f.message
+    assert not (tmp_path / "hijacked").exists()
+
+
+async def test_a_param_cannot_replace_a_variable_of_the_step_environment() -> None:
+    runtime = ShellRuntime({"PATH": "/usr/bin:/bin", "AWS_REGION": "eu-west-1"})
+    f = failed(await runtime.run(shell("true", {"AWS_REGION": "us-east-1"})), FailureKind.USER)
+    assert "'AWS_REGION'" in f.message and "step environment" in f.message
+
+
+async def test_a_shell_step_sees_none_of_the_workers_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATON_SQL_CONNECTIONS", '{"wh": "postgresql://u:dsn-s3cret@db/wh"}')
+    monkeypatch.setenv("SOME_API_TOKEN", "token-s3cret")
+    monkeypatch.setenv("LC_TIME", "C")
+    f = failed(await ShellRuntime().run(shell("env; exit 1", {"day": "mon"})), FailureKind.USER)
+    assert "s3cret" not in f.output_tail
+    assert "BATON_SQL_CONNECTIONS" not in f.output_tail
+    names = {line.split("=", 1)[0] for line in f.output_tail.splitlines() if "=" in line}
+    assert {"PATH", "LC_TIME", "day", "BATON_INSTANCE_ID", "BATON_OUTPUTS"} <= names
+    assert "SOME_API_TOKEN" not in names
+
+
+async def test_a_shell_step_gets_exactly_the_environment_it_is_given() -> None:
+    runtime = ShellRuntime({"PATH": "/usr/bin:/bin", "SPECIAL": "yes"})
+    command = 'printf \'{"special": "%s"}\' "$SPECIAL" > "$BATON_OUTPUTS"'
+    assert succeeded(await runtime.run(shell(command))) == {"special": "yes"}
 
 
 async def test_shell_param_names_must_be_environment_variable_names() -> None:
@@ -243,6 +300,28 @@ async def test_python_sees_baton_identity_in_its_environment(py: PythonRuntime) 
     assert succeeded(outcome) == {"attempt": 2}  # make_task runs attempt 2
 
 
+async def test_a_python_step_sees_none_of_the_workers_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATON_SQL_CONNECTIONS", '{"wh": "postgresql://u:dsn-s3cret@db/wh"}')
+    monkeypatch.setenv("SOME_API_TOKEN", "token-s3cret")
+    runtime = PythonRuntime(cwd=str(REPO_ROOT))
+    environ = succeeded(await runtime.run(python(f"{__name__}:environment")))
+    assert "s3cret" not in json.dumps(environ)
+    assert "BATON_SQL_CONNECTIONS" not in environ and "SOME_API_TOKEN" not in environ
+    assert {"PATH", "BATON_INSTANCE_ID", "BATON_RESULT"} <= set(environ)
+
+
+async def test_a_python_step_keeps_the_workers_pythonpath_to_import_its_modules(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "elsewhere_steps.py").write_text("def f():\n    return {'ok': True}\n")
+    runtime = PythonRuntime(
+        {"PATH": "/usr/bin:/bin"}, cwd=str(REPO_ROOT), python_path=str(tmp_path)
+    )
+    assert succeeded(await runtime.run(python("elsewhere_steps:f"))) == {"ok": True}
+
+
 async def test_python_exception_is_a_user_failure_with_traceback(py: PythonRuntime) -> None:
     outcome = await py.run(python("examples.steps:fail", {"message": "boom"}))
     f = failed(outcome, FailureKind.USER)
@@ -321,3 +400,7 @@ def prints_then_fails() -> None:
 
 async def async_step(x: int) -> dict[str, Any]:
     return {"double": 2 * x}
+
+
+def environment() -> dict[str, Any]:
+    return dict(os.environ)
