@@ -41,7 +41,7 @@ async def test_steps_see_none_of_the_workers_secrets(baton: Baton) -> None:
     )
     iid = await baton.start(wid)
     await baton.wait_step(iid, "python", "SUCCEEDED")
-    await baton.wait_step(iid, "shell", "FAILED")
+    await baton.wait_step(iid, "shell", "USER_FAILED")
     (shell,) = await baton.attempts(iid, "shell")
     (python,) = await baton.attempts(iid, "python")
     seen = {
