@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -21,6 +22,7 @@ from services.adapters.embedded_pg import recreate_database
 from services.adapters.settings import REPO_ROOT, Settings
 from services.cli.stack import Stack, prepare
 from tests.e2e.client import Baton
+from tests.helpers import login_role
 
 TEST_ENV = {
     "BATON_HOME": str(REPO_ROOT / ".baton-test"),
@@ -80,9 +82,13 @@ async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[
     await prepare(settings)
     running = Stack(settings, settings.home / "logs")
     # The e2e workflows' http steps call a server the test starts on 127.0.0.1, and their sql
-    # steps query the session's own database.
+    # steps query the session's own database — as a role that only reads its tables, since
+    # the worker refuses a superuser connection it was not told to allow. The DSN carries
+    # the worker's secret as its password, so tests can look for it where it must not be.
     running.env["BATON_HTTP_ALLOWED_HOSTS"] = "127.0.0.1"
-    running.env["BATON_SQL_CONNECTIONS"] = json.dumps({"baton": settings.database_url})
+    steps_url = await login_role(settings.database_url, "baton_steps", WORKER_SECRET)
+    await _grant_select(settings.database_url, "baton_steps")
+    running.env["BATON_SQL_CONNECTIONS"] = json.dumps({"baton": steps_url})
     running.env["E2E_WORKER_SECRET"] = WORKER_SECRET
     running.start("engine")
     running.start("worker", "--queue", "default", "--concurrency", "16")
@@ -93,6 +99,14 @@ async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[
         yield running
     finally:
         running.stop_all()
+
+
+async def _grant_select(url: str, role: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

@@ -59,3 +59,33 @@ def own_database(base_url: str, name: str) -> str:
     url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
     recreate_database(url)
     return url
+
+
+async def login_role(base_url: str, role: str, password: str, *member_of: str) -> str:
+    """The URL of `base_url`'s database as a LOGIN role without superuser, created (or
+    reset: roles outlive a test session's database) and made a member of `member_of` only.
+    The test server trusts local connections, so the password is carried, never checked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    conn = await asyncpg.connect(base_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if not exists:
+            await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'ALTER ROLE "{role}" LOGIN NOSUPERUSER')
+        held = await conn.fetch(
+            "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+            " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
+            role,
+        )
+        for row in held:
+            await conn.execute(f'REVOKE "{row["rolname"]}" FROM "{role}"')
+        for group in member_of:
+            await conn.execute(f'GRANT "{group}" TO "{role}"')
+    finally:
+        await conn.close()
+    parts = urlsplit(base_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))

@@ -2,7 +2,9 @@
 
 Composition root: the one place the worker's dependencies are built from settings and the
 environment (``BATON_WORKER_ID``, ``BATON_HEARTBEAT_SECONDS``, ``BATON_SHUTDOWN_GRACE_SECONDS``,
-``BATON_STEP_ENV_ALLOW``, and the step types' settings).
+``BATON_STEP_ENV_ALLOW``, and the step types' settings: ``BATON_HTTP_ALLOWED_HOSTS``,
+``BATON_SQL_CONNECTIONS``, ``BATON_SQL_ALLOW_SUPERUSER``). It checks each sql connection's
+role before it serves, and exits rather than serve a superuser connection not allowed.
 SIGTERM or SIGINT stops fetching; running steps get the grace period, then are killed and
 left for the engine to retry.
 """
@@ -29,7 +31,9 @@ from services.adapters.kafka import (
 )
 from services.adapters.settings import Settings
 from services.worker.runner import Worker, WorkerOptions, group_id
-from services.worker.runtimes import default_runtimes
+from services.worker.runtimes import StepRuntime, default_runtimes
+from services.worker.sql_roles import check_connections
+from services.worker.sql_runtime import SqlRuntime
 from services.worker.step_env import EnvAllowList
 
 log = logging.getLogger("services.worker")
@@ -58,6 +62,27 @@ def step_environment(env: Mapping[str, str]) -> dict[str, str]:
     return allow.select(env)
 
 
+async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
+    """The step runtimes from the environment; exits with the reason on a bad setting, or
+    when a sql connection's role is a superuser the operator did not allow (sql_roles.py)."""
+    try:
+        runtimes = default_runtimes(
+            base_env=step_environment(env),
+            http_allowed_hosts=env.get("BATON_HTTP_ALLOWED_HOSTS"),
+            sql_connections=env.get("BATON_SQL_CONNECTIONS"),
+            python_path=env.get("PYTHONPATH"),
+            sql_allow_superuser=env.get("BATON_SQL_ALLOW_SUPERUSER"),
+        )
+    except ValueError as err:
+        raise SystemExit(f"worker: {err}") from None
+    sql = runtimes["sql"]
+    assert isinstance(sql, SqlRuntime)
+    refused = await check_connections(sql.connections, sql.allow_superuser, log)
+    if refused:
+        raise SystemExit("worker: refusing to start: " + "; ".join(refused))
+    return runtimes
+
+
 def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
     parser = argparse.ArgumentParser(prog="python -m services.worker", description=__doc__)
     parser.add_argument("--queue", default=DEFAULT_QUEUE, help="the task queue to serve")
@@ -75,13 +100,8 @@ def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
 
 
 async def serve(settings: Settings, options: WorkerOptions) -> None:
-    # Built first: a bad setting stops the worker before it joins its group.
-    runtimes = default_runtimes(
-        base_env=step_environment(os.environ),
-        http_allowed_hosts=os.environ.get("BATON_HTTP_ALLOWED_HOSTS"),
-        sql_connections=os.environ.get("BATON_SQL_CONNECTIONS"),
-        python_path=os.environ.get("PYTHONPATH"),
-    )
+    # Built and checked first: a bad setting stops the worker before it joins its group.
+    runtimes = await _runtimes(os.environ)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))

@@ -463,12 +463,15 @@ def default_runtimes(
     http_allowed_hosts: str | None = None,
     sql_connections: str | None = None,
     python_path: str | None = None,
+    sql_allow_superuser: str | None = None,
 ) -> dict[str, StepRuntime]:
     """The registry: step type -> runtime. ``sleep`` steps never reach a worker. ``base_env``
     is the step environment (the worker's allow-listed variables, step_env.py); the http and
-    sql settings are the values of BATON_HTTP_ALLOWED_HOSTS and BATON_SQL_CONNECTIONS."""
+    sql settings are the values of BATON_HTTP_ALLOWED_HOSTS, BATON_SQL_CONNECTIONS and
+    BATON_SQL_ALLOW_SUPERUSER."""
     # Imported here: they need httpx and asyncpg, which the other runtimes do not.
     from services.worker.http_runtime import HostAllowList, HttpRuntime
+    from services.worker.sql_roles import allowed_superusers
     from services.worker.sql_runtime import SqlRuntime, connections_from_env
 
     return {
@@ -476,5 +479,7 @@ def default_runtimes(
         "shell": ShellRuntime(base_env),
         "python": PythonRuntime(base_env, cwd, python_path),
         "http": HttpRuntime(HostAllowList.from_env(http_allowed_hosts)),
-        "sql": SqlRuntime(connections_from_env(sql_connections)),
+        "sql": SqlRuntime(
+            connections_from_env(sql_connections), allowed_superusers(sql_allow_superuser)
+        ),
     }

@@ -4,7 +4,9 @@ Connections are configured on the worker, never in definitions: `BATON_SQL_CONNE
 JSON object of name -> DSN. `args` are bound as $1, $2 … by the server (never spliced into
 the text). The statement runs in a READ ONLY transaction unless the step says
 `read_only: false`, under a statement timeout (the step's timeout, else 60 s). At most
-`max_rows` rows are fetched, and the outputs stay within a step's output limit.
+`max_rows` rows are fetched, and the outputs stay within a step's output limit. READ ONLY
+keeps a step from writing rows; it is no security boundary: the connection's role is
+(sql_roles.py), so a superuser role is refused unless `BATON_SQL_ALLOW_SUPERUSER` names it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from services.domain.expressions import ExpressionError
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.runtimes import StepOutcome, StepSuccess, failure
+from services.worker.sql_roles import read_powers, refusal
 
 DEFAULT_TIMEOUT_S = 60.0
 # The rows kept in outputs, as JSON: a step's outputs may be at most 256 KiB.
@@ -41,8 +44,15 @@ def connections_from_env(value: str | None) -> dict[str, str]:
 
 
 class SqlRuntime:
-    def __init__(self, connections: Mapping[str, str]) -> None:
+    """Runs sql steps on the named connections. A connection whose role is a superuser (or
+    may become one) is refused unless its name is in ``allow_superuser``: its steps fail as
+    PLATFORM failures without running (sql_roles.py says why)."""
+
+    def __init__(
+        self, connections: Mapping[str, str], allow_superuser: frozenset[str] = frozenset()
+    ) -> None:
         self.connections = dict(connections)
+        self.allow_superuser = allow_superuser
 
     async def run(self, task: Task) -> StepOutcome:
         config = json.loads(task.config)
@@ -62,9 +72,18 @@ class SqlRuntime:
         limit = int(config["max_rows"])
         try:
             conn = await asyncpg.connect(dsn, timeout=min(timeout, 30.0))
+        except (ValueError, asyncpg.ClientConfigurationError) as err:
+            # The worker's configuration, not the step: and the message, never the DSN.
+            return failure(
+                FailureKind.PLATFORM, f"sql connection {name!r} has an invalid DSN: {err}"
+            )
         except (OSError, asyncpg.PostgresError) as err:
             return failure(FailureKind.USER, f"cannot connect to {name!r}: {err}")
         try:
+            if name not in self.allow_superuser:
+                powers = await read_powers(conn)
+                if powers.superuser:
+                    return failure(FailureKind.PLATFORM, refusal(name, powers))
             await conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
             async with conn.transaction(readonly=bool(config["read_only"])):
                 cursor = conn.cursor(config["statement"], *args)

@@ -162,7 +162,9 @@ def sql(statement: str, **fields: Any) -> dict[str, Any]:
 
 
 async def test_a_sql_step_binds_its_args_and_returns_bounded_rows(postgres: str) -> None:
-    runtime = SqlRuntime({"db": postgres})
+    # The session's superuser, allowed as an operator would (BATON_SQL_ALLOW_SUPERUSER): these
+    # tests create tables; test_sql_roles.py pins the refusal.
+    runtime = SqlRuntime({"db": postgres}, allow_superuser=frozenset({"db"}))
     out = await runtime.run(
         task(
             "sql",
@@ -182,7 +184,9 @@ async def test_a_sql_step_binds_its_args_and_returns_bounded_rows(postgres: str)
 
 
 async def test_sql_failures_name_the_cause(postgres: str) -> None:
-    runtime = SqlRuntime({"db": postgres})
+    # The session's superuser, allowed as an operator would (BATON_SQL_ALLOW_SUPERUSER): these
+    # tests create tables; test_sql_roles.py pins the refusal.
+    runtime = SqlRuntime({"db": postgres}, allow_superuser=frozenset({"db"}))
     out = await runtime.run(task("sql", sql("CREATE TABLE t_sql_step (x int)")))
     assert isinstance(out, StepFailure) and "read-only transaction" in out.message
     out = await runtime.run(task("sql", sql("SELECT 1", connection="other")))
