@@ -25,7 +25,7 @@ from services.domain.expressions import ExpressionError
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.runtimes import StepOutcome, StepSuccess, failure
-from services.worker.sql_roles import read_powers, refusal
+from services.worker.sql_roles import read_powers, redact, refusal
 
 DEFAULT_TIMEOUT_S = 60.0
 # The rows kept in outputs, as JSON: a step's outputs may be at most 256 KiB.
@@ -73,12 +73,14 @@ class SqlRuntime:
         try:
             conn = await asyncpg.connect(dsn, timeout=min(timeout, 30.0))
         except (ValueError, asyncpg.ClientConfigurationError) as err:
-            # The worker's configuration, not the step: and the message, never the DSN.
+            # The worker's configuration, not the step's fault; named, never shown.
+            reason = redact(str(err), dsn)
             return failure(
-                FailureKind.PLATFORM, f"sql connection {name!r} has an invalid DSN: {err}"
+                FailureKind.PLATFORM, f"sql connection {name!r} has an invalid DSN: {reason}"
             )
         except (OSError, asyncpg.PostgresError) as err:
-            return failure(FailureKind.USER, f"cannot connect to {name!r}: {err}")
+            reason = redact(str(err), dsn)
+            return failure(FailureKind.USER, f"cannot connect to {name!r}: {reason}")
         try:
             if name not in self.allow_superuser:
                 powers = await read_powers(conn)
@@ -91,7 +93,7 @@ class SqlRuntime:
         except asyncpg.QueryCanceledError:
             return failure(FailureKind.TIMEOUT, f"the statement ran longer than {timeout:g}s")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, TypeError) as err:
-            return failure(FailureKind.USER, f"{type(err).__name__}: {err}")
+            return failure(FailureKind.USER, f"{type(err).__name__}: {redact(str(err), dsn)}")
         finally:
             await conn.close()
         truncated = len(rows) > limit
