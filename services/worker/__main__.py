@@ -2,7 +2,7 @@
 
 Composition root: the one place the worker's dependencies are built from settings and the
 environment (``BATON_WORKER_ID``, ``BATON_HEARTBEAT_SECONDS``, ``BATON_SHUTDOWN_GRACE_SECONDS``,
-``BATON_STEP_ENV_ALLOW``, and the step types' settings: ``BATON_HTTP_ALLOWED_HOSTS``,
+``BATON_STEP_ENV_ALLOW``, ``BATON_STEP_USER``, and the step types' settings: ``BATON_HTTP_ALLOWED_HOSTS``,
 ``BATON_SQL_CONNECTIONS``, ``BATON_SQL_ALLOW_SUPERUSER``). It checks each sql connection's
 role before it serves, and exits rather than serve a superuser connection not allowed.
 SIGTERM or SIGINT stops fetching; running steps get the grace period, then are killed and
@@ -34,7 +34,7 @@ from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepRuntime, default_runtimes
 from services.worker.sql_roles import check_connections
 from services.worker.sql_runtime import SqlRuntime
-from services.worker.step_env import EnvAllowList
+from services.worker.step_env import EnvAllowList, StepUser
 
 log = logging.getLogger("services.worker")
 
@@ -72,6 +72,7 @@ async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
             sql_connections=env.get("BATON_SQL_CONNECTIONS"),
             python_path=env.get("PYTHONPATH"),
             sql_allow_superuser=env.get("BATON_SQL_ALLOW_SUPERUSER"),
+            step_user=StepUser.parse(env.get("BATON_STEP_USER")),
         )
     except ValueError as err:
         raise SystemExit(f"worker: {err}") from None

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from services.domain.environment import reserved_env_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
-from services.worker.step_env import EnvAllowList
+from services.worker.step_env import EnvAllowList, StepUser
 
 MESSAGE_CHARS = 2_000
 OUTPUT_TAIL_CHARS = 4_096
@@ -257,13 +257,27 @@ def _timeout(task: Task) -> float | None:
     return t if t is not None and t > 0 else None
 
 
-def _step_base_env(base_env: Mapping[str, str] | None) -> dict[str, str]:
+def _step_base_env(
+    base_env: Mapping[str, str] | None, step_user: StepUser | None
+) -> dict[str, str]:
     """The variables of the worker a step starts with: ``base_env`` (the composition root's
     allow-listed selection), else the default allow-list over this process's environment —
-    never the whole of it, which holds the worker's secrets."""
-    if base_env is not None:
-        return dict(base_env)
-    return EnvAllowList.parse(None).select(os.environ)
+    never the whole of it, which holds the worker's secrets — with the step user's identity
+    (HOME, USER, LOGNAME) when steps run as another user."""
+    env = dict(base_env) if base_env is not None else EnvAllowList.parse(None).select(os.environ)
+    return step_user.environment(env) if step_user is not None else env
+
+
+def _workdir(step_user: StepUser | None) -> str:
+    """A fresh private directory for one step (mode 0700), its user's."""
+    workdir = tempfile.mkdtemp(prefix="baton-step-")
+    if step_user is not None:
+        step_user.give(workdir)
+    return workdir
+
+
+def _as_user(step_user: StepUser | None, argv: list[str]) -> list[str]:
+    return step_user.command(argv) if step_user is not None else argv
 
 
 class ShellRuntime:
@@ -284,8 +298,11 @@ class ShellRuntime:
     timeout kills its whole process group and is a TIMEOUT failure.
     """
 
-    def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
-        self._base_env = _step_base_env(base_env)
+    def __init__(
+        self, base_env: Mapping[str, str] | None = None, step_user: StepUser | None = None
+    ) -> None:
+        self._base_env = _step_base_env(base_env, step_user)
+        self._user = step_user
 
     async def run(self, task: Task) -> StepOutcome:
         try:
@@ -293,12 +310,12 @@ class ShellRuntime:
             env = self._env(task)
         except _StepInputError as err:
             return err.outcome
-        workdir = tempfile.mkdtemp(prefix="baton-step-")
+        workdir = _workdir(self._user)
         try:
             outputs_path = Path(workdir) / ".baton-outputs.json"
             env["BATON_OUTPUTS"] = str(outputs_path)
             result = await _run_process(
-                ["/bin/sh", "-c", command],
+                _as_user(self._user, ["/bin/sh", "-c", command]),
                 env=env,
                 cwd=workdir,
                 stdin=None,
@@ -397,11 +414,13 @@ class PythonRuntime:
         base_env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         python_path: str | None = None,
+        step_user: StepUser | None = None,
     ) -> None:
-        self._base_env = _step_base_env(base_env)
+        self._base_env = _step_base_env(base_env, step_user)
         if python_path:
             self._base_env["PYTHONPATH"] = python_path
         self._cwd = cwd
+        self._user = step_user
 
     async def run(self, task: Task) -> StepOutcome:
         try:
@@ -411,7 +430,7 @@ class PythonRuntime:
             return err.outcome
         if not isinstance(function, str) or not function:
             return failure(FailureKind.PLATFORM, "task config has no function")
-        workdir = tempfile.mkdtemp(prefix="baton-step-")
+        workdir = _workdir(self._user)
         try:
             result_path = Path(workdir) / "result.json"
             env = dict(self._base_env)
@@ -419,7 +438,7 @@ class PythonRuntime:
             env["BATON_RESULT"] = str(result_path)
             env["PYTHONUNBUFFERED"] = "1"  # output reaches the tail even if the child is killed
             result = await _run_process(
-                [sys.executable, "-m", "services.worker.pycall", function],
+                _as_user(self._user, [sys.executable, "-m", "services.worker.pycall", function]),
                 env=env,
                 cwd=self._cwd or os.getcwd(),
                 stdin=json.dumps(params).encode(),
@@ -464,9 +483,11 @@ def default_runtimes(
     sql_connections: str | None = None,
     python_path: str | None = None,
     sql_allow_superuser: str | None = None,
+    step_user: StepUser | None = None,
 ) -> dict[str, StepRuntime]:
     """The registry: step type -> runtime. ``sleep`` steps never reach a worker. ``base_env``
-    is the step environment (the worker's allow-listed variables, step_env.py); the http and
+    is the step environment (the worker's allow-listed variables, step_env.py), ``step_user``
+    the OS user shell and python steps run as (None: the worker's own); the http and
     sql settings are the values of BATON_HTTP_ALLOWED_HOSTS, BATON_SQL_CONNECTIONS and
     BATON_SQL_ALLOW_SUPERUSER."""
     # Imported here: they need httpx and asyncpg, which the other runtimes do not.
@@ -476,8 +497,8 @@ def default_runtimes(
 
     return {
         "noop": NoopRuntime(),
-        "shell": ShellRuntime(base_env),
-        "python": PythonRuntime(base_env, cwd, python_path),
+        "shell": ShellRuntime(base_env, step_user),
+        "python": PythonRuntime(base_env, cwd, python_path, step_user),
         "http": HttpRuntime(HostAllowList.from_env(http_allowed_hosts)),
         "sql": SqlRuntime(
             connections_from_env(sql_connections), allowed_superusers(sql_allow_superuser)

@@ -7,11 +7,19 @@ inherits the worker's environment: it gets only the variables this allow-list na
 then its params and Baton's own variables (runtimes.py). The list is
 `BATON_STEP_ENV_ALLOW`, read once by the worker's composition root: comma-separated names
 (`PATH`) and prefix patterns (`LC_*`); unset or empty means `DEFAULT_ALLOW`.
+
+The allow-list keeps secrets out of what a step prints by habit (`env`, a debug dump). It
+does not stop a hostile step that runs as the worker's OS user: that one can read the
+worker's environment from `/proc/<worker pid>/environ`. Against that, steps run as another
+user (`BATON_STEP_USER`, `StepUser`), who cannot read the worker's processes or files.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,3 +72,63 @@ class EnvAllowList:
     def select(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The allowed variables of `environ`, and nothing else."""
         return {k: v for k, v in environ.items() if self.allows(k)}
+
+
+@dataclass(frozen=True, slots=True)
+class StepUser:
+    """The OS user a step's processes run as (`BATON_STEP_USER`), other than the worker's.
+
+    The switch is made by util-linux's `setpriv` in front of the step's command (the worker
+    may run under uvloop, whose subprocesses take no `user`/`group`, and a `preexec_fn` is
+    unsafe next to threads): real and effective ids, no supplementary groups, and
+    `no_new_privs`, so a setuid program cannot take the privileges back. Only a worker
+    running as root can do it.
+    """
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    setpriv: str
+
+    @classmethod
+    def parse(cls, value: str | None) -> StepUser | None:
+        """`BATON_STEP_USER`'s value (a user name or uid); None when unset or empty;
+        ValueError saying why it cannot be used."""
+        text = (value or "").strip()
+        if not text:
+            return None
+        try:
+            entry = pwd.getpwuid(int(text)) if text.isdigit() else pwd.getpwnam(text)
+        except KeyError:
+            raise ValueError(f"BATON_STEP_USER: no such user {text!r}") from None
+        if entry.pw_uid == 0:
+            raise ValueError("BATON_STEP_USER: steps may not run as root")
+        if os.geteuid() != 0:
+            raise ValueError(
+                "BATON_STEP_USER: only a worker running as root can run steps as another user"
+            )
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise ValueError("BATON_STEP_USER: needs util-linux's setpriv on the PATH")
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, setpriv)
+
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` run as this user."""
+        return [
+            self.setpriv,
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--",
+            *argv,
+        ]
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with this user's identity: the worker's HOME is not theirs to use."""
+        return {**env, "HOME": self.home, "USER": self.name, "LOGNAME": self.name}
+
+    def give(self, path: str) -> None:
+        """Hand a step's working directory to this user."""
+        os.chown(path, self.uid, self.gid)

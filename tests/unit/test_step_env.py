@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+
 import pytest
 
-from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList
+from services.adapters.settings import REPO_ROOT
+from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList, StepUser
+from tests.unit import step_user_worker
 
 WORKER_ENV = {
     "PATH": "/usr/bin:/bin",
@@ -54,4 +63,57 @@ def test_a_name_that_merely_starts_like_baton_is_a_name() -> None:
     assert EnvAllowList.parse("B,BAT").select({"B": "1", "BAT": "2", "BATON_X": "3"}) == {
         "B": "1",
         "BAT": "2",
+    }
+
+
+# -- steps as another OS user ---------------------------------------------------------------
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or not _has_user("nobody"),
+    reason="needs a root worker, util-linux's setpriv and the user nobody",
+)
+
+
+def _run_worker(user: str) -> dict[str, str]:
+    secret = json.dumps({"wh": f"postgresql://u:{step_user_worker.SECRET}@db/wh"})
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.unit.step_user_worker", user],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BATON_SQL_CONNECTIONS": secret},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_a_step_user_is_a_user_other_than_root() -> None:
+    assert StepUser.parse(None) is None
+    assert StepUser.parse(" ") is None
+    with pytest.raises(ValueError, match="no such user 'no-such-baton-user'"):
+        StepUser.parse("no-such-baton-user")
+    with pytest.raises(ValueError, match="may not run as root"):
+        StepUser.parse("root")
+
+
+@needs_root
+def test_a_step_run_as_another_user_cannot_read_the_workers_environment() -> None:
+    """As the worker's own user a step reads, from /proc/<worker pid>/environ, every secret
+    the worker was started with, allow-list or not; as BATON_STEP_USER it cannot."""
+    assert _run_worker("self")["leaks"] == "1"  # the hole BATON_STEP_USER closes
+    nobody = pwd.getpwnam("nobody")
+    assert _run_worker("nobody") == {
+        "uid": str(nobody.pw_uid),
+        "home": nobody.pw_dir,
+        "leaks": "0",
     }

@@ -1,0 +1,36 @@
+"""A stand-in worker for test_step_env: `python -m tests.unit.step_user_worker USER|self`.
+
+Started with a secret in its environment, it runs one shell step (as USER, or as itself)
+that counts the secret in the worker's /proc/<pid>/environ and says who it is, and prints
+the step's outputs as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from services.domain.tasks import Task
+from services.worker.runtimes import ShellRuntime, StepSuccess
+from services.worker.step_env import StepUser
+
+SECRET = "proc-s3cret"
+COMMAND = (
+    f"leaks=$(tr '\\0' '\\n' < /proc/$PPID/environ | grep -c {SECRET}); "
+    'printf \'{"uid": "%s", "home": "%s", "leaks": "%s"}\' "$(id -u)" "$HOME" "$leaks"'
+    ' > "$BATON_OUTPUTS"'
+)
+
+
+def main(user: str) -> None:
+    step_user = None if user == "self" else StepUser.parse(user)
+    config = json.dumps({"command": COMMAND})
+    task = Task("i", "w", "s", 1, 1, "shell", "default", config, "{}", 10.0, 0)
+    outcome = asyncio.run(ShellRuntime(step_user=step_user).run(task))
+    assert isinstance(outcome, StepSuccess), outcome
+    print(json.dumps(dict(outcome.outputs)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
