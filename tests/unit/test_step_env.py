@@ -117,3 +117,28 @@ def test_a_step_run_as_another_user_cannot_read_the_workers_environment() -> Non
         "home": nobody.pw_dir,
         "leaks": "0",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("BATON_STEP_ENV_ALLOW", "PATH,*", "'*' is neither a variable name nor NAME*"),
+        ("BATON_STEP_ENV_ALLOW", "BATON_*", "would pass the worker's own BATON_* settings"),
+        ("BATON_STEP_USER", "no-such-baton-user", "no such user 'no-such-baton-user'"),
+    ],
+)
+def test_a_worker_with_a_bad_step_setting_exits_before_serving(
+    name: str, value: str, reason: str
+) -> None:
+    env = {**os.environ, name: value, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env.pop("BATON_SQL_CONNECTIONS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert reason in done.stderr
