@@ -8,8 +8,6 @@ timeout or a worker shutdown can end the step and everything it started.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import re
@@ -25,17 +23,11 @@ from typing import Any, Protocol
 from services.domain.environment import reserved_env_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
+from services.worker.child_process import OUTPUT_TAIL_CHARS as OUTPUT_TAIL_CHARS
+from services.worker.child_process import ChildExit, run_process
 from services.worker.step_env import EnvAllowList, StepUser
 
 MESSAGE_CHARS = 2_000
-OUTPUT_TAIL_CHARS = 4_096
-# Bytes of output kept while a step runs: a little more than the tail, so multi-byte
-# characters cut at the front still leave OUTPUT_TAIL_CHARS whole characters.
-_KEEP_BYTES = OUTPUT_TAIL_CHARS * 4
-_READ_CHUNK = 64 * 1024
-# After the step's process exits, how long its output pipe may stay open (a straggler
-# holding it) before the tail is taken as it is.
-_DRAIN_SECONDS = 2.0
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -107,15 +99,8 @@ def runtime_for(registry: Mapping[str, StepRuntime], step_type: str) -> StepRunt
 
 
 # ---------------------------------------------------------------------------------------------
-# Child processes
+# Steps that run code in a child process (child_process.py)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Exit:
-    returncode: int
-    timed_out: bool
-    output_tail: str
 
 
 class _StepInputError(Exception):
@@ -126,77 +111,6 @@ class _StepInputError(Exception):
         self.outcome = outcome
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-async def _keep_tail(stream: asyncio.StreamReader, tail: bytearray) -> None:
-    while chunk := await stream.read(_READ_CHUNK):
-        tail += chunk
-        if len(tail) > _KEEP_BYTES:
-            del tail[: len(tail) - _KEEP_BYTES]
-
-
-async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
-    try:
-        stdin.write(data)
-        await stdin.drain()
-        stdin.close()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the step does not read its input; that is its business
-
-
-async def _run_process(
-    argv: list[str],
-    *,
-    env: Mapping[str, str],
-    cwd: str,
-    stdin: bytes | None,
-    timeout: float | None,
-) -> _Exit:
-    """Run ``argv`` in a new session (its own process group), stdout and stderr merged.
-
-    At the deadline, or on cancellation, the whole process group is killed with SIGKILL; once
-    the main process has exited, whatever it left running in its group is killed too, so a
-    step's processes never outlive it.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    tail = bytearray()
-    reader = asyncio.ensure_future(_keep_tail(proc.stdout, tail))
-    feeder = None
-    if stdin is not None:
-        assert proc.stdin is not None
-        feeder = asyncio.ensure_future(_feed(proc.stdin, stdin))
-    timed_out = False
-    try:
-        try:
-            returncode = await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-            _kill_group(proc.pid)
-            returncode = await proc.wait()
-        _kill_group(proc.pid)
-        await asyncio.wait((reader,), timeout=_DRAIN_SECONDS)
-    finally:
-        if proc.returncode is None:
-            _kill_group(proc.pid)  # cancelled: the worker is shutting down
-        for helper in (reader, feeder):
-            if helper is not None and not helper.done():
-                helper.cancel()
-    text = tail.decode("utf-8", errors="replace")
-    return _Exit(returncode, timed_out, text[-OUTPUT_TAIL_CHARS:])
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -204,7 +118,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _exit_failure(result: _Exit, task: Task) -> StepFailure | None:
+def _exit_failure(result: ChildExit, task: Task) -> StepFailure | None:
     """The failure an exit status means (None for exit code 0)."""
     if result.timed_out:
         return failure(
@@ -314,7 +228,7 @@ class ShellRuntime:
         try:
             outputs_path = Path(workdir) / ".baton-outputs.json"
             env["BATON_OUTPUTS"] = str(outputs_path)
-            result = await _run_process(
+            result = await run_process(
                 _as_user(self._user, ["/bin/sh", "-c", command]),
                 env=env,
                 cwd=workdir,
@@ -437,7 +351,7 @@ class PythonRuntime:
             env.update(_baton_env(task))
             env["BATON_RESULT"] = str(result_path)
             env["PYTHONUNBUFFERED"] = "1"  # output reaches the tail even if the child is killed
-            result = await _run_process(
+            result = await run_process(
                 _as_user(self._user, [sys.executable, "-m", "services.worker.pycall", function]),
                 env=env,
                 cwd=self._cwd or os.getcwd(),
@@ -449,7 +363,7 @@ class PythonRuntime:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _python_outcome(result: _Exit, text: str | None, task: Task) -> StepOutcome:
+def _python_outcome(result: ChildExit, text: str | None, task: Task) -> StepOutcome:
     """pycall's result file wins over its exit status: it says what went wrong, precisely."""
     if result.timed_out:
         bad_exit = _exit_failure(result, task)
