@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Mapping
 
 from aiokafka import TopicPartition
@@ -63,16 +64,28 @@ async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
     """The step runtimes from the environment; exits with the reason on a bad setting, or
     when a sql connection's role is a superuser the operator did not allow (sql_roles.py)."""
     try:
+        step_user = StepUser.parse(env.get("BATON_STEP_USER"))
         runtimes = default_runtimes(
             base_env=step_environment(env),
             http_allowed_hosts=env.get("BATON_HTTP_ALLOWED_HOSTS"),
             sql_connections=env.get("BATON_SQL_CONNECTIONS"),
             python_path=env.get("PYTHONPATH"),
             sql_allow_superuser=env.get("BATON_SQL_ALLOW_SUPERUSER"),
-            step_user=StepUser.parse(env.get("BATON_STEP_USER")),
+            step_user=step_user,
         )
     except ValueError as err:
         raise SystemExit(f"worker: {err}") from None
+    if step_user is not None:
+        python_env = {"PYTHONPATH": env["PYTHONPATH"]} if env.get("PYTHONPATH") else {}
+        fault = step_user.python_fault(sys.executable, os.getcwd(), python_env)
+        if fault is not None:
+            log.warning(
+                "python steps will fail: BATON_STEP_USER %r cannot run this worker's Python"
+                " (%s) here: %s",
+                step_user.name,
+                sys.executable,
+                fault,
+            )
     sql = runtimes["sql"]
     assert isinstance(sql, SqlRuntime)
     refused = await check_connections(sql.connections, sql.allow_superuser, log)

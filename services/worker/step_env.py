@@ -20,6 +20,7 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -132,3 +133,19 @@ class StepUser:
     def give(self, path: str) -> None:
         """Hand a step's working directory to this user."""
         os.chown(path, self.uid, self.gid)
+
+    def python_fault(self, python: str, cwd: str, env: Mapping[str, str]) -> str | None:
+        """Why this user cannot run python steps with the worker's interpreter `python` in
+        `cwd` and `env` (it must read the interpreter, the virtualenv and the project), or
+        None. Run once at start, so the operator learns it before the first python step."""
+        probe = self.command([python, "-c", "import services.worker.pycall"])
+        try:
+            done = subprocess.run(
+                probe, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"{type(err).__name__}: {err}"
+        if done.returncode == 0:
+            return None
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return lines[-1] if lines else f"exit code {done.returncode}"

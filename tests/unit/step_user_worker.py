@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 
 from services.domain.tasks import Task
@@ -34,3 +35,13 @@ def main(user: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+def whoami() -> dict[str, object]:
+    """A python step: who runs it, and whether it can read its worker's environment."""
+    try:
+        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+            f.read()
+    except PermissionError:
+        return {"uid": os.getuid(), "home": os.environ["HOME"], "reads_worker_env": False}
+    return {"uid": os.getuid(), "home": os.environ["HOME"], "reads_worker_env": True}

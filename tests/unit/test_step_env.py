@@ -12,6 +12,8 @@ import sys
 import pytest
 
 from services.adapters.settings import REPO_ROOT
+from services.domain.tasks import Task
+from services.worker.runtimes import PythonRuntime, StepSuccess
 from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList, StepUser
 from tests.unit import step_user_worker
 
@@ -142,3 +144,29 @@ def test_a_worker_with_a_bad_step_setting_exits_before_serving(
     )
     assert done.returncode == 1, done
     assert reason in done.stderr
+
+
+@needs_root
+def test_the_start_probe_says_why_the_step_user_cannot_run_python_steps() -> None:
+    nobody = StepUser.parse("nobody")
+    assert nobody is not None
+    fault = nobody.python_fault("/no/such/python", "/", {})
+    assert fault is not None and "No such file or directory" in fault
+    assert nobody.python_fault("/bin/true", "/", {}) is None
+
+
+@needs_root
+async def test_a_python_step_runs_as_the_step_user_too() -> None:
+    nobody = pwd.getpwnam("nobody")
+    runtime = PythonRuntime(cwd=str(REPO_ROOT), step_user=StepUser.parse("nobody"))
+    config = json.dumps({"function": "tests.unit.step_user_worker:whoami"})
+    task = Task("i", "w", "s", 1, 1, "python", "default", config, "{}", 30.0, 0)
+    outcome = await runtime.run(task)
+    assert isinstance(outcome, StepSuccess), outcome
+    assert outcome.outputs == {
+        "uid": nobody.pw_uid,
+        "home": nobody.pw_dir,
+        "reads_worker_env": False,
+    }
+    as_worker = await PythonRuntime(cwd=str(REPO_ROOT)).run(task)
+    assert isinstance(as_worker, StepSuccess) and as_worker.outputs["reads_worker_env"]
