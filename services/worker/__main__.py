@@ -35,7 +35,7 @@ from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepRuntime, default_runtimes
 from services.worker.sql_roles import check_connections
 from services.worker.sql_runtime import SqlRuntime
-from services.worker.step_env import EnvAllowList, StepUser
+from services.worker.step_env import EnvAllowList, StepUser, hide_worker_process
 
 log = logging.getLogger("services.worker")
 
@@ -75,6 +75,15 @@ async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
         )
     except ValueError as err:
         raise SystemExit(f"worker: {err}") from None
+    # Steps of the worker's own user cannot read its environment through /proc (unless root).
+    hidden = hide_worker_process()
+    if step_user is None and os.geteuid() == 0:
+        log.warning(
+            "steps run as root: they can read this worker's secrets and the whole machine;"
+            " set BATON_STEP_USER to run them as an unprivileged user"
+        )
+    elif step_user is None and not hidden:
+        log.warning("steps run as the worker's user and can read its environment (/proc)")
     if step_user is not None:
         python_env = {"PYTHONPATH": env["PYTHONPATH"]} if env.get("PYTHONPATH") else {}
         fault = step_user.python_fault(sys.executable, os.getcwd(), python_env)

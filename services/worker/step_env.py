@@ -9,18 +9,22 @@ then its params and Baton's own variables (runtimes.py). The list is
 (`PATH`) and prefix patterns (`LC_*`); unset or empty means `DEFAULT_ALLOW`.
 
 The allow-list keeps secrets out of what a step prints by habit (`env`, a debug dump). It
-does not stop a hostile step that runs as the worker's OS user: that one can read the
-worker's environment from `/proc/<worker pid>/environ`. Against that, steps run as another
-user (`BATON_STEP_USER`, `StepUser`), who cannot read the worker's processes or files.
+does not stop a hostile step that runs as the worker's OS user: that one could read the
+worker's environment from `/proc/<worker pid>/environ`. So the worker hides its process
+from its own user (`hide_worker_process`), which holds unless steps run as root; and steps
+can run as another user (`BATON_STEP_USER`, `StepUser`), who cannot read the worker's
+processes or files either way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -73,6 +77,21 @@ class EnvAllowList:
     def select(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The allowed variables of `environ`, and nothing else."""
         return {k: v for k, v in environ.items() if self.allows(k)}
+
+
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def hide_worker_process() -> bool:
+    """Make this process's /proc entries (`environ`, `mem`, `maps` …) and ptrace closed to
+    processes of its own user, its steps among them, unless they hold CAP_SYS_PTRACE (root
+    does). Linux's `prctl(PR_SET_DUMPABLE, 0)`: a step's exec resets the flag for itself, so
+    steps are unaffected; the worker then leaves no core dump. False where it is not
+    available (not Linux). A ctypes call: the one prctl this needs is not worth a package."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
-"""A stand-in worker for test_step_env: `python -m tests.unit.step_user_worker USER|self`.
+"""A stand-in worker for test_step_env:
+`python -m tests.unit.step_user_worker USER|self [--hidden]`.
 
-Started with a secret in its environment, it runs one shell step (as USER, or as itself)
+Started with a secret in its environment (hidden from its own user with --hidden, as the
+worker hides itself), it runs one shell step (as USER, or as itself)
 that counts the secret in the worker's /proc/<pid>/environ and says who it is, and prints
 the step's outputs as JSON.
 """
@@ -14,7 +16,7 @@ import sys
 
 from services.domain.tasks import Task
 from services.worker.runtimes import ShellRuntime, StepSuccess
-from services.worker.step_env import StepUser
+from services.worker.step_env import StepUser, hide_worker_process
 
 SECRET = "proc-s3cret"
 COMMAND = (
@@ -24,7 +26,9 @@ COMMAND = (
 )
 
 
-def main(user: str) -> None:
+def main(user: str, hidden: bool) -> None:
+    if hidden:
+        assert hide_worker_process()
     step_user = None if user == "self" else StepUser.parse(user)
     config = json.dumps({"command": COMMAND})
     task = Task("i", "w", "s", 1, 1, "shell", "default", config, "{}", 10.0, 0)
@@ -34,7 +38,7 @@ def main(user: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], hidden="--hidden" in sys.argv[2:])
 
 
 def whoami() -> dict[str, object]:

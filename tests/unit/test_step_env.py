@@ -85,10 +85,15 @@ needs_root = pytest.mark.skipif(
 )
 
 
-def _run_worker(user: str) -> dict[str, str]:
+def _run_worker(user: str, *flags: str, worker_as: str | None = None) -> dict[str, str]:
     secret = json.dumps({"wh": f"postgresql://u:{step_user_worker.SECRET}@db/wh"})
+    argv = [sys.executable, "-m", "tests.unit.step_user_worker", user, *flags]
+    if worker_as is not None:
+        worker_user = StepUser.parse(worker_as)
+        assert worker_user is not None
+        argv = worker_user.command(argv)
     done = subprocess.run(
-        [sys.executable, "-m", "tests.unit.step_user_worker", user],
+        argv,
         cwd=REPO_ROOT,
         env={**os.environ, "BATON_SQL_CONNECTIONS": secret},
         capture_output=True,
@@ -97,6 +102,16 @@ def _run_worker(user: str) -> dict[str, str]:
         check=True,
     )
     return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+@needs_root
+def test_a_worker_hides_its_process_from_the_steps_of_its_own_user() -> None:
+    """A worker that is not root, and its steps as itself: without the hiding, a step reads
+    the worker's secrets from /proc/<worker pid>/environ; with it, it cannot."""
+    nobody = pwd.getpwnam("nobody")
+    assert _run_worker("self", worker_as="nobody")["leaks"] == "1"
+    hidden = _run_worker("self", "--hidden", worker_as="nobody")
+    assert hidden == {"uid": str(nobody.pw_uid), "home": hidden["home"], "leaks": "0"}
 
 
 def test_a_step_user_is_a_user_other_than_root() -> None:
