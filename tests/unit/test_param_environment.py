@@ -111,3 +111,12 @@ def test_given_start_params_whose_names_are_no_param_names_then_refused() -> Non
     with pytest.raises(DefinitionError) as err:
         check_overrides(w, {"bad-name": 1, "1st": 2, "": 3, "ok": 4})
     assert set(dict(err.value.faults)) == {"params.bad-name", "params.1st", "params."}
+
+
+def test_a_param_name_with_a_trailing_newline_is_no_param_name() -> None:
+    """`$` in a pattern also matches before a final newline: `x\\n` passed the push-time check
+    and reached the worker, which refused it as no environment variable name."""
+    found = faults_of({"id": "w", "params": {"x\n": "1"}, "steps": [{"id": "a", "type": "noop"}]})
+    assert found == {
+        "params.x\n": "a param name is letters, digits and _, not starting with a digit"
+    }
