@@ -9,6 +9,7 @@
   built-ins: a param's value must have its declared type, and a condition must be a boolean.
   A condition that reads step outputs is judged by its outermost operator (`a + 1` can never
   be a boolean); the rest is checked when it runs, and a failure there fails the step.
+- A signal trigger's match values fit the declared params they would start (triggers.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from services.domain.expressions import (
 from services.domain.fields import PARAM_NAME, PARAM_NAME_FAULT, Param
 from services.domain.params import describe
 from services.domain.steps import ForeachStep, WhileStep
+from services.domain.triggers import signal_trigger_faults
 
 # What an expression may read only in a run: step outputs, and a loop's iteration.
 RUN_ROOTS = frozenset({"steps", ITERATION})
@@ -282,6 +284,7 @@ def expression_faults(wf: Workflow) -> Faults:
     faults = _params_faults(
         wf.params, "params", _Scope(names, None, "the workflow", wf), frozenset(), sample, base
     )
+    faults += signal_trigger_faults(wf.params, wf.signal_triggers)
     return faults + _steps_faults(wf, names, sample, base, "", CONTEXT_ROOTS)
 
 

@@ -5,8 +5,9 @@
   pseudo-random part of it (derived from the workflow, the trigger and the time, so replay
   and every engine compute the same delay).
 - `signal_triggers`: a signal of a name, meeting conditions, starts an instance; its params
-  become the start's params where the workflow declares them. `dedup` names signal params:
-  a second signal with the same values starts nothing.
+  become the start's params where the workflow declares them (`trigger_params`: a long
+  fills a string param as its digits). `dedup` names signal params: a second signal with
+  the same values starts nothing.
 
 Cron times are computed by `cronsim` (pure arithmetic over zone-aware datetimes); each time
 the engine schedules or fires is recorded in an event, so a replay never computes it again.
@@ -15,6 +16,7 @@ the engine schedules or fires is recorded in an event, so a replay never compute
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -22,7 +24,8 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim, CronSimError
 from pydantic import BeforeValidator, Field, field_validator
 
-from services.domain.fields import ID_PATTERN, Duration, Model, check_zone
+from services.domain.fields import ID_PATTERN, Duration, Model, Param, check_zone
+from services.domain.params import ParamType, check_value
 from services.domain.signal_specs import (
     MAX_MATCH_CONDITIONS,
     SIGNAL_PARAM_PATTERN,
@@ -136,3 +139,49 @@ def jitter_of(trigger: TimeTrigger, workflow_id: str, index: int, scheduled_for:
         return 0
     digest = hashlib.sha256(f"{workflow_id}\0{index}\0{scheduled_for}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % (span + 1)
+
+
+def trigger_params(declared: Mapping[str, Param], signal: Mapping[str, Any]) -> dict[str, Any]:
+    """The start overrides a signal trigger takes from a signal: the params the workflow
+    declares. A signal param is a string or a long, and a long given for a string param
+    becomes its decimal text: `baton signal table_ready -p day=20251121` sends a long (the
+    CLI reads digits as a number), and the one exact conversion beats a dead-lettered start.
+    Every other value is passed as it is, for the start's own check to accept or reject."""
+    out: dict[str, Any] = {}
+    for name, value in signal.items():
+        param = declared.get(name)
+        if param is None:
+            continue
+        if (
+            param.type is ParamType.STRING
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def signal_trigger_faults(
+    declared: Mapping[str, Param], triggers: list[SignalTrigger]
+) -> list[tuple[str, str]]:
+    """A trigger whose `match` names a declared param with a value that param cannot take
+    (after `trigger_params`) could only start with params the start rejects: a push fault.
+    Any operator counts, since a signal meets a condition only with a value of its type."""
+    faults: list[tuple[str, str]] = []
+    for i, trigger in enumerate(triggers):
+        for name, cond in trigger.match.items():
+            param = declared.get(name)
+            if param is None:
+                continue
+            value = trigger_params(declared, {name: cond.value.value})[name]
+            fault = check_value(param.type, value)
+            if fault:
+                faults.append(
+                    (
+                        f"signal_triggers[{i}].match.{name}",
+                        f"the param {name} is a {param.type.value}: a signal that meets"
+                        f" {cond.value.value!r} would start with a value it refuses ({fault})",
+                    )
+                )
+    return faults

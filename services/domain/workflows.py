@@ -68,7 +68,7 @@ from services.domain.signal_specs import match_to_json
 from services.domain.state import WorkflowState
 from services.domain.statuses import InstanceStatus, RunStrategyRule
 from services.domain.steps import MAX_SUBWORKFLOW_DEPTH
-from services.domain.triggers import jitter_of, next_time
+from services.domain.triggers import jitter_of, next_time, trigger_params
 
 # The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
 _BLOCKING = frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT})
@@ -222,7 +222,7 @@ def _trigger_instance(d: WorkflowDraft, c: TriggerInstance) -> None:
         return  # deactivated since: its triggers are being withdrawn
     definition = s.definitions[s.active_version]
     wf = load_workflow(definition)
-    params = {k: v for k, v in json.loads(c.params).items() if k in wf.params}
+    params = trigger_params(wf.params, json.loads(c.params))
     try:
         check_overrides(wf, params)
     except DefinitionError as err:

@@ -1,16 +1,22 @@
-"""Every sample workflow in examples/ runs to completion on the real stack, and takes the
-branch its comments promise."""
+"""Every sample workflow in examples/ runs to completion on the real stack, takes the
+branch its comments promise, and sends nothing to the dead-letter topic."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from aiokafka import TopicPartition
 
-from tests.e2e.client import Baton, unique
+from services.adapters.kafka import TOPIC_DEADLETTER, new_consumer
+from services.adapters.settings import Settings
+from tests.e2e.client import Baton, baton_cli, unique
 from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.e2e
@@ -41,15 +47,57 @@ async def run_to_end(baton: Baton, iid: str) -> None:
 TRIGGERED = ("freshness_check", "publish_sales")
 
 
+class DeadLetters:
+    """The records that reach the dead-letter topic after `start`: a start a trigger could
+    not make, a command the engine rejected. The examples must cause none."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = new_consumer(bootstrap, None, TOPIC_DEADLETTER)
+        self.ends: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        # Without a group, the subscription is every partition of the topic, once its
+        # metadata is in.
+        await wait_until_async(self.consumer.assignment, timeout=30, message=TOPIC_DEADLETTER)
+        self.ends = await self.consumer.end_offsets(sorted(self.consumer.assignment()))
+
+    async def reasons(self) -> list[str]:
+        """The reason of every record from `start` to the topic's end now."""
+        ends = await self.consumer.end_offsets(list(self.ends))
+        reasons: list[str] = []
+        for tp, start in self.ends.items():
+            if ends[tp] <= start:
+                continue
+            self.consumer.seek(tp, start)
+            while await self.consumer.position(tp) < ends[tp]:
+                batch = await self.consumer.getmany(tp, timeout_ms=1000)
+                reasons += [
+                    dict(r.headers).get("reason", b"").decode()
+                    for r in batch.get(tp, [])
+                    if r.offset < ends[tp]
+                ]
+        return reasons
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
 @pytest.fixture
-async def pushed(baton: Baton) -> AsyncIterator[Baton]:
-    names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
-    for name in sorted(names, key=lambda n: n not in PUSH_ORDER):
-        await baton.push(example(name))
-    yield baton
-    for name in TRIGGERED:
-        r = await baton.http.post(f"/workflows/{name}/actions/deactivate")
-        assert r.status_code == 202, r.text
+async def pushed(baton: Baton, settings: Settings) -> AsyncIterator[Baton]:
+    dead = DeadLetters(settings.kafka_bootstrap)
+    await dead.start()
+    try:
+        names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+        for name in sorted(names, key=lambda n: n not in PUSH_ORDER):
+            await baton.push(example(name))
+        yield baton
+        for name in TRIGGERED:
+            r = await baton.http.post(f"/workflows/{name}/actions/deactivate")
+            assert r.status_code == 202, r.text
+        assert await dead.reasons() == []
+    finally:
+        await dead.stop()
 
 
 async def signal(baton: Baton, name: str, **params: Any) -> None:
@@ -70,6 +118,41 @@ async def test_every_example_runs_to_completion(pushed: Baton) -> None:
     await signal(pushed, "quality_checked", table="sales", day="unknown", score=95)
     for name in names:
         await run(pushed, name)
+    # freshness_check announced its table with `table_ready`, which starts publish_sales for
+    # the day (its own run's signal, or an earlier cron firing's that day: dedup on `day`).
+    day = datetime.now(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m-%d")
+    await wait_until_async(
+        lambda: publish_sales_of(pushed, day),
+        timeout=30,
+        message=f"publish_sales started by freshness_check's signal for {day}",
+    )
+
+
+async def publish_sales_of(baton: Baton, day: str) -> list[dict[str, Any]]:
+    """The publish_sales instances a `table_ready` signal started for `day`."""
+    found = []
+    for item in await baton.list_instances(workflow_id="publish_sales"):
+        if not item["initiator"].startswith("signal:table_ready#"):
+            continue
+        instance = await baton.instance(item["instance_id"])
+        if instance["params"].get("day") == day:
+            found.append(instance)
+    return found
+
+
+async def test_the_documented_cli_signal_starts_publish_sales_with_a_digits_day(
+    pushed: Baton, settings: Settings
+) -> None:
+    """`baton signal table_ready -p day=20251121` sends the day as a long (the CLI reads
+    digits as a number); publish_sales declares `day` a string and starts with the digits,
+    instead of the start being dead-lettered (`params.day: expected a string`)."""
+    day = str(uuid.uuid4().int % 10**12)
+    await baton_cli(settings, "signal", "table_ready", "-p", "table=sales", "-p", f"day={day}")
+    await wait_until_async(
+        lambda: publish_sales_of(pushed, day),
+        timeout=30,
+        message=f"publish_sales started for the day {day}",
+    )
 
 
 async def test_the_cron_workflow_fires_by_itself(pushed: Baton) -> None:

@@ -180,3 +180,36 @@ def test_set_triggers_twice_records_once() -> None:
     first = decide_for_signal(None, c, 0)
     assert [e.type for e in first.events] == ["SignalTriggersSet"]
     assert decide_for_signal(first.state, c, 0).events == []
+
+
+def test_a_long_signal_value_starts_a_declared_string_param_as_its_digits() -> None:
+    """Signal params are strings or longs, and `baton signal -p day=20251121` sends a long:
+    a string param takes it as its decimal text, rather than the start being dead-lettered
+    (`params.day: expected a string`)."""
+    w = Clock()
+    wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL], params={"day": "unknown"})
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
+    w.when(signal({"table": "sales", "day": 20251121}, "r1"))
+    [started] = [i for i in w.instances.values() if i.workflow_id == "nightly"]
+    assert json.loads(started.params) == {"day": "20251121"}
+
+
+def test_a_signal_value_that_fits_no_declared_param_is_still_rejected() -> None:
+    from services.domain.commands import Rejected, TriggerInstance
+
+    w = Clock()
+    wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL], params={"rows": 1})
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
+    trigger = TriggerInstance("nightly", "n-1", json.dumps({"rows": "many"}), "signal:s#1")
+    with pytest.raises(Rejected, match=r"params\.rows: expected a long"):
+        decide_for_workflow(w.workflows["nightly"], trigger, T0)
+
+
+def test_a_trigger_matching_a_declared_param_with_a_value_it_cannot_take_is_refused() -> None:
+    """Such a trigger could only ever start with a value the start rejects."""
+    trigger = {"name": "table_ready", "match": {"rows": "many"}}
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow(nightly(params={"rows": 1}, signal_triggers=[trigger]))
+    [(path, message)] = err.value.faults
+    assert path == "signal_triggers[0].match.rows"
+    assert "the param rows is a long" in message
