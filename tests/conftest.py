@@ -85,7 +85,7 @@ async def stack(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[
     # steps query the session's own database — as a role that only reads its tables, since
     # the worker refuses a superuser connection it was not told to allow. The DSN carries
     # the worker's secret as its password, so tests can look for it where it must not be.
-    running.env["BATON_HTTP_ALLOWED_HOSTS"] = "127.0.0.1"
+    running.env["BATON_HTTP_ALLOWED_HOSTS"] = "127.0.0.1:*"
     steps_url = await login_role(settings.database_url, "baton_steps", WORKER_SECRET)
     await _grant_select(settings.database_url, "baton_steps")
     running.env["BATON_SQL_CONNECTIONS"] = json.dumps({"baton": steps_url})

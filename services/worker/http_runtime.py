@@ -1,53 +1,48 @@
 """The `http` step: one request from the worker, bounded, to hosts the worker allows.
 
-Against SSRF the worker reaches only the hosts in its allow-list (`BATON_HTTP_ALLOWED_HOSTS`,
-empty by default: every http step fails until an operator allows its hosts), redirects are
-not followed, and the response body is read only up to the step's `max_response_bytes`.
+Against SSRF the worker reaches only the hosts and addresses its allow-list allows
+(`BATON_HTTP_ALLOWED_HOSTS`, empty by default: every http step fails until an operator
+allows its hosts; see http_allow.py), connects only to addresses it has checked, does not
+follow redirects or use proxies from the environment, and reads the response body only up
+to the step's `max_response_bytes`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
+import socket
 from typing import Any
 
 import httpx
 
 from services.domain.evaluation import fill_templates
 from services.domain.expressions import ExpressionError
+from services.domain.http_urls import url_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
+from services.worker.http_allow import HostAllowList, HttpRefused, Resolver
 from services.worker.runtimes import StepOutcome, StepSuccess, failure
+
+__all__ = ["HostAllowList", "HttpRuntime", "resolve"]
 
 DEFAULT_TIMEOUT_S = 30.0
 # Response headers kept in the outputs: the ones a later step plausibly reads.
 _KEPT_HEADERS = ("content-type", "content-length", "etag", "last-modified", "location")
 
 
-class HostAllowList:
-    """`host`, `host:port` or `*.domain` entries; a host matches case-insensitively."""
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self.entries = tuple(e.strip().lower() for e in entries if e.strip())
-
-    @classmethod
-    def from_env(cls, value: str | None) -> HostAllowList:
-        return cls((value or "").split(","))
-
-    def allows(self, host: str, port: int) -> bool:
-        host = host.lower()
-        for entry in self.entries:
-            name, _, want_port = entry.partition(":")
-            if want_port and want_port != str(port):
-                continue
-            if name == host or (name.startswith("*.") and host.endswith(name[1:])):
-                return True
-        return False
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host` (the system resolver, as a connection would use it)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [str(info[4][0]) for info in infos]
 
 
 class HttpRuntime:
-    def __init__(self, allowed: HostAllowList) -> None:
+    def __init__(self, allowed: HostAllowList, resolver: Resolver = resolve) -> None:
         self.allowed = allowed
+        self.resolver = resolver
 
     async def run(self, task: Task) -> StepOutcome:
         config = json.loads(task.config)
@@ -58,38 +53,47 @@ class HttpRuntime:
             )
         except ExpressionError as err:
             return failure(FailureKind.USER, f"http step: {err}")
+        fault = url_fault(filled["url"]) if isinstance(filled["url"], str) else "not a string"
+        if fault:
+            return failure(FailureKind.USER, f"invalid url {filled['url']!r}: {fault}")
         try:
             url = httpx.URL(filled["url"])
         except (httpx.InvalidURL, TypeError) as err:
             return failure(FailureKind.USER, f"invalid url {filled['url']!r}: {err}")
-        if url.scheme not in ("http", "https") or not url.host:
-            return failure(FailureKind.USER, f"the url must be http(s)://host/..., not {url}")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        if not self.allowed.allows(url.host, port):
-            return failure(
-                FailureKind.USER,
-                f"host {url.host}:{port} is not allowed on this worker (BATON_HTTP_ALLOWED_HOSTS)",
-            )
+        default_port = 443 if url.scheme == "https" else 80
+        port = url.port or default_port
+        timeout = task.timeout_seconds or DEFAULT_TIMEOUT_S
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self.allowed.addresses(
+                    url.host, port, default_port, self.resolver
+                )
+        except HttpRefused as err:
+            return failure(FailureKind.USER, str(err))
+        except OSError as err:  # socket.gaierror: no such name, or no resolver
+            return failure(FailureKind.USER, f"host {url.host}: cannot resolve it: {err}")
+        except TimeoutError:
+            return failure(FailureKind.TIMEOUT, f"host {url.host}: not resolved in {timeout:g}s")
         body = filled["body"]
         content: bytes | None = None
-        headers = dict(filled["headers"])
+        # The Host header is the url's: a step's own would reach another site on the address.
+        headers = {k: v for k, v in dict(filled["headers"]).items() if k.lower() != "host"}
+        headers["host"] = url.netloc.decode("ascii")
         if isinstance(body, str):
             content = body.encode()
         elif body is not None:
             content = json.dumps(body, separators=(",", ":")).encode()
             headers.setdefault("content-type", "application/json")
-        timeout = task.timeout_seconds or DEFAULT_TIMEOUT_S
         limit = int(config["max_response_bytes"])
         try:
-            async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
-                request = client.build_request(
-                    config["method"], url, headers=headers, content=content
+            # No proxies from the environment (trust_env): a proxy would resolve the name
+            # again, past the address check.
+            async with httpx.AsyncClient(
+                follow_redirects=False, timeout=timeout, trust_env=False
+            ) as client:
+                response, data = await _send(
+                    client, config["method"], url, addresses, headers, content, limit
                 )
-                response = await client.send(request, stream=True)
-                try:
-                    data = await _read_at_most(response, limit)
-                finally:
-                    await response.aclose()
         except httpx.TimeoutException:
             return failure(
                 FailureKind.TIMEOUT, f"{config['method']} {url}: no response in {timeout:g}s"
@@ -119,6 +123,43 @@ class HttpRuntime:
                 "body": _body(text, response.headers.get("content-type", "")),
             }
         )
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    addresses: list[str],
+    headers: dict[str, str],
+    content: bytes | None,
+    limit: int,
+) -> tuple[httpx.Response, bytes | None]:
+    """The request to the first of the checked `addresses` that accepts a connection.
+
+    The url's host is replaced by the address, so the connection goes where the check said
+    (resolving the name again could answer another address: DNS rebinding); the Host header
+    and, for https, the TLS server name (httpcore's `sni_hostname` extension, which the
+    certificate is verified against) stay the url's host."""
+    error: httpx.ConnectError | None = None
+    for address in addresses:
+        request = client.build_request(
+            method,
+            url.copy_with(host=address),
+            headers=headers,
+            content=content,
+            extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.ConnectError as err:
+            error = err
+            continue
+        try:
+            return response, await _read_at_most(response, limit)
+        finally:
+            await response.aclose()
+    assert error is not None  # addresses is never empty
+    raise error
 
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
