@@ -117,10 +117,14 @@ Match = tuple[tuple[str, SignalOperator, SignalValue], ...]
 
 def satisfies(match: Match, params: Mapping[str, Any]) -> bool:
     """Whether a signal's params meet every condition. A param that is missing, or of the
-    other type (a string against a long), meets none."""
+    other type (a string against a long), meets none, except that a long meets a string
+    equality as its digits: the CLI sends `-p day=20251121` as a long, and a signal trigger
+    fills a string param with those digits (triggers.trigger_params)."""
     for name, op, value in match:
         want: Any = value  # the same type as `have`, checked below
         have = params.get(name)
+        if op is SignalOperator.EQ and isinstance(want, str) and type(have) is int:
+            have = str(have)
         if have is None or isinstance(have, bool) or type(have) is not type(want):
             return False
         if op is SignalOperator.EQ:

@@ -153,6 +153,21 @@ async def test_the_documented_cli_signal_starts_publish_sales_with_a_digits_day(
         timeout=30,
         message=f"publish_sales started for the day {day}",
     )
+    [instance] = await publish_sales_of(pushed, day)
+    await pushed.wait_step(instance["instance_id"], "publish", "WAITING_FOR_SIGNALS")
+    # The quality check's day, also digits from the CLI, meets the wait for `day: "${day}"`.
+    await baton_cli(
+        settings,
+        "signal",
+        "quality_checked",
+        "-p",
+        "table=sales",
+        "-p",
+        f"day={day}",
+        "-p",
+        "score=97",
+    )
+    await run_to_end(pushed, instance["instance_id"])
 
 
 async def test_the_cron_workflow_fires_by_itself(pushed: Baton) -> None:

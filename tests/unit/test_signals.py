@@ -237,6 +237,18 @@ def test_conditions_compare_within_one_type(
     assert satisfies((("x", op, want),), {"x": have}) is ok
 
 
+def test_a_long_meets_a_string_equality_as_its_digits() -> None:
+    """`baton signal quality_checked -p day=20251121` sends a long; a step waiting for
+    `day: "${day}"` (a string param, as a signal trigger fills it from the same long)
+    is met by it, not left waiting. Only equality: an order between a number and a text
+    has no meaning."""
+    assert satisfies((("day", SignalOperator.EQ, "20251121"),), {"day": 20251121})
+    assert not satisfies((("day", SignalOperator.EQ, "20251121"),), {"day": 20251122})
+    assert not satisfies((("day", SignalOperator.EQ, "020251121"),), {"day": 20251121})
+    assert not satisfies((("day", SignalOperator.GE, "2"),), {"day": 3})
+    assert not satisfies((("day", SignalOperator.EQ, "1"),), {"day": True})
+
+
 def test_a_signal_with_a_param_of_another_type_is_rejected() -> None:
     w = World()
     with pytest.raises(Rejected, match="param 'rows': a signal param is a string or a long"):
