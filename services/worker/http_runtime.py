@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from typing import Any
 
 import httpx
@@ -40,9 +41,17 @@ async def resolve(host: str, port: int) -> list[str]:
 
 
 class HttpRuntime:
-    def __init__(self, allowed: HostAllowList, resolver: Resolver = resolve) -> None:
+    def __init__(
+        self,
+        allowed: HostAllowList,
+        resolver: Resolver = resolve,
+        trust: ssl.SSLContext | None = None,
+    ) -> None:
+        """`trust`: the certificate authorities https is verified with (httpx's default,
+        certifi's, when None)."""
         self.allowed = allowed
         self.resolver = resolver
+        self.verify: ssl.SSLContext | bool = True if trust is None else trust
 
     async def run(self, task: Task) -> StepOutcome:
         config = json.loads(task.config)
@@ -89,7 +98,7 @@ class HttpRuntime:
             # No proxies from the environment (trust_env): a proxy would resolve the name
             # again, past the address check.
             async with httpx.AsyncClient(
-                follow_redirects=False, timeout=timeout, trust_env=False
+                follow_redirects=False, timeout=timeout, trust_env=False, verify=self.verify
             ) as client:
                 response, data = await _send(
                     client, config["method"], url, addresses, headers, content, limit

@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import trustme
 
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
@@ -210,6 +212,34 @@ async def test_the_connection_goes_to_the_checked_address_with_the_urls_host(por
     assert isinstance(out, StepSuccess), out
     assert out.outputs["body"] == {"path": "/p", "host": f"api.invalid:{port}"}
     assert asked == ["api.invalid"]
+
+
+async def test_https_to_the_checked_address_verifies_the_certificate_of_the_urls_name() -> None:
+    """The connection goes to the checked address, and TLS still names the url's host (SNI)
+    and verifies its certificate against that name, not against the address."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("api.example.test").configure_cert(server_tls)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.socket = server_tls.wrap_socket(httpd.socket, server_side=True)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+
+    async def resolve(host: str, at: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    for port in _serving(httpd):
+        allowed = HostAllowList.from_env(f"api.example.test:{port}, 127.0.0.1:{port}")
+        runtime = HttpRuntime(allowed, resolve, trust)
+        out = await runtime.run(task("http", http(f"https://api.example.test:{port}/tls")))
+        assert isinstance(out, StepSuccess), out
+        assert out.outputs["body"] == {"path": "/tls", "host": f"api.example.test:{port}"}
+        # A certificate for another name is refused, although the address is the same.
+        allowed = HostAllowList.from_env(f"other.example.test:{port}, 127.0.0.1:{port}")
+        out = await HttpRuntime(allowed, resolve, trust).run(
+            task("http", http(f"https://other.example.test:{port}/tls"))
+        )
+        assert isinstance(out, StepFailure) and "CERTIFICATE_VERIFY_FAILED" in out.message, out
 
 
 async def test_a_url_in_an_unusual_spelling_is_refused_when_filled(port: int) -> None:
