@@ -219,6 +219,16 @@ class HttpStep(_StepBase):
     )
     max_response_bytes: int = Field(64 * 1024, ge=0, le=MAX_RESPONSE_BYTES)
 
+    @field_validator("headers")
+    @classmethod
+    def _no_host(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "host" for name in headers):
+            raise ValueError(
+                "the Host header is the url's host (a step's own would reach another site"
+                " at the address the worker checked): put the host in the url"
+            )
+        return headers
+
     @field_validator("url")
     @classmethod
     def _plain_http(cls, url: str) -> str:

@@ -95,6 +95,16 @@ async def test_several_faults_are_reported_together(api: Api) -> None:
     assert paths(body) == ["steps[0].retry_policy.user_limit", "steps[1].command"]
 
 
+async def test_an_http_url_in_an_odd_spelling_is_422_at_its_path(api: Api) -> None:
+    document = _steps({"id": "a", "type": "http", "url": "http://0x7f.1/admin"})
+
+    body = problem(await api.http.post(f"{V1}/workflows", json=document), 422)
+
+    [fault] = body["errors"]
+    assert fault["path"] == "steps[0].url"
+    assert "'0x7f.1' reads as an IPv4 address in an unusual spelling" in fault["message"]
+
+
 async def test_an_oversize_definition_is_rejected(api: Api) -> None:
     text = "id: big\n# " + "x" * MAX_DEFINITION_BYTES + "\nsteps: [{id: a, type: noop}]\n"
 

@@ -62,3 +62,13 @@ def test_a_url_that_is_not_plain_http_to_a_host_is_refused_with_its_path(
 )
 def test_ordinary_urls_and_templated_parts_pass(url: str) -> None:
     assert url_faults(url) == []
+
+
+def test_a_host_header_is_refused_the_url_names_the_host() -> None:
+    step = {"id": "call", "type": "http", "url": "https://api.example.com/", "headers": {}}
+    step["headers"] = {"HOST": "metadata.internal"}
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow({"id": "wf", "steps": [step]})
+    [(path, message)] = err.value.faults
+    assert path == "steps[0].headers"
+    assert "the Host header is the url's host" in message
