@@ -10,6 +10,7 @@
   A condition that reads step outputs is judged by its outermost operator (`a + 1` can never
   be a boolean); the rest is checked when it runs, and a failure there fails the step.
 - A signal trigger's match values fit the declared params they would start (triggers.py).
+- An http step's url and headers are plain http to a host (http_urls.py).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from services.domain.expressions import (
     value_templates,
 )
 from services.domain.fields import PARAM_NAME, PARAM_NAME_FAULT, Param
+from services.domain.http_urls import http_step_faults
 from services.domain.params import describe
-from services.domain.steps import ForeachStep, WhileStep
+from services.domain.steps import ForeachStep, HttpStep, WhileStep
 from services.domain.triggers import signal_trigger_faults
 
 # What an expression may read only in a run: step outputs, and a loop's iteration.
@@ -315,6 +317,8 @@ def _steps_faults(
         step_sample = dict(sample)
         faults += _params_faults(step.params, f"{at}.params", scope, names, step_sample, base)
         faults += _runtime_field_faults(step, at, names | frozenset(step.params), wf)
+        if isinstance(step, HttpStep):
+            faults += http_step_faults(step.url, step.headers, at)
         faults += _signal_faults(wf, step, at, names, sample, base, roots)
         for j, edge in enumerate(step.next):
             if edge.condition is None:

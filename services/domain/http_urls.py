@@ -1,6 +1,9 @@
 """What an `http` step's url may be, checked at push time (its literal parts) and again by
 the worker (the url as filled): http or https, a host, no credentials, and an IPv4 address
-only in its one ordinary spelling.
+only in its one ordinary spelling. A step may not set the Host header either.
+
+Push-time only (analysis.py calls `http_step_faults`), never when a stored version is
+loaded: versions pushed before these rules must still load and replay.
 
 Why the spelling: resolvers read `2130706433`, `0177.0.0.1`, `0x7f.1` and `127.1` as
 127.0.0.1 (inet_aton), and browsers do the same (the WHATWG URL standard: a host whose last
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 SCHEMES = ("http", "https")
@@ -85,3 +89,20 @@ def template_url_fault(url: str) -> str | None:
     if len(authority) == 1:  # the authority goes on into a template: check what is written
         return _CREDENTIALS if "@" in authority[0] else None
     return url_fault(f"{scheme.group(1)}://{authority[0]}/")
+
+
+def http_step_faults(url: str, headers: Mapping[str, str], at: str) -> list[tuple[str, str]]:
+    """The push-time faults of an http step at `at` (its `url` and `headers`)."""
+    faults = []
+    fault = template_url_fault(url)
+    if fault:
+        faults.append((f"{at}.url", fault))
+    if any(name.lower() == "host" for name in headers):
+        faults.append(
+            (
+                f"{at}.headers",
+                "the Host header is the url's host (a step's own would reach another site at"
+                " the address the worker checked): put the host in the url",
+            )
+        )
+    return faults

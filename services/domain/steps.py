@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from services.domain.expressions import MAX_SOURCE_CHARS
 from services.domain.fields import (
@@ -18,7 +18,6 @@ from services.domain.fields import (
     Params,
     upper,
 )
-from services.domain.http_urls import template_url_fault
 from services.domain.signal_specs import (
     MAX_SIGNAL_DEPENDENCIES,
     MAX_SIGNAL_OUTPUTS,
@@ -218,25 +217,6 @@ class HttpStep(_StepBase):
         default_factory=list, max_length=64
     )
     max_response_bytes: int = Field(64 * 1024, ge=0, le=MAX_RESPONSE_BYTES)
-
-    @field_validator("headers")
-    @classmethod
-    def _no_host(cls, headers: dict[str, str]) -> dict[str, str]:
-        if any(name.lower() == "host" for name in headers):
-            raise ValueError(
-                "the Host header is the url's host (a step's own would reach another site"
-                " at the address the worker checked): put the host in the url"
-            )
-        return headers
-
-    @field_validator("url")
-    @classmethod
-    def _plain_http(cls, url: str) -> str:
-        """The url's literal parts at push time; the worker checks the filled url again."""
-        fault = template_url_fault(url)
-        if fault:
-            raise ValueError(fault)
-        return url
 
 
 class SqlStep(_StepBase):

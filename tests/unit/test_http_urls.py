@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.definition import parse_workflow
+from services.domain.definition import Workflow, load_workflow, parse_workflow
 from services.domain.fields import DefinitionError
 
 PARAMS = {"host": "h", "port": 80, "path": "p", "base_url": "https://x", "id": 1}
@@ -72,3 +72,20 @@ def test_a_host_header_is_refused_the_url_names_the_host() -> None:
     [(path, message)] = err.value.faults
     assert path == "steps[0].headers"
     assert "the Host header is the url's host" in message
+
+
+def test_a_version_pushed_before_these_rules_still_loads() -> None:
+    """The checks are push-time only: a stored version is loaded, never judged again, so
+    its instances replay."""
+    step = {"id": "call", "type": "http", "url": "http://127.1/", "headers": {"Host": "x"}}
+    stored = Workflow.model_validate({"id": "wf", "steps": [step]}).to_json()
+    assert load_workflow(stored).steps[0].url == "http://127.1/"  # type: ignore[union-attr]
+
+
+def test_an_http_step_inside_a_loop_is_checked_at_its_path() -> None:
+    body = [{"id": "call", "type": "http", "url": "http://2130706433/"}]
+    loop = {"id": "each", "type": "foreach", "items": [1, 2], "steps": body}
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow({"id": "wf", "steps": [loop]})
+    [(path, message)] = err.value.faults
+    assert path == "steps[0].steps[0].url" and "'2130706433' reads as" in message
