@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -116,11 +114,13 @@ async def test_every_example_runs_to_completion(pushed: Baton) -> None:
     } <= set(names)
     # publish_sales waits for the quality check of its day (`unknown` by default).
     await signal(pushed, "quality_checked", table="sales", day="unknown", score=95)
-    for name in names:
-        await run(pushed, name)
+    started = {name: await run(pushed, name) for name in names}
     # freshness_check announced its table with `table_ready`, which starts publish_sales for
     # the day (its own run's signal, or an earlier cron firing's that day: dedup on `day`).
-    day = datetime.now(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m-%d")
+    r = await pushed.http.get("/signals", params={"name": "table_ready"})
+    sender = f"step:{started['freshness_check']}/announce"
+    [announced] = [s for s in r.json()["items"] if s["sender"] == sender]
+    day = announced["params"]["day"]
     await wait_until_async(
         lambda: publish_sales_of(pushed, day),
         timeout=30,
