@@ -130,7 +130,7 @@ def _port(text: str, port_text: str | None) -> tuple[int | None, bool]:
         return None, False
     if port_text == "*":
         return None, True
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{text!r}: a port is a number 1-65535, or * for any")
     return int(port_text), False
 

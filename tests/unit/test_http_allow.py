@@ -61,6 +61,7 @@ def test_address_entries_cover_ipv4_ipv6_and_networks_on_their_ports() -> None:
         ("10.0.0.1/8", "has host bits set"),
         ("api.example.com:0", "a port is a number 1-65535, or * for any"),
         ("api.example.com:http", "a port is a number"),
+        ("api.example.com:\u00b2", "a port is a number"),
         ("0x7f.1", "reads as an IPv4 address in an unusual spelling"),
         ("2130706433:*", "reads as an IPv4 address"),
         ("exa mple.com", "not a host name"),
