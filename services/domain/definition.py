@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from services.domain.dag import Dag, graph_faults, order_params, param_dependencies
+from services.domain.documents import load_text
 from services.domain.fields import (
     DEFAULT_WORKFLOW_TIMEOUT_S,
     ID_PATTERN,
@@ -187,22 +187,16 @@ def _faults(err: ValidationError) -> list[tuple[str, str]]:
 
 
 def parse_workflow(data: Any) -> Workflow:
-    """Validate a decoded definition; raises DefinitionError listing every fault."""
+    """Validate a decoded definition; raises DefinitionError listing every fault. `data` is
+    assumed bounded in shape (`documents.check_shape`, as `parse_workflow_text` does)."""
     if not isinstance(data, dict):
         raise DefinitionError([("", "a workflow definition must be an object")])
     try:
         wf = Workflow.model_validate(data)
     except ValidationError as err:
         raise DefinitionError(_faults(err)) from None
-    faults = graph_faults(wf)
-    if faults:
-        raise DefinitionError(faults)
-    # Imported here: the analysis needs the model above, and the model needs nothing of it.
-    from services.domain.analysis import expression_faults
-
-    faults = expression_faults(wf)
-    if faults:
-        raise DefinitionError(faults)
+    # The size that may be stored, before the graph and the expressions are analysed: those
+    # walks cost in proportion to it.
     size = len(wf.to_json().encode())
     if size > MAX_CANONICAL_BYTES:
         raise DefinitionError(
@@ -213,22 +207,26 @@ def parse_workflow(data: Any) -> Workflow:
                 )
             ]
         )
+    faults = graph_faults(wf)
+    if faults:
+        raise DefinitionError(faults)
+    # Imported here: the analysis needs the model above, and the model needs nothing of it.
+    from services.domain.analysis import expression_faults
+
+    faults = expression_faults(wf)
+    if faults:
+        raise DefinitionError(faults)
     return wf
 
 
 def parse_workflow_text(text: str | bytes) -> Workflow:
-    """Parse JSON or YAML text (YAML is a superset of JSON) and validate it."""
+    """Parse JSON or YAML text (YAML is a superset of JSON) and validate it.
+
+    The text is bounded before any deep work: its size here, its shape (no YAML aliases,
+    depth, number of values) by `load_text`."""
     if len(text) > MAX_DEFINITION_BYTES:
         raise DefinitionError([("", f"a definition may be at most {MAX_DEFINITION_BYTES} bytes")])
-    try:
-        # JSON first: YAML 1.1 would read some valid JSON differently (1e300 is a string there).
-        data = json.loads(text)
-    except ValueError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
-    return parse_workflow(data)
+    return parse_workflow(load_text(text))
 
 
 def _nested_ids(steps: list[Step]) -> list[str]:

@@ -1,0 +1,149 @@
+"""Decoding a definition's text (JSON or YAML) into plain data, bounded before any deep work.
+
+Everything after decoding (pydantic, the DAG, the analysis of expressions, canonical JSON)
+walks the data recursively and costs in proportion to its size. So the text is decoded only
+into data whose shape is bounded: no YAML anchors or aliases (a 400-byte "billion laughs"
+document expands to hundreds of millions of nodes), at most `MAX_DEPTH` levels of nesting
+(Python's recursion limit, 1,000, would otherwise turn deep input into a RecursionError) and
+at most `MAX_NODES` values. With those bounds and the byte limit, every later walk is finite
+and small, which is what lets the API run validation in a thread it cannot kill.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent, ScalarEvent
+from yaml.nodes import Node, ScalarNode
+
+from services.domain.fields import DefinitionError
+
+# Above everything the language itself allows: loops ten deep (two levels each: `steps`, the
+# step), the step's params, and a `map` value sixteen deep come to about 45.
+MAX_DEPTH = 64
+# Real definitions hold a few thousand values (a long_array param of 10,000 items is 10,000).
+# A megabyte of "[1,1,1,…]" would hold 500,000; PyYAML composes about 30,000 a second, so this
+# bound also caps the time a YAML document can take to load at a few seconds.
+MAX_NODES = 100_000
+
+PathPart = int | str
+
+
+def render_path(parts: Sequence[PathPart]) -> str:
+    """`("steps", 3, "params")` -> `steps[3].params`, the path users see in faults."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _too_deep(parts: Sequence[PathPart]) -> DefinitionError:
+    return DefinitionError([(render_path(parts), f"nested more than {MAX_DEPTH} levels deep")])
+
+
+def _too_many() -> DefinitionError:
+    return DefinitionError([("", f"the document has more than {MAX_NODES} values")])
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors and aliases and bounding depth and node count as
+    it composes, before any node is constructed (so nothing is ever expanded). It keeps the
+    path of the node being composed, so a fault names where it is."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._parts: list[PathPart | None] = []
+        self._nodes = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if parent is None:
+            part: PathPart | None = None  # the document itself
+        elif isinstance(index, int):
+            part = index  # an item of a sequence
+        elif isinstance(index, ScalarNode):
+            part = str(index.value)  # the value of a mapping's key
+        else:
+            part = None  # a mapping's key (or the value of a complex key)
+        self._parts.append(part)
+        try:
+            event = self.peek_event()
+            if isinstance(event, AliasEvent) or event.anchor is not None:
+                mark = event.start_mark
+                raise DefinitionError(
+                    [
+                        (
+                            self._path(),
+                            f"YAML anchors and aliases (&{event.anchor}, *{event.anchor}) are "
+                            f"not allowed in a definition (line {mark.line + 1}, column "
+                            f"{mark.column + 1}); write the value out",
+                        )
+                    ]
+                )
+            self._nodes += 1
+            if self._nodes > MAX_NODES:
+                raise _too_many()
+            if len(self._parts) - 1 > MAX_DEPTH and not isinstance(event, ScalarEvent):
+                raise _too_deep(self._named_parts())
+            node: Node = super().compose_node(parent, index)
+            return node
+        finally:
+            self._parts.pop()
+
+    def _named_parts(self) -> list[PathPart]:
+        return [p for p in self._parts if p is not None]
+
+    def _path(self) -> str:
+        return render_path(self._named_parts())
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """YAML text as data, through `StrictLoader`; DefinitionError for bad or refused text."""
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
+    finally:
+        loader.dispose()
+
+
+def load_text(text: str | bytes) -> Any:
+    """JSON or YAML text (YAML is a superset of JSON) as data, checked by `check_shape`.
+
+    JSON first: YAML 1.1 would read some valid JSON differently (1e300 is a string there).
+    JSON nested deeper than Python's recursion limit raises RecursionError in `json.loads`;
+    the YAML loader then reads it again and stops at `MAX_DEPTH`, with the path."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = load_yaml(text)
+    check_shape(data)
+    return data
+
+
+def check_shape(data: Any) -> None:
+    """DefinitionError unless `data` nests at most `MAX_DEPTH` levels and holds at most
+    `MAX_NODES` values. One walk without recursion, stopping at the first fault."""
+    nodes = 0
+    for parts, value in _walk(data):
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise _too_many()
+        if len(parts) > MAX_DEPTH and isinstance(value, dict | list):
+            raise _too_deep(parts)
+
+
+def _walk(data: Any) -> Iterator[tuple[tuple[PathPart, ...], Any]]:
+    # Depth first with an explicit stack; a container's items are pushed only after its own
+    # depth was checked by the caller, so the stack holds at most MAX_DEPTH levels of items.
+    stack: list[tuple[tuple[PathPart, ...], Any]] = [((), data)]
+    while stack:
+        parts, value = stack.pop()
+        yield parts, value
+        if isinstance(value, dict):
+            stack.extend(((*parts, str(k)), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*parts, i), v) for i, v in reversed(list(enumerate(value))))
