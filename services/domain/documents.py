@@ -58,7 +58,7 @@ class StrictLoader(yaml.SafeLoader):
         self._parts: list[PathPart | None] = []
         self._nodes = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if parent is None:
             part: PathPart | None = None  # the document itself
         elif isinstance(index, int):
@@ -69,7 +69,7 @@ class StrictLoader(yaml.SafeLoader):
             part = None  # a mapping's key (or the value of a complex key)
         self._parts.append(part)
         try:
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             if isinstance(event, AliasEvent) or event.anchor is not None:
                 mark = event.start_mark
                 raise DefinitionError(
@@ -87,8 +87,7 @@ class StrictLoader(yaml.SafeLoader):
                 raise _too_many()
             if len(self._parts) - 1 > MAX_DEPTH and not isinstance(event, ScalarEvent):
                 raise _too_deep(self._named_parts())
-            node: Node = super().compose_node(parent, index)
-            return node
+            return super().compose_node(parent, index)
         finally:
             self._parts.pop()
 
@@ -127,9 +126,7 @@ def load_text(text: str | bytes) -> Any:
 def check_shape(data: Any) -> None:
     """DefinitionError unless `data` nests at most `MAX_DEPTH` levels and holds at most
     `MAX_NODES` values. One walk without recursion, stopping at the first fault."""
-    nodes = 0
-    for parts, value in _walk(data):
-        nodes += 1
+    for nodes, (parts, value) in enumerate(_walk(data), start=1):
         if nodes > MAX_NODES:
             raise _too_many()
         if len(parts) > MAX_DEPTH and isinstance(value, dict | list):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from services.domain.definition import parse_workflow_text
 from services.domain import documents
+from services.domain.definition import parse_workflow_text
 from services.domain.documents import MAX_DEPTH, MAX_NODES, check_shape, load_text, load_yaml
 from services.domain.fields import DefinitionError
 
