@@ -8,6 +8,7 @@ is unset, Baton runs (and owns) the embedded Kafka / PostgreSQL from ``infra/``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,32 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
+_ORIGIN = re.compile(r"https?://[^/\s,]+")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    out = []
+    for raw in env.get(name, "").split(","):
+        origin = raw.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{name}: {raw.strip()!r} is not an origin such as https://ui.example.com"
+            )
+        out.append(origin)
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
@@ -45,6 +72,10 @@ class Settings:
     kafka_port: int = DEFAULT_KAFKA_PORT
     kafka_controller_port: int = DEFAULT_KAFKA_CONTROLLER_PORT
     pg_port: int = DEFAULT_PG_PORT
+    # API: web origins (besides its own) whose pages may write and read through CORS.
+    api_allowed_origins: tuple[str, ...] = ()
+    # API: accept definitions sent as text/plain (a browser sends those cross-site unasked).
+    api_text_plain_definitions: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +100,8 @@ class Settings:
             kafka_port=kafka_port,
             kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT", DEFAULT_KAFKA_CONTROLLER_PORT),
             pg_port=pg_port,
+            api_allowed_origins=_origins(env, "BATON_API_ALLOWED_ORIGINS"),
+            api_text_plain_definitions=_bool(env, "BATON_API_TEXT_PLAIN_DEFINITIONS"),
         )
 
     def subprocess_env(self) -> dict[str, str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -15,18 +17,21 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import new_producer
 from services.adapters.postgres import connect_pool
 from services.adapters.settings import Settings
-from services.api.app import create_app
+from services.api.app import ApiOptions, create_app
 from services.api.deps import ApiDeps
 
 log = logging.getLogger("services.api")
+
+GRACEFUL_SHUTDOWN_S = 5
 
 
 async def serve(settings: Settings) -> None:
     pool = await connect_pool(settings.database_url, min_size=2, max_size=20)
     producer = new_producer(settings.kafka_bootstrap)
+    deps = ApiDeps(pool=pool, producer=producer, codec=Codec())
     try:
         await producer.start()
-        app = create_app(ApiDeps(pool=pool, producer=producer, codec=Codec()))
+        app = create_app(deps, ApiOptions.from_settings(settings))
         config = uvicorn.Config(
             app,
             host=settings.api_host,
@@ -35,15 +40,27 @@ async def serve(settings: Settings) -> None:
             log_level="info",
             access_log=False,
             proxy_headers=False,
+            # SIGTERM lets requests in flight finish for this long, then closes them: a
+            # validation runs out in its thread (bounded), the process stops promptly.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         log.info("API on http://%s:%d", settings.api_host, settings.api_port)
         await uvicorn.Server(config).serve()
     finally:
+        deps.validator.close()
         await producer.stop()
         await pool.close()
 
 
+def _exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
+    # uvicorn handles SIGTERM while it serves, then raises it again with the handler it found:
+    # with the default one the process died there, before `serve` closed the producer and the
+    # pool. This one unwinds `serve` instead (and stops a start-up that is still connecting).
+    signal.signal(signal.SIGTERM, _exit)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     try:

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from dataclasses import dataclass
 
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from services.adapters.settings import Settings
 from services.api import problems
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
+from services.api.origins import OriginGuard, own_origins
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(deps: ApiDeps) -> FastAPI:
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """What the operator chose for the API (from `Settings`, in the composition root).
+
+    The defaults are closed: no web page but the API's own (`own_origins`) may write, no
+    CORS, no text/plain definitions."""
+
+    own_origins: tuple[str, ...] = ()
+    # Web origins whose pages may write, and read through CORS.
+    allowed_origins: tuple[str, ...] = ()
+    text_plain_definitions: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiOptions:
+        return cls(
+            own_origins=own_origins(settings.api_host, settings.api_port),
+            allowed_origins=settings.api_allowed_origins,
+            text_plain_definitions=settings.api_text_plain_definitions,
+        )
+
+
+def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     """The API over `deps`; the caller starts the pool and producer before serving and closes
     them afterwards."""
+    options = options or ApiOptions()
     app = FastAPI(
         title="Baton",
         version="1",
@@ -23,7 +50,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.deps = deps
+    app.state.options = options
     problems.install(app)
+    # Added last runs first: CORS answers a preflight, then the guard refuses foreign writes.
+    app.add_middleware(OriginGuard, allowed=options.own_origins + options.allowed_origins)
+    if options.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.allowed_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["content-type", "authorization"],
+        )
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(breakpoints.router, prefix=API_PREFIX)
     app.include_router(instances.router, prefix=API_PREFIX)

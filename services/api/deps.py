@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 
 from services.adapters import avro
+from services.api.validation import DefinitionValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class ApiDeps:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     codec: avro.Codec
+    validator: DefinitionValidator = field(default_factory=DefinitionValidator)
 
 
 def get_deps(request: Request) -> ApiDeps:
@@ -40,6 +42,11 @@ def get_codec(request: Request) -> avro.Codec:
     return get_deps(request).codec
 
 
+def get_validator(request: Request) -> DefinitionValidator:
+    return get_deps(request).validator
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Producer = Annotated[AIOKafkaProducer, Depends(get_producer)]
 Codec = Annotated[avro.Codec, Depends(get_codec)]
+Validator = Annotated[DefinitionValidator, Depends(get_validator)]

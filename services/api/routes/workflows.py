@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 
 from services.api import problems
 from services.api.common import canonical_json, json_value, page, publish, row_dict
-from services.api.deps import Codec, Pool, Producer
+from services.api.deps import Codec, Pool, Producer, Validator
 from services.api.dto import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -26,6 +26,7 @@ from services.api.dto import (
     WorkflowVersionSummary,
 )
 from services.api.problems import Problem
+from services.api.validation import DefinitionValidator, ValidationBusy
 from services.domain.commands import (
     ROUTE_SEPARATOR,
     ActivateWorkflow,
@@ -33,7 +34,7 @@ from services.domain.commands import (
     PushWorkflow,
     StartInstance,
 )
-from services.domain.definition import Workflow, load_workflow, parse_workflow_text
+from services.domain.definition import Workflow, load_workflow
 from services.domain.evaluation import builtins, check_overrides, start_params
 from services.domain.expressions import ExpressionError
 from services.domain.fields import MAX_DEFINITION_BYTES, DefinitionError
@@ -43,8 +44,11 @@ from services.domain.fields import MAX_DEFINITION_BYTES, DefinitionError
 # Fixed forever: changing it would let a retried request start a second instance.
 BATON_NS = uuid.UUID("6d1c1c2e-5b1a-5f0e-9a57-62a746f6e2e6")
 
-DEFINITION_MEDIA_TYPES = ("application/json", "application/yaml", "text/yaml", "text/plain")
+DEFINITION_MEDIA_TYPES = ("application/json", "application/yaml", "text/yaml")
 _EXTRA_MEDIA_TYPES = ("application/x-yaml", "text/x-yaml")
+# Only when the operator opts in (BATON_API_TEXT_PLAIN_DEFINITIONS): a browser sends a
+# text/plain POST cross-site without a preflight, so it is the media type of a forged push.
+TEXT_PLAIN = "text/plain"
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -67,7 +71,6 @@ _DEFINITION_BODY: dict[str, Any] = {
             "application/json": {"schema": {"type": "object"}},
             "application/yaml": {"schema": {"type": "string"}},
             "text/yaml": {"schema": {"type": "string"}},
-            "text/plain": {"schema": {"type": "string"}},
         },
     }
 }
@@ -83,9 +86,12 @@ def instance_id_for(workflow_id: str, idempotency_key: str | None) -> str:
     return f"{workflow_id}{ROUTE_SEPARATOR}{unique}"
 
 
-async def _read_definition(request: Request) -> Workflow:
+async def _read_definition(request: Request, validator: DefinitionValidator) -> Workflow:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in DEFINITION_MEDIA_TYPES + _EXTRA_MEDIA_TYPES:
+    accepted: tuple[str, ...] = DEFINITION_MEDIA_TYPES + _EXTRA_MEDIA_TYPES
+    if request.app.state.options.text_plain_definitions:
+        accepted += (TEXT_PLAIN,)
+    if media_type not in accepted:
         raise Problem(
             415,
             "Unsupported Media Type",
@@ -101,9 +107,13 @@ async def _read_definition(request: Request) -> Workflow:
         if len(body) > MAX_DEFINITION_BYTES:
             break
     try:
-        return parse_workflow_text(bytes(body))
+        return await validator.parse(bytes(body))
     except DefinitionError as err:
         raise problems.from_definition_error(err) from None
+    except ValidationBusy as err:
+        raise Problem(
+            503, "Service Unavailable", f"{err}; try again", kind="validation-busy"
+        ) from None
 
 
 @router.post(
@@ -117,11 +127,12 @@ async def push_workflow(
     request: Request,
     producer: Producer,
     codec: Codec,
+    validator: Validator,
     activate: Annotated[bool, Query(description="make the new version the active one")] = True,
 ) -> WorkflowAccepted:
     """Validate the definition and publish `PushWorkflow`. The new version becomes readable
     once the engine has recorded it and the projector has written it."""
-    wf = await _read_definition(request)
+    wf = await _read_definition(request, validator)
     command_id = await publish(
         producer,
         codec,
@@ -133,11 +144,11 @@ async def push_workflow(
 @router.post(
     "/validate",
     openapi_extra=_DEFINITION_BODY,
-    responses=problems.responses(415, 422),
+    responses=problems.responses(415, 422, 503),
     summary="Validate a definition without pushing it",
 )
-async def validate_workflow(request: Request) -> ValidationResult:
-    await _read_definition(request)
+async def validate_workflow(request: Request, validator: Validator) -> ValidationResult:
+    await _read_definition(request, validator)
     return ValidationResult()
 
 
