@@ -32,7 +32,7 @@ from typing import Any
 from services.adapters.settings import REPO_ROOT, Settings
 from services.cli.client import ApiError, Client, Unreachable, print_problem
 from services.cli.push import PUSH_WAIT_S, media_type, push_files, workflow_id_of
-from services.cli.stack import Stack, api_url, prepare
+from services.cli.stack import ChildFailing, Stack, api_url, prepare
 from services.cli.watch import TERMINAL, render, watch
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -286,13 +286,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             f"Try: baton push FILE, baton start WORKFLOW, baton watch ID.  Ctrl-C stops.",
             flush=True,
         )
-        reported: set[str] = set()
+        # A child that dies is started again (its state lives in Kafka and PostgreSQL, so a
+        # new one resumes where it was); one that keeps dying stops the whole run.
         while True:
-            for name, code in stack.exited().items():
-                if name not in reported:
-                    print(f"warning: {name} exited with {code}; see {stack.log_path(name)}")
-                    reported.add(name)
-            time.sleep(1)
+            for line in stack.supervise():
+                print(line, flush=True)
+            time.sleep(0.5)
+    except ChildFailing as err:
+        print(f"error: {err}; stopping Baton", flush=True)
+        return 1
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0

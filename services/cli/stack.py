@@ -30,6 +30,28 @@ from services.adapters.settings import REPO_ROOT, Settings
 PROCESSES = frozenset({"engine", "worker", "projector", "api"})
 KAFKA_WAIT_S = 90.0
 
+# `supervise`: a child that exits is started again after 1, 2, 4, 8, 16 s; one that ran for
+# a minute counts as recovered. Five quick exits in a row mean it cannot run here (a port in
+# use, a broken setting): the caller stops the stack rather than loop forever.
+RESTART_BASE_S = 1.0
+RESTART_MAX_S = 30.0
+STABLE_S = 60.0
+MAX_QUICK_EXITS = 5
+
+
+def after_exit(quick_exits: int, ran_s: float) -> tuple[int, float | None]:
+    """A child exited after running `ran_s` seconds, having exited `quick_exits` times in a
+    row before without running `STABLE_S`: the new count, and the seconds to wait before
+    starting it again (None: give up)."""
+    quick_exits = 1 if ran_s >= STABLE_S else quick_exits + 1
+    if quick_exits > MAX_QUICK_EXITS:
+        return quick_exits, None
+    return quick_exits, min(RESTART_MAX_S, RESTART_BASE_S * 2 ** (quick_exits - 1))
+
+
+class ChildFailing(RuntimeError):
+    """A child of the stack keeps exiting; `supervise` gave up on it."""
+
 
 async def prepare(settings: Settings) -> None:
     """Start the managed Kafka and PostgreSQL, wait for Kafka, apply the migrations, create
@@ -81,6 +103,9 @@ class _Child:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0  # time.monotonic() of the last spawn
+    quick_exits: int = 0  # see after_exit
+    restart_at: float | None = None  # when `supervise` starts it again
 
 
 class Stack:
@@ -124,6 +149,8 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        child.started_at = time.monotonic()
+        child.restart_at = None
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send `sig` to the child and, for SIGKILL, reap it. The child stays registered."""
@@ -151,6 +178,35 @@ class Stack:
         for child in self._children.values():
             if child.log is not None:
                 child.log.close()
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Start again the children that exited, with back-off (`after_exit`); call it
+        periodically. Returns what happened, one line each, for the operator; raises
+        ChildFailing when a child keeps exiting. Children stopped by `kill`, `restart` or
+        `stop_all` of the tests are not supervised unless this is called."""
+        now = time.monotonic() if now is None else now
+        lines = []
+        for label, child in self._children.items():
+            process = child.process
+            if process is None or (code := process.poll()) is None:
+                continue
+            if child.restart_at is None:
+                child.quick_exits, delay = after_exit(child.quick_exits, now - child.started_at)
+                if delay is None:
+                    raise ChildFailing(
+                        f"{label} exited {child.quick_exits} times in a row, each within "
+                        f"{STABLE_S:g}s of starting (last with {code}); see {child.log_path}"
+                    )
+                child.restart_at = now + delay
+                lines.append(
+                    f"warning: {label} exited with {code}; starting it again in {delay:g}s "
+                    f"(see {child.log_path})"
+                )
+            elif now >= child.restart_at:
+                self._spawn(child)
+                assert child.process is not None
+                lines.append(f"{label} started again (pid {child.process.pid})")
+        return lines
 
     # -- inspection ----------------------------------------------------------------------
 

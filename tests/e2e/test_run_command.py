@@ -1,6 +1,7 @@
 """The README's first command, `baton run` (what `make run` runs), end to end: it prepares
 Kafka and PostgreSQL, starts every process, runs the sample workflow to SUCCEEDED, keeps
-serving, and stops every process on Ctrl-C. It runs on its own ports and data directory."""
+serving, starts a child that was killed again, and stops every process on Ctrl-C. It runs
+on its own ports and data directory."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from services.adapters import infra
 from services.adapters.settings import Settings
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +48,14 @@ def _read_until(lines: queue.Queue[str], needle: str, seen: list[str], timeout: 
             continue
 
 
+def _healthy() -> bool:
+    try:
+        url = f"http://127.0.0.1:{RUN_ENV['BATON_API_PORT']}/health"
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_baton_run_serves_the_sample_and_stops_on_ctrl_c(settings: Settings) -> None:
     env = {**os.environ, **RUN_ENV, "BATON_HOME": str(settings.home / "baton-run")}
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
@@ -66,6 +77,22 @@ def test_baton_run_serves_the_sample_and_stops_on_ctrl_c(settings: Settings) -> 
         _read_until(lines, "Ctrl-C stops", seen, timeout=30)
         health = httpx.get(f"http://127.0.0.1:{RUN_ENV['BATON_API_PORT']}/health", timeout=5)
         assert health.status_code == 200
+        # A child that dies is started again: kill -9 the API, it comes back.
+        (api,) = [
+            child
+            for child in psutil.Process(process.pid).children()
+            if "services.api" in child.cmdline()
+        ]
+        api.kill()
+        _read_until(lines, "api exited with -9", seen, timeout=30)
+        _read_until(lines, "api started again", seen, timeout=30)
+        wait_until(_healthy, timeout=60, message="the restarted API answers /health")
+        (again,) = [
+            child
+            for child in psutil.Process(process.pid).children()
+            if "services.api" in child.cmdline()
+        ]
+        assert again.pid != api.pid
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         _read_until(lines, "stopping", seen, timeout=5)
@@ -73,6 +100,9 @@ def test_baton_run_serves_the_sample_and_stops_on_ctrl_c(settings: Settings) -> 
             httpx.get(f"http://127.0.0.1:{RUN_ENV['BATON_API_PORT']}/health", timeout=5)
     finally:
         if process.poll() is None:
+            # Its children run in their own sessions: killed with it, not left behind.
+            for child in psutil.Process(process.pid).children():
+                child.kill()
             process.kill()
             process.wait()
         reader.join(timeout=10)  # the pipe reaches EOF once the process has exited
