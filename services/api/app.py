@@ -9,6 +9,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from services.adapters.settings import Settings
 from services.api import problems
+from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
 from services.api.origins import OriginGuard, own_origins
@@ -52,7 +53,12 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     app.state.deps = deps
     app.state.options = options
     problems.install(app)
-    # Added last runs first: CORS answers a preflight, then the guard refuses foreign writes.
+    # Added last runs first: CORS answers a preflight, the origin guard refuses foreign
+    # writes, then JSON bodies are bounded.
+    app.add_middleware(
+        JsonBodyGuard,
+        skip={f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"},
+    )
     app.add_middleware(OriginGuard, allowed=options.own_origins + options.allowed_origins)
     if options.allowed_origins:
         app.add_middleware(

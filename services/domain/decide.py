@@ -46,6 +46,7 @@ from services.domain.commands import (
     is_workflow_command,
 )
 from services.domain.definition import load_workflow
+from services.domain.documents import load_json
 from services.domain.evaluation import (
     builtins,
     check_overrides,
@@ -102,7 +103,7 @@ def _start(d: Draft, c: StartInstance) -> None:
         return  # idempotent: the instance id is derived from the idempotency key
     try:
         wf = load_workflow(c.definition)
-        overrides = json.loads(c.params)
+        overrides = load_json(c.params)
         if not isinstance(overrides, dict):
             raise Rejected("params must be a JSON object")
         # A loop's iteration starts with the params its parent evaluated for it.
@@ -184,7 +185,7 @@ def _restart(d: Draft, c: RestartInstance) -> None:
         return  # a retry of a restart that already made a newer run
     wf = d.s.workflow
     try:
-        overrides = json.loads(c.params)
+        overrides = load_json(c.params)
         if not isinstance(overrides, dict):
             raise Rejected("params must be a JSON object")
         check_overrides(wf, overrides, restart=True)

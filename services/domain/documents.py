@@ -112,13 +112,28 @@ def load_yaml(text: str | bytes) -> Any:
 def load_text(text: str | bytes) -> Any:
     """JSON or YAML text (YAML is a superset of JSON) as data, checked by `check_shape`.
 
-    JSON first: YAML 1.1 would read some valid JSON differently (1e300 is a string there).
-    JSON nested deeper than Python's recursion limit raises RecursionError in `json.loads`;
-    the YAML loader then reads it again and stops at `MAX_DEPTH`, with the path."""
+    JSON first: YAML 1.1 would read some valid JSON differently (1e300 is a string there)."""
+    try:
+        data = load_json(text)
+    except ValueError as err:
+        if isinstance(err, DefinitionError):
+            raise
+        data = load_yaml(text)
+    check_shape(data)
+    return data
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON text as data, checked by `check_shape`; ValueError if it is not JSON.
+
+    JSON nested deeper than Python's recursion limit raises RecursionError in `json.loads`
+    (without saying where); the YAML loader, which reads JSON too, then finds the path of
+    the first value nested too deep, and stops there."""
     try:
         data = json.loads(text)
-    except (ValueError, RecursionError):
-        data = load_yaml(text)
+    except RecursionError:
+        load_yaml(text)  # raises DefinitionError with the path, or for not being YAML
+        raise _too_deep([]) from None  # not reached: YAML composes JSON as deep as JSON
     check_shape(data)
     return data
 

@@ -26,11 +26,13 @@ from services.domain.commands import (
     TriggerInstance,
     signal_key,
 )
+from services.domain.documents import load_json
 from services.domain.events import (
     Event,
     EventPayload,
 )
 from services.domain.evolve import evolve_signal
+from services.domain.fields import DefinitionError
 from services.domain.signal_commands import (
     AwaitSignal,
     CancelSignalWait,
@@ -102,8 +104,11 @@ def _send(d: SignalDraft, c: SendSignal) -> None:
     if d.state is not None and c.request_id in d.state.request_ids:
         return  # a duplicate request: the signal was received once
     try:
-        params = check_signal(json.loads(c.params), c.payload)
-        json.loads(c.payload)
+        # Bounded in depth and size: the payload is recorded, and every reader decodes it.
+        params = check_signal(load_json(c.params), c.payload)
+        load_json(c.payload)
+    except DefinitionError as err:
+        raise Rejected(f"params or payload: {err}") from None
     except json.JSONDecodeError as err:
         raise Rejected(f"params or payload are not JSON: {err}") from None
     seq = (d.state.count if d.state else 0) + 1

@@ -44,6 +44,7 @@ from services.domain.definition import (
     load_workflow,
     parse_workflow,
 )
+from services.domain.documents import load_json
 from services.domain.evaluation import check_overrides
 from services.domain.events import (
     Event,
@@ -105,7 +106,7 @@ class WorkflowDraft:
 
 def _push(d: WorkflowDraft, c: PushWorkflow) -> None:
     try:
-        wf = parse_workflow(json.loads(c.definition))
+        wf = parse_workflow(load_json(c.definition))
     except DefinitionError as err:
         raise Rejected(str(err)) from None
     except json.JSONDecodeError as err:
