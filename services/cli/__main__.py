@@ -34,6 +34,8 @@ from services.cli.client import ApiError, Client, Unreachable, print_problem
 from services.cli.push import PUSH_WAIT_S, media_type, push_files, workflow_id_of
 from services.cli.stack import ChildFailing, Stack, api_url, prepare
 from services.cli.watch import TERMINAL, render, watch
+from services.domain.documents import load_json
+from services.domain.fields import DefinitionError
 
 EXAMPLES = REPO_ROOT / "examples"
 SAMPLE = "hello_diamond.yaml"
@@ -45,7 +47,9 @@ def _param(text: str) -> tuple[str, Any]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
     try:
-        value = json.loads(raw)  # 10, true, [1,2], {"a":1}, "quoted"
+        value = load_json(raw)  # 10, true, [1,2], {"a":1}, "quoted"; bounded in depth
+    except DefinitionError as err:
+        raise argparse.ArgumentTypeError(f"{name}: {err}") from None
     except ValueError:
         value = raw  # a bare word is a string
     return name, value
@@ -157,8 +161,11 @@ def cmd_signal(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name, "params": dict(args.param)}
     if args.payload is not None:
         try:
-            body["payload"] = json.loads(args.payload)
-        except json.JSONDecodeError as err:
+            body["payload"] = load_json(args.payload)
+        except DefinitionError as err:
+            print(f"error: --payload: {err}", file=sys.stderr)
+            return 2
+        except ValueError as err:
             print(f"error: --payload is not JSON: {err}", file=sys.stderr)
             return 2
     if args.request_id:

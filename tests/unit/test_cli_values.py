@@ -1,0 +1,31 @@
+"""The CLI's `-p NAME=VALUE` and `--payload` are JSON read with the same bounds as the API's
+bodies: deep nesting is an error message, not a RecursionError traceback (issue 14, item 8)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli.__main__ import _param, main
+
+DEEP = "[" * 5_000 + "]" * 5_000
+
+
+def test_a_deep_param_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--api", "http://127.0.0.1:9", "start", "wf", "-p", f"m={DEEP}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "m: [0][0]" in err
+    assert "nested more than 64 levels" in err
+
+
+def test_a_deep_payload_is_an_error_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 9 (discard) is never asked: the value is refused first.
+    assert main(["--api", "http://127.0.0.1:9", "signal", "s", "--payload", DEEP]) == 2
+    assert "nested more than 64 levels" in capsys.readouterr().err
+
+
+def test_ordinary_values_still_parse() -> None:
+    assert _param("rows=10") == ("rows", 10)
+    assert _param('m={"a":[1,2]}') == ("m", {"a": [1, 2]})
+    assert _param("day=monday") == ("day", "monday")
