@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.cli.client import ApiError, Client, print_problem
+from services.domain.documents import load_text
 
 PUSH_WAIT_S = 30.0
 
@@ -27,11 +28,11 @@ def _latest_version(client: Client, workflow_id: str) -> int:
 
 
 def workflow_id_of(text: bytes) -> str | None:
-    import yaml  # only to learn the id before pushing; the API does the validation
-
+    """The definition's id, read before pushing (the API does the validation); None when it
+    cannot be read. With the API's bounds: a deep document is no RecursionError here."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data = load_text(text)
+    except ValueError:  # not JSON or YAML, or out of bounds (a DefinitionError)
         return None
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None

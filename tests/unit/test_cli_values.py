@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.cli.__main__ import _param, main
+from services.cli.push import workflow_id_of
 
 DEEP = "[" * 5_000 + "]" * 5_000
 
@@ -29,3 +30,9 @@ def test_ordinary_values_still_parse() -> None:
     assert _param("rows=10") == ("rows", 10)
     assert _param('m={"a":[1,2]}') == ("m", {"a": [1, 2]})
     assert _param("day=monday") == ("day", "monday")
+
+
+def test_the_id_of_a_hostile_file_is_unknown_not_a_traceback() -> None:
+    assert workflow_id_of(b"id: w\nsteps: []\n") == "w"
+    assert workflow_id_of(b"id: w\ntags: " + b"[" * 5_000 + b"]" * 5_000) is None
+    assert workflow_id_of(b"id: &a w\nname: *a\n") is None
