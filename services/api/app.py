@@ -12,7 +12,7 @@ from services.api import problems
 from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
-from services.api.origins import OriginGuard, own_origins
+from services.api.origins import HostGuard, OriginGuard, own_hosts, own_origins
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
@@ -23,9 +23,12 @@ class ApiOptions:
     """What the operator chose for the API (from `Settings`, in the composition root).
 
     The defaults are closed: no web page but the API's own (`own_origins`) may write, no
-    CORS, no text/plain definitions."""
+    CORS, no text/plain definitions. `from_settings` also limits the Host names to those of
+    the address the API listens on (none when it listens on every address)."""
 
     own_origins: tuple[str, ...] = ()
+    # The Host names requests may carry (HostGuard); empty: any.
+    own_hosts: tuple[str, ...] = ()
     # Web origins whose pages may write, and read through CORS.
     allowed_origins: tuple[str, ...] = ()
     text_plain_definitions: bool = False
@@ -34,6 +37,7 @@ class ApiOptions:
     def from_settings(cls, settings: Settings) -> ApiOptions:
         return cls(
             own_origins=own_origins(settings.api_host, settings.api_port),
+            own_hosts=own_hosts(settings.api_host),
             allowed_origins=settings.api_allowed_origins,
             text_plain_definitions=settings.api_text_plain_definitions,
         )
@@ -53,8 +57,8 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     app.state.deps = deps
     app.state.options = options
     problems.install(app)
-    # Added last runs first: CORS answers a preflight, the origin guard refuses foreign
-    # writes, then JSON bodies are bounded.
+    # Added last runs first: the Host is checked, CORS answers a preflight, the origin guard
+    # refuses foreign writes, then JSON bodies are bounded.
     app.add_middleware(
         JsonBodyGuard,
         skip={f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"},
@@ -67,6 +71,7 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["content-type", "authorization"],
         )
+    app.add_middleware(HostGuard, hosts=options.own_hosts)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(breakpoints.router, prefix=API_PREFIX)
     app.include_router(instances.router, prefix=API_PREFIX)

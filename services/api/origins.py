@@ -1,5 +1,6 @@
 """Writes from web pages: refused unless their origin is allowed (against cross-site request
-forgery), and CORS closed unless origins are configured.
+forgery), and CORS closed unless origins are configured; requests named for another host
+refused (against DNS rebinding).
 
 A browser sends a cross-site POST without asking first (no preflight) when its content type
 is `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data`, and any page
@@ -31,6 +32,50 @@ def own_origins(host: str, port: int) -> tuple[str, ...]:
     if host not in ("0.0.0.0", "::", ""):
         names.add(f"[{host}]" if ":" in host else host)
     return tuple(sorted(f"http://{name}:{port}" for name in names))
+
+
+def own_hosts(host: str) -> tuple[str, ...]:
+    """The names a client uses for an API bound to `host`; empty when it listens on every
+    address (any name may then reach it, and none is refused)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ()
+    names = {host.lower(), f"[{host.lower()}]" if ":" in host else host.lower()}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        names |= {"127.0.0.1", "localhost", "[::1]"}
+    return tuple(sorted(names))
+
+
+class HostGuard:
+    """ASGI middleware: 400 for a request whose `Host` is not one of `hosts` (when given).
+
+    A page whose own name is made to resolve to 127.0.0.1 (DNS rebinding) is same-origin with
+    the API in the browser's eyes, so it could read every response; its requests still name
+    the page's host. Starlette's TrustedHostMiddleware does this check, but answers in plain
+    text rather than problem+json."""
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hosts and scope["type"] in ("http", "websocket"):
+            raw = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+            name = raw.lower()
+            if not name.startswith("["):
+                name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+            else:
+                name = name.split("]", 1)[0] + "]"
+            if name not in self.hosts:
+                problem = Problem(
+                    400,
+                    "Bad Request",
+                    f"this API does not serve the host {raw[:200]!r}; use one of "
+                    f"{', '.join(sorted(self.hosts))}",
+                    kind="host-not-allowed",
+                )
+                await ProblemResponse(problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class OriginGuard:

@@ -187,3 +187,13 @@ async def test_cors_is_closed_by_default(http: httpx.AsyncClient) -> None:
         headers={"origin": EVIL, "access-control-request-method": "POST"},
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_a_rebound_name_is_refused(http: httpx.AsyncClient, settings: Settings) -> None:
+    """DNS rebinding: a page on evil.example.com, its name now resolving to 127.0.0.1, would be
+    same-origin with the API; its requests name its own host."""
+    refused = await http.get("/api/v1/workflows", headers={"host": "evil.example.com:18080"})
+    assert refused.status_code == 400
+    assert refused.json()["type"] == "urn:baton:problem:host-not-allowed"
+    for host in (f"127.0.0.1:{settings.api_port}", f"localhost:{settings.api_port}"):
+        assert (await http.get("/health", headers={"host": host})).status_code == 200

@@ -37,7 +37,7 @@ async def configured(api: Api) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(deps, ApiOptions.from_settings(settings))
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http
     finally:
         deps.validator.close()
