@@ -3,10 +3,12 @@ bodies: deep nesting is an error message, not a RecursionError traceback (issue 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.cli.__main__ import _param, main
-from services.cli.push import workflow_id_of
+from services.cli.push import media_type, workflow_id_of
 
 DEEP = "[" * 5_000 + "]" * 5_000
 
@@ -36,3 +38,9 @@ def test_the_id_of_a_hostile_file_is_unknown_not_a_traceback() -> None:
     assert workflow_id_of(b"id: w\nsteps: []\n") == "w"
     assert workflow_id_of(b"id: w\ntags: " + b"[" * 5_000 + b"]" * 5_000) is None
     assert workflow_id_of(b"id: &a w\nname: *a\n") is None
+
+
+def test_the_cli_sends_definitions_as_json_or_yaml_never_text_plain() -> None:
+    # text/plain is what a browser sends cross-site unasked: the API refuses it by default.
+    assert media_type(Path("a.json")) == "application/json"
+    assert {media_type(Path(n)) for n in ("a.yaml", "a.yml", "a.txt", "a")} == {"application/yaml"}
