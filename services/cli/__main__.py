@@ -29,10 +29,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from services.adapters.settings import REPO_ROOT, Settings
 from services.cli.client import ApiError, Client, Unreachable, print_problem
 from services.cli.push import PUSH_WAIT_S, media_type, push_files, workflow_id_of
-from services.cli.stack import ChildFailing, Stack, api_url, prepare
+from services.cli.stack import ChildFailing, HangWatch, Stack, api_url, prepare
 from services.cli.watch import TERMINAL, render, watch
 from services.domain.documents import load_json
 from services.domain.fields import DefinitionError
@@ -40,6 +42,7 @@ from services.domain.fields import DefinitionError
 EXAMPLES = REPO_ROOT / "examples"
 SAMPLE = "hello_diamond.yaml"
 API_START_S = 60.0
+PROBE_EVERY_S = 5.0  # `baton run` asks the API's /health this often (HangWatch)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -249,6 +252,15 @@ def cmd_instances(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _answers(url: str) -> bool:
+    """Any HTTP answer (a 503 too: the API is alive, its dependencies are not)."""
+    try:
+        httpx.get(url, timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """The whole stack in the foreground, until Ctrl-C or SIGTERM."""
 
@@ -294,10 +306,24 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             flush=True,
         )
         # A child that dies is started again (its state lives in Kafka and PostgreSQL, so a
-        # new one resumes where it was); one that keeps dying stops the whole run.
+        # new one resumes where it was); one that keeps dying stops the whole run. An API
+        # that no longer answers at all is killed, and so started again.
+        hang, probed = HangWatch(), 0.0
         while True:
             for line in stack.supervise():
                 print(line, flush=True)
+            pid = stack.pid("api") if stack.is_running("api") else None
+            if pid is None or time.monotonic() - probed < PROBE_EVERY_S:
+                time.sleep(0.5)
+                continue
+            probed = time.monotonic()
+            if hang.observe(pid, _answers(f"{url}/health"), probed):
+                print(
+                    f"warning: api (pid {pid}) has not answered /health for {hang.hang_s:g}s; "
+                    "killing it",
+                    flush=True,
+                )
+                stack.kill("api")
             time.sleep(0.5)
     except ChildFailing as err:
         print(f"error: {err}; stopping Baton", flush=True)

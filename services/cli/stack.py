@@ -49,6 +49,30 @@ def after_exit(quick_exits: int, ran_s: float) -> tuple[int, float | None]:
     return quick_exits, min(RESTART_MAX_S, RESTART_BASE_S * 2 ** (quick_exits - 1))
 
 
+# `HangWatch`: an API that has not answered /health at all (no response, not a 503) for this
+# long is stuck (its event loop blocked): killed, so that `supervise` starts it again. Well
+# above its start-up time (a few seconds) and uvicorn's graceful shutdown (5 s).
+HANG_S = 30.0
+
+
+@dataclass
+class HangWatch:
+    """Whether a running process that should answer has stopped answering: `observe` each
+    probe; True once no probe was answered for `hang_s` seconds of the same pid."""
+
+    hang_s: float = HANG_S
+    _pid: int | None = None
+    _silent_since: float | None = None
+
+    def observe(self, pid: int | None, answered: bool, now: float) -> bool:
+        if pid != self._pid or answered:
+            self._pid, self._silent_since = pid, None if answered else now
+            return False
+        if self._silent_since is None:
+            self._silent_since = now
+        return now - self._silent_since >= self.hang_s
+
+
 class ChildFailing(RuntimeError):
     """A child of the stack keeps exiting; `supervise` gave up on it."""
 

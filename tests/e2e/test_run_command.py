@@ -36,9 +36,12 @@ def _lines(stream: object, out: queue.Queue[str]) -> None:
         out.put(line)
 
 
-def _read_until(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float) -> None:
+def _read_until(
+    lines: queue.Queue[str], needle: str, seen: list[str], timeout: float, start: int = 0
+) -> None:
+    """Until a line from `seen[start]` on holds `needle`."""
     deadline = time.monotonic() + timeout
-    while not any(needle in line for line in seen):
+    while not any(needle in line for line in seen[start:]):
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"`baton run` never printed {needle!r}:\n{''.join(seen[-40:])}")
@@ -93,6 +96,13 @@ def test_baton_run_serves_the_sample_and_stops_on_ctrl_c(settings: Settings) -> 
             if "services.api" in child.cmdline()
         ]
         assert again.pid != api.pid
+        # An API that stops answering (SIGSTOP: as stuck as a blocked event loop) is killed
+        # and started again.
+        mark = len(seen)
+        again.suspend()
+        _read_until(lines, "has not answered /health", seen, timeout=90, start=mark)
+        _read_until(lines, "api started again", seen, timeout=30, start=mark)
+        wait_until(_healthy, timeout=60, message="the API started after the hang answers")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         _read_until(lines, "stopping", seen, timeout=5)

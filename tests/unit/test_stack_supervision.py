@@ -3,7 +3,13 @@ run (issue 14, item 3). The real processes: tests/e2e/test_run_command.py."""
 
 from __future__ import annotations
 
-from services.cli.stack import MAX_QUICK_EXITS, RESTART_MAX_S, STABLE_S, after_exit
+from services.cli.stack import (
+    MAX_QUICK_EXITS,
+    RESTART_MAX_S,
+    STABLE_S,
+    HangWatch,
+    after_exit,
+)
 
 
 def test_quick_exits_back_off_then_give_up() -> None:
@@ -20,3 +26,20 @@ def test_quick_exits_back_off_then_give_up() -> None:
 def test_a_child_that_ran_a_while_is_started_again_at_once_and_counted_afresh() -> None:
     assert after_exit(MAX_QUICK_EXITS, ran_s=STABLE_S) == (1, 1.0)
     assert after_exit(0, ran_s=3_600) == (1, 1.0)
+
+
+def test_a_process_silent_for_the_hang_time_is_hung() -> None:
+    watch = HangWatch(hang_s=30)
+    assert not watch.observe(7, answered=False, now=0)
+    assert not watch.observe(7, answered=False, now=29)
+    assert watch.observe(7, answered=False, now=30)
+
+
+def test_an_answer_or_a_new_process_starts_the_count_again() -> None:
+    watch = HangWatch(hang_s=30)
+    watch.observe(7, answered=False, now=0)
+    assert not watch.observe(7, answered=True, now=20)
+    assert not watch.observe(7, answered=False, now=45)  # silent since 45 only
+    assert not watch.observe(8, answered=False, now=60)  # a new pid: its start-up is silent
+    assert not watch.observe(8, answered=False, now=89)
+    assert watch.observe(8, answered=False, now=90)
