@@ -45,6 +45,14 @@ def own_hosts(host: str) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def host_name(host_header: str) -> str:
+    """`Example.com:8080` -> `example.com`, `[::1]:8080` -> `[::1]`: the name, lower case."""
+    name = host_header.strip().lower()
+    if name.startswith("["):
+        return name.split("]", 1)[0] + "]"
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
 class HostGuard:
     """ASGI middleware: 400 for a request whose `Host` is not one of `hosts` (when given).
 
@@ -60,12 +68,7 @@ class HostGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hosts and scope["type"] in ("http", "websocket"):
             raw = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
-            name = raw.lower()
-            if not name.startswith("["):
-                name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-            else:
-                name = name.split("]", 1)[0] + "]"
-            if name not in self.hosts:
+            if host_name(raw) not in self.hosts:
                 problem = Problem(
                     400,
                     "Bad Request",
