@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.api import problems
+from services.api import openapi, problems
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
@@ -33,4 +33,5 @@ def create_app(deps: ApiDeps) -> FastAPI:
     # Unversioned: probes expect /health, and a registry URL is conventionally short.
     app.include_router(health.router)
     app.include_router(registry.router)
+    openapi.install(app)
     return app

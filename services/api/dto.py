@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+# PostgreSQL's `integer` (int4): the version, seq and schema id columns a number is looked up in.
+INT4_MAX = 2**31 - 1
 
 
 class _In(BaseModel):
@@ -67,7 +69,9 @@ class WorkflowAccepted(_Out):
 
 
 class ActivateBody(_In):
-    version: Annotated[int, Field(ge=1)] | None = Field(None, description="default: the latest")
+    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | None = Field(
+        None, description="default: the latest"
+    )
 
 
 class ActivationAccepted(_Out):
@@ -127,8 +131,8 @@ class WorkflowVersionPublic(WorkflowVersionSummary):
 class InstanceCreate(_In):
     """Start an instance of a workflow version. The same `idempotency_key` twice starts one."""
 
-    version: Annotated[int, Field(ge=1)] | Literal["default", "active", "latest"] = Field(
-        "default", examples=["default", "active", "latest", 3]
+    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | Literal["default", "active", "latest"] = (
+        Field("default", examples=["default", "active", "latest", 3])
     )
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
     idempotency_key: str | None = Field(None, min_length=1, max_length=256)
@@ -142,7 +146,7 @@ class InstanceCreate(_In):
             return handler(value)
         except ValidationError:
             raise ValueError(
-                "expected a version number (1 or more), 'default', 'active' or 'latest'"
+                f"expected a version number (1 to {INT4_MAX}), 'default', 'active' or 'latest'"
             ) from None
 
 
@@ -249,7 +253,7 @@ class ActionReason(_In):
 class RestartBody(_In):
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
     # FROM_STEP: the step to run again, with everything downstream of it.
-    step: str | None = Field(None, min_length=1, max_length=128)
+    step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
 
@@ -283,6 +287,8 @@ class SignalCreate(_In):
         default_factory=dict,
         max_length=MAX_SIGNAL_PARAMS,
         examples=[{"table": "sales", "day": 20251121}],
+        # A name outside the pattern is refused: say so, not only what matching names hold.
+        json_schema_extra={"additionalProperties": False},
     )
     payload: Any = None
     request_id: str | None = Field(None, min_length=1, max_length=256)

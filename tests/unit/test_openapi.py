@@ -1,0 +1,267 @@
+"""The OpenAPI document says what the server does: errors are problem+json, the constraints
+the server enforces on paths, queries and bodies are declared, and OPTIONS and 405 name every
+method of a path.
+
+The app is built over stand-ins for the pool and the producer that fail on any use: a request
+that got past validation to a query would be a 500, so a 422 here also proves that the fault
+is caught before any query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.api.app import create_app
+from services.api.deps import ApiDeps
+from services.api.problems import MEDIA_TYPE
+
+INT32_MAX = 2**31 - 1
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+# A value each path parameter accepts, to reach the one under test.
+_PATH_SAMPLES = {
+    "workflow_id": "wf",
+    "instance_id": "wf~0123abcd",
+    "step_id": "a",
+    "version": "1",
+    "subject": "baton.events-value",
+    "schema_id": "1",
+    "action": "skip",
+}
+
+
+class _NoIO:
+    """A pool or producer that must not be used."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"no I/O expected, but {name} was used")
+
+
+def _app() -> FastAPI:
+    deps = ApiDeps(pool=cast(Any, _NoIO()), producer=cast(Any, _NoIO()), codec=cast(Any, None))
+    return create_app(deps)
+
+
+def _document() -> dict[str, Any]:
+    return _app().openapi()
+
+
+DOCUMENT = _document()
+
+
+def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in DOCUMENT["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+OPERATIONS = list(_operations())
+IDS = [f"{m.upper()} {p}" for p, m, _ in OPERATIONS]
+
+
+def _params(op: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    return [p for p in op.get("parameters", []) if p["in"] == where]
+
+
+def _schemas(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema itself, or the members of its anyOf (an optional parameter)."""
+    return [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+        yield http
+
+
+# -- error responses -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "method", "op"), OPERATIONS, ids=IDS)
+def test_every_error_response_is_declared_as_problem_json(
+    path: str, method: str, op: dict[str, Any]
+) -> None:
+    errors = {s: r for s, r in op["responses"].items() if s == "default" or int(s) >= 400}
+    for status, response in errors.items():
+        assert set(response.get("content", {})) == {MEDIA_TYPE}, (method, path, status)
+        schema = response["content"][MEDIA_TYPE]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}, (method, path, status)
+
+
+@pytest.mark.parametrize(("path", "method", "op"), OPERATIONS, ids=IDS)
+def test_every_operation_with_input_declares_its_422(
+    path: str, method: str, op: dict[str, Any]
+) -> None:
+    if op.get("parameters") or op.get("requestBody"):
+        assert "422" in op["responses"], (method, path)
+
+
+def test_fastapis_own_validation_error_shape_is_not_documented() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+
+    assert "HTTPValidationError" not in schemas
+    assert "ValidationError" not in schemas
+    assert schemas["Problem"]["required"] == ["type", "title", "status", "detail"]
+
+
+# -- declared constraints ------------------------------------------------------------------
+
+
+def _string_and_integer_params() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, method, op in OPERATIONS:
+        for param in op.get("parameters", []):
+            if param["in"] in ("path", "query"):
+                yield f"{method.upper()} {path}", param["name"], param
+
+
+PARAMS = list(_string_and_integer_params())
+
+
+@pytest.mark.parametrize(("op", "name", "param"), PARAMS, ids=[f"{o} {n}" for o, n, _ in PARAMS])
+def test_every_parameter_is_bounded_and_excludes_control_characters(
+    op: str, name: str, param: dict[str, Any]
+) -> None:
+    for schema in _schemas(param["schema"]):
+        if schema.get("type") == "string" and "enum" not in schema:
+            assert "pattern" in schema, (op, name)
+            pattern = re.compile(schema["pattern"])
+            assert not pattern.search("a\x00b"), (op, name)
+            assert not pattern.search("a\nb"), (op, name)
+            assert "maxLength" in schema, (op, name)
+        elif schema.get("type") == "integer":
+            assert "maximum" in schema, (op, name)
+            assert schema["maximum"] <= INT32_MAX, (op, name)
+
+
+def test_body_versions_fit_the_version_column() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    start = [s for s in schemas["InstanceCreate"]["properties"]["version"]["anyOf"]]
+    activate = [s for s in schemas["ActivateBody"]["properties"]["version"]["anyOf"]]
+
+    for schema in start + activate:
+        if schema.get("type") == "integer":
+            assert schema["maximum"] == INT32_MAX
+
+
+def test_a_restart_step_is_declared_as_a_step_id() -> None:
+    step = DOCUMENT["components"]["schemas"]["RestartBody"]["properties"]["step"]["anyOf"]
+
+    assert any("pattern" in s for s in step)
+
+
+def test_signal_params_are_declared_with_exact_long_bounds() -> None:
+    params = DOCUMENT["components"]["schemas"]["SignalCreate"]["properties"]["params"]
+    (value,) = params["patternProperties"].values()
+    integer = next(s for s in value["anyOf"] if s.get("type") == "integer")
+
+    # Exact integers, not floats: 2**63 as a float would declare 2**63 itself valid.
+    assert integer["maximum"] == 2**63 - 1
+    assert isinstance(integer["maximum"], int)
+    assert integer["minimum"] == -(2**63)
+    assert isinstance(integer["minimum"], int)
+    assert params.get("additionalProperties") is False
+
+
+@pytest.mark.parametrize("path", ["/api/v1/workflows", "/api/v1/workflows/validate"])
+def test_a_definition_body_is_declared_non_empty(path: str) -> None:
+    content = DOCUMENT["paths"][path]["post"]["requestBody"]["content"]
+
+    definition = content["application/json"]["schema"]
+    assert definition["required"] == ["id", "steps"]
+    assert definition["properties"]["steps"]["minItems"] == 1
+    for media_type, body in content.items():
+        if media_type != "application/json":
+            assert body["schema"]["minLength"] == 1, media_type
+
+
+# -- what the server answers ---------------------------------------------------------------
+
+
+def _url(path: str, hostile: str | None = None, value: str = "") -> str:
+    out = path
+    for name in re.findall(r"{(\w+)}", path):
+        sample = value if name == hostile else _PATH_SAMPLES[name]
+        out = out.replace(f"{{{name}}}", quote(sample, safe=""))
+    return out
+
+
+def _hostile_cases() -> Iterator[tuple[str, str, str, str, str]]:
+    """(method, path, where, name, value) for each path and query parameter: a NUL byte in a
+    string, a number past int32 in an integer."""
+    for path, method, op in OPERATIONS:
+        for param in op.get("parameters", []):
+            if param["in"] not in ("path", "query"):
+                continue
+            kinds = {s.get("type") for s in _schemas(param["schema"])}
+            if "string" in kinds and not any("enum" in s for s in _schemas(param["schema"])):
+                yield method, path, param["in"], param["name"], "a\x00b"
+            if "integer" in kinds:
+                yield method, path, param["in"], param["name"], str(2**31)
+
+
+HOSTILE = list(_hostile_cases())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "where", "name", "value"),
+    HOSTILE,
+    ids=[f"{m.upper()} {p} {n}={v!r}" for m, p, _, n, v in HOSTILE],
+)
+async def test_a_hostile_parameter_is_a_422_before_any_query(
+    client: httpx.AsyncClient, method: str, path: str, where: str, name: str, value: str
+) -> None:
+    if where == "path":
+        response = await client.request(method, _url(path, name, value))
+    else:
+        response = await client.request(method, _url(path), params={name: value})
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert [e["path"] for e in response.json()["errors"]] == [f"{where}.{name}"]
+
+
+def _methods_at(url: str) -> set[str]:
+    """The methods of every documented path that `url` matches (`/workflows/validate` is
+    also `/workflows/{workflow_id}`)."""
+    methods: set[str] = set()
+    for path, item in DOCUMENT["paths"].items():
+        if re.fullmatch(re.sub(r"{\w+}", "[^/]+", path), url):
+            methods |= {m.upper() for m in HTTP_METHODS if m in item}
+    return methods
+
+
+@pytest.mark.parametrize("path", list(DOCUMENT["paths"]))
+async def test_options_lists_every_method_of_the_path(client: httpx.AsyncClient, path: str) -> None:
+    declared = _methods_at(_url(path))
+
+    response = await client.options(_url(path))
+
+    assert response.status_code == 204, response.text
+    assert set(response.headers["allow"].split(", ")) == declared | {"OPTIONS"}
+    assert response.content == b""
+
+
+async def test_a_wrong_method_is_405_naming_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/api/v1/workflows")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert set(response.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+
+
+async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.options("/api/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == MEDIA_TYPE
