@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -41,6 +42,18 @@ DEFAULT_PAGE = 100
 INT4_MAX = 2**31 - 1
 
 
+def _integral_float(value: Any) -> Any:
+    """3.0 is the integer 3 (JSON Schema's `integer`: a number without a fraction)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A version number in a JSON body: a number without a fraction that fits the column; not
+# `true`, not the string "3" (pydantic's lax int would take both).
+VersionNumber = Annotated[
+    int, Field(strict=True, ge=1, le=INT4_MAX), BeforeValidator(_integral_float)
+]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -69,9 +82,7 @@ class WorkflowAccepted(_Out):
 
 
 class ActivateBody(_In):
-    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | None = Field(
-        None, description="default: the latest"
-    )
+    version: VersionNumber | None = Field(None, description="default: the latest")
 
 
 class ActivationAccepted(_Out):
@@ -131,8 +142,8 @@ class WorkflowVersionPublic(WorkflowVersionSummary):
 class InstanceCreate(_In):
     """Start an instance of a workflow version. The same `idempotency_key` twice starts one."""
 
-    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | Literal["default", "active", "latest"] = (
-        Field("default", examples=["default", "active", "latest", 3])
+    version: VersionNumber | Literal["default", "active", "latest"] = Field(
+        "default", examples=["default", "active", "latest", 3]
     )
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
     idempotency_key: str | None = Field(None, min_length=1, max_length=256)
@@ -251,6 +262,16 @@ class ActionReason(_In):
 
 
 class RestartBody(_In):
+    # `step` exactly when the mode is FROM_STEP (the route checks it, this declares it).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"mode": {"const": "FROM_STEP"}}, "required": ["mode"]},
+            "then": {"properties": {"step": {"type": "string"}}, "required": ["step"]},
+            "else": {"properties": {"step": {"type": "null"}}},
+        },
+    )
+
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
     # FROM_STEP: the step to run again, with everything downstream of it.
     step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
@@ -281,8 +302,11 @@ class SignalCreate(_In):
     name: str = Field(pattern=ID_PATTERN, examples=["table_ready"])
     params: dict[
         Annotated[str, Field(pattern=SIGNAL_PARAM_PATTERN)],
-        Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
-        | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS)],
+        Annotated[
+            Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
+            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS)],
+            BeforeValidator(_integral_float),
+        ],
     ] = Field(
         default_factory=dict,
         max_length=MAX_SIGNAL_PARAMS,

@@ -17,9 +17,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from services.api.app import create_app
 from services.api.deps import ApiDeps
+from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
 from services.api.problems import MEDIA_TYPE
 
 INT32_MAX = 2**31 - 1
@@ -265,3 +267,40 @@ async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> N
 
     assert response.status_code == 404
     assert response.headers["content-type"] == MEDIA_TYPE
+
+
+async def test_a_body_that_is_not_utf8_is_a_422_like_any_malformed_json(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/signals", content=b"\"\xff\"", headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert response.json()["errors"] == [
+        {"path": "", "message": "the body is not valid JSON: it is not UTF-8 text"}
+    ]
+
+
+@pytest.mark.parametrize(("value", "version"), [(3, 3), (3.0, 3), (2**31 - 1, 2**31 - 1)])
+def test_a_body_version_is_a_json_integer(value: object, version: int) -> None:
+    # JSON Schema's `integer` is a number without a fraction: 3.0 is one.
+    assert InstanceCreate.model_validate({"version": value}).version == version
+    assert ActivateBody.model_validate({"version": value}).version == version
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.5, 0, 2**31])
+def test_a_body_version_is_not_a_boolean_a_numeric_string_or_past_int4(value: object) -> None:
+    with pytest.raises(ValidationError):
+        InstanceCreate.model_validate({"version": value})
+    with pytest.raises(ValidationError):
+        ActivateBody.model_validate({"version": value})
+
+
+def test_a_signal_long_may_be_written_as_an_integral_number_but_not_a_boolean() -> None:
+    assert SignalCreate.model_validate({"name": "s", "params": {"d": 20.0}}).params == {"d": 20}
+    with pytest.raises(ValidationError):
+        SignalCreate.model_validate({"name": "s", "params": {"d": True}})
+    with pytest.raises(ValidationError):
+        SignalCreate.model_validate({"name": "s", "params": {"d": 2**63}})
