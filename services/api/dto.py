@@ -6,6 +6,7 @@ are returned as JSON, not as strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -18,6 +19,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     field_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.domain.fields import ID_PATTERN
 from services.domain.params import LONG_MAX, LONG_MIN
@@ -56,6 +58,39 @@ VersionNumber = Annotated[
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """A NUL character anywhere in a body (a string, or a key of a JSON value) is refused
+        at its path: what a body carries reaches PostgreSQL through the log (the projector
+        writes it as text or jsonb), and neither can hold one — the projector would stop at
+        that event."""
+        faults = [
+            InitErrorDetails(type=_NUL_ERROR, loc=loc, input=value) for loc in _nul_paths(value)
+        ]
+        if faults:
+            raise ValidationError.from_exception_data(cls.__name__, faults)
+        return value
+
+
+_NUL_ERROR = PydanticCustomError("nul_character", "a string may not hold a NUL character")
+
+
+def _nul_paths(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The location of each string (or key) below `value` that holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                yield (*loc, key)
+            else:
+                yield from _nul_paths(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, (*loc, index))
 
 
 class _Out(BaseModel):

@@ -273,7 +273,7 @@ async def test_a_body_that_is_not_utf8_is_a_422_like_any_malformed_json(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.post(
-        "/api/v1/signals", content=b"\"\xff\"", headers={"content-type": "application/json"}
+        "/api/v1/signals", content=b'"\xff"', headers={"content-type": "application/json"}
     )
 
     assert response.status_code == 422, response.text
