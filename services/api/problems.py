@@ -174,16 +174,24 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
-# FastAPI's 400 for a body it could not decode at all (bytes that are not UTF-8): malformed
-# JSON, which is a 422 `invalid-request` like any other.
+# FastAPI's 400 for a body its JSON decoder failed on other than by a syntax error (bytes
+# that are not UTF-8, nesting past the decoder's recursion limit): malformed JSON, which is a
+# 422 `invalid-request` like any other.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _body_fault(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is not valid JSON here: it is nested too deeply"
+    return "the body could not be read as JSON"
 
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
-        fault = ("", "the body is not valid JSON: it is not UTF-8 text")
-        return ProblemResponse(invalid_input([fault]))
+        return ProblemResponse(invalid_input([("", _body_fault(exc.__cause__))]))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         allow = ", ".join(allowed_methods(request.app.router.routes, request.scope))

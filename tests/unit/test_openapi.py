@@ -269,17 +269,44 @@ async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> N
     assert response.headers["content-type"] == MEDIA_TYPE
 
 
-async def test_a_body_that_is_not_utf8_is_a_422_like_any_malformed_json(
-    client: httpx.AsyncClient,
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'"\xff"', "the body is not valid JSON: it is not UTF-8 text"),
+        (
+            b"[" * 100_000 + b"]" * 100_000,
+            "the body is not valid JSON here: it is nested too deeply",
+        ),
+    ],
+)
+async def test_a_body_json_cannot_decode_is_a_422_like_any_malformed_json(
+    client: httpx.AsyncClient, body: bytes, message: str
 ) -> None:
     response = await client.post(
-        "/api/v1/signals", content=b'"\xff"', headers={"content-type": "application/json"}
+        "/api/v1/signals", content=body, headers={"content-type": "application/json"}
     )
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == MEDIA_TYPE
+    assert response.json()["errors"] == [{"path": "", "message": message}]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"name": "s", "sender": "a\x00b"}, "sender"),
+        ({"name": "s", "payload": {"rows": [1, {"note": "a\x00b"}]}}, "payload.rows[1].note"),
+        ({"name": "s", "params": {"table": "a\x00b"}}, "params.table"),
+    ],
+)
+async def test_a_nul_character_in_a_body_is_a_422_before_anything_is_published(
+    client: httpx.AsyncClient, body: dict[str, Any], path: str
+) -> None:
+    response = await client.post("/api/v1/signals", json=body)
+
+    assert response.status_code == 422, response.text
     assert response.json()["errors"] == [
-        {"path": "", "message": "the body is not valid JSON: it is not UTF-8 text"}
+        {"path": path, "message": "a string may not hold a NUL character"}
     ]
 
 
