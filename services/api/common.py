@@ -24,7 +24,14 @@ class OrjsonResponse(JSONResponse):
     """JSON rendered by orjson (datetimes as RFC 3339, UTC offsets kept)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            # orjson refuses integers past 64 bits, which a stored JSON value (params, a
+            # payload: jsonb numbers are exact) may hold; the standard library renders them.
+            # Anything else it refuses the standard library refuses too, and that is a 500.
+            text = json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return text.encode()
 
 
 def json_value(value: Any) -> Any:

@@ -76,6 +76,19 @@ class _In(BaseModel):
 
 _NUL_ERROR = PydanticCustomError("nul_character", "a string may not hold a NUL character")
 
+# How the document declares the rule `_no_nul` enforces: string fields carry NO_NUL, and JSON
+# values are marked JSON_VALUE, which services/api/openapi.py turns into a reference to its
+# recursive `JsonValue` schema (pydantic would resolve a `$ref` here itself, and fail).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+_NO_NUL: dict[str, Any] = {"pattern": NO_NUL_PATTERN}
+JSON_VALUE = "x-baton-json-value"
+_JSON_VALUE: dict[str, Any] = {JSON_VALUE: True}
+_JSON_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": _NO_NUL,
+    "additionalProperties": _JSON_VALUE,
+}
+
 
 def _nul_paths(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
     """The location of each string (or key) below `value` that holds a NUL character."""
@@ -180,9 +193,13 @@ class InstanceCreate(_In):
     version: VersionNumber | Literal["default", "active", "latest"] = Field(
         "default", examples=["default", "active", "latest", 3]
     )
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
-    idempotency_key: str | None = Field(None, min_length=1, max_length=256)
-    initiator: str = Field("api", min_length=1, max_length=256)
+    params: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=256, json_schema_extra=_NO_NUL
+    )
+    initiator: str = Field("api", min_length=1, max_length=256, json_schema_extra=_NO_NUL)
 
     @field_validator("version", mode="wrap")
     @classmethod
@@ -293,7 +310,7 @@ class EventPage(_Out):
 
 
 class ActionReason(_In):
-    reason: str = Field("", max_length=4096)
+    reason: str = Field("", max_length=4096, json_schema_extra=_NO_NUL)
 
 
 class RestartBody(_In):
@@ -311,7 +328,9 @@ class RestartBody(_In):
     # FROM_STEP: the step to run again, with everything downstream of it.
     step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
+    params: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
+    )
 
 
 class ActionAccepted(_Out):
@@ -339,7 +358,7 @@ class SignalCreate(_In):
         Annotated[str, Field(pattern=SIGNAL_PARAM_PATTERN)],
         Annotated[
             Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
-            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS)],
+            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS, json_schema_extra=_NO_NUL)],
             BeforeValidator(_integral_float),
         ],
     ] = Field(
@@ -349,9 +368,9 @@ class SignalCreate(_In):
         # A name outside the pattern is refused: say so, not only what matching names hold.
         json_schema_extra={"additionalProperties": False},
     )
-    payload: Any = None
-    request_id: str | None = Field(None, min_length=1, max_length=256)
-    sender: str = Field("api", min_length=1, max_length=256)
+    payload: Any = Field(None, json_schema_extra=_JSON_VALUE)
+    request_id: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=_NO_NUL)
+    sender: str = Field("api", min_length=1, max_length=256, json_schema_extra=_NO_NUL)
 
 
 class SignalAccepted(_Out):

@@ -70,3 +70,18 @@ async def test_a_start_or_an_action_with_a_nul_character_is_422(baton: Baton) ->
     stopped = await baton.http.post(f"/instances/{iid}/actions/stop", json={"reason": "done"})
     assert stopped.status_code == 202, stopped.text
     assert (await baton.wait_status(iid, "STOPPED"))["status"] == "STOPPED"
+
+
+async def test_a_signal_with_an_integer_past_64_bits_is_listed_as_sent(baton: Baton) -> None:
+    # Legal JSON, accepted and stored (jsonb numbers are exact); orjson cannot render it, and
+    # every later listing of the signals was a 500.
+    name = unique("bigint")
+    sent = await baton.http.post("/signals", json={"name": name, "payload": {"n": 10**30}})
+    assert sent.status_code == 202, sent.text
+
+    async def listed() -> bool:
+        response = await baton.http.get("/signals", params={"name": name})
+        assert response.status_code == 200, response.text
+        return [s["payload"] for s in response.json()["items"]] == [{"n": 10**30}]
+
+    await wait_until_async(listed, timeout=30, message="the signal listed")

@@ -24,7 +24,7 @@ from services.cli.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES_PER_MODE = 6
+EXAMPLES_PER_MODE = 25
 
 
 # A definition's rules go beyond what JSON Schema can say (step types and their fields, the

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from services.api.app import create_app
+from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
 from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
 from services.api.problems import MEDIA_TYPE
@@ -171,6 +172,40 @@ def test_signal_params_are_declared_with_exact_long_bounds() -> None:
     assert integer["minimum"] == -(2**63)
     assert isinstance(integer["minimum"], int)
     assert params.get("additionalProperties") is False
+
+
+REQUEST_BODIES = ["InstanceCreate", "RestartBody", "ActionReason", "SignalCreate", "ActivateBody"]
+
+
+@pytest.mark.parametrize("name", REQUEST_BODIES)
+def test_every_body_string_is_declared_without_nul(name: str) -> None:
+    """What `_In._no_nul` refuses, the document says: each string field has a pattern that
+    refuses NUL, and each free JSON value is a `JsonValue`."""
+    schemas = DOCUMENT["components"]["schemas"]
+    for field, schema in schemas[name]["properties"].items():
+        for member in _schemas(schema):
+            if "$ref" in member:
+                assert member["$ref"].rsplit("/", 1)[1] in {"JsonValue", "RestartMode"}
+            elif member.get("type") == "string" and "enum" not in member:
+                # On the member, or beside its anyOf (`pattern` applies to strings only).
+                pattern = member.get("pattern", schema.get("pattern"))
+                assert not re.search(pattern, "a\x00b"), (name, field)
+            elif member.get("type") == "object":
+                assert member.get("additionalProperties") in (
+                    False,
+                    {"$ref": "#/components/schemas/JsonValue"},
+                ), (name, field)
+
+
+def test_a_json_value_is_declared_recursively_without_nul() -> None:
+    value = DOCUMENT["components"]["schemas"]["JsonValue"]
+    string, _, array, obj = value["anyOf"]
+
+    assert not re.search(string["pattern"], "a\x00b")
+    assert re.search(string["pattern"], "ab")
+    assert array["items"] == {"$ref": "#/components/schemas/JsonValue"}
+    assert not re.search(obj["propertyNames"]["pattern"], "a\x00b")
+    assert obj["additionalProperties"] == {"$ref": "#/components/schemas/JsonValue"}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/workflows", "/api/v1/workflows/validate"])
@@ -331,3 +366,10 @@ def test_a_signal_long_may_be_written_as_an_integral_number_but_not_a_boolean() 
         SignalCreate.model_validate({"name": "s", "params": {"d": True}})
     with pytest.raises(ValidationError):
         SignalCreate.model_validate({"name": "s", "params": {"d": 2**63}})
+
+
+def test_a_response_renders_integers_past_64_bits() -> None:
+    # orjson refuses them ("Integer exceeds 64-bit range"); a stored JSON value may hold one.
+    body = OrjsonResponse({"n": 10**30, "at": "x"}).body
+
+    assert bytes(body) == b'{"n":1000000000000000000000000000000,"at":"x"}'
