@@ -390,6 +390,21 @@ class SignalPublic(_Out):
     received_at: datetime
 
 
+# -- schema registry ---------------------------------------------------------------------
+
+
+class SubjectVersionPublic(_Out):
+    """One version of a registry subject, in the Confluent Schema Registry's shape."""
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    subject: str
+    version: int
+    id: int
+    # `schema` itself would shadow pydantic's deprecated BaseModel.schema.
+    schema_: str = Field(alias="schema", description="the Avro schema, as JSON text")
+
+
 # -- health ------------------------------------------------------------------------------
 
 

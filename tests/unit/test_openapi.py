@@ -108,6 +108,17 @@ def test_every_operation_with_input_declares_its_422(
         assert "422" in op["responses"], (method, path)
 
 
+@pytest.mark.parametrize(("path", "method", "op"), OPERATIONS, ids=IDS)
+def test_every_success_response_declares_its_body(
+    path: str, method: str, op: dict[str, Any]
+) -> None:
+    for status, response in op["responses"].items():
+        if status.startswith("2"):
+            schema = response["content"]["application/json"]["schema"]
+            # A schema of nothing but a title (FastAPI's for `-> Any`) says nothing.
+            assert set(schema) - {"title", "description"}, (method, path, status)
+
+
 def test_fastapis_own_validation_error_shape_is_not_documented() -> None:
     schemas = DOCUMENT["components"]["schemas"]
 

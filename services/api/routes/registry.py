@@ -7,13 +7,12 @@ standard tooling. Errors are problem+json that also carry Confluent's `error_cod
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from services.adapters import schema_registry
 from services.api import problems
 from services.api.deps import Pool
+from services.api.dto import SubjectVersionPublic
 from services.api.inputs import SchemaId, Subject, SubjectVersionRef
 from services.api.problems import Problem
 
@@ -62,12 +61,14 @@ async def list_subject_versions(pool: Pool, subject: Subject) -> list[int]:
     responses=problems.responses(404),
     summary="One version of a subject: {subject, version, id, schema}",
 )
-async def get_subject_version(pool: Pool, subject: Subject, version: SubjectVersionRef) -> Any:
+async def get_subject_version(
+    pool: Pool, subject: Subject, version: SubjectVersionRef
+) -> SubjectVersionPublic:
     number = max(await _versions(pool, subject)) if version in ("latest", "-1") else int(version)
     found = await schema_registry.subject_version(pool, subject, number)
     if found is None:
         raise _not_found(f"version {version} of subject {subject!r} not found", _VERSION_NOT_FOUND)
-    return found
+    return SubjectVersionPublic.model_validate(found)
 
 
 @router.get(
