@@ -52,8 +52,8 @@ def install(app: FastAPI) -> None:
 
 
 def correct(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` (changed in place; idempotent) with its errors declared as problems and its
-    integer bounds exact."""
+    """`document` (changed in place; idempotent) with its errors declared as problems, its
+    free JSON values as `JsonValue` and its integer bounds exact."""
     _declare_problems(document)
     document["components"]["schemas"]["JsonValue"] = JSON_VALUE_SCHEMA
     _exact_integer_bounds(document)

@@ -184,7 +184,7 @@ def _body_fault(cause: BaseException | None) -> str:
     if isinstance(cause, UnicodeDecodeError):
         return "the body is not valid JSON: it is not UTF-8 text"
     if isinstance(cause, RecursionError):
-        return "the body is not valid JSON here: it is nested too deeply"
+        return "the body is not valid JSON: it is nested too deeply"
     return "the body could not be read as JSON"
 
 
