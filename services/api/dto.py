@@ -6,11 +6,13 @@ are returned as JSON, not as strings.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,6 +44,17 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 # PostgreSQL's `integer` (int4): the version, seq and schema id columns a number is looked up in.
 INT4_MAX = 2**31 - 1
+# A start's or a restart's params as JSON: a start command carries them beside the definition
+# (at most MAX_CANONICAL_BYTES), and the two must stay under Kafka's 1 MiB message size.
+MAX_PARAMS_BYTES = 256 * 1024
+
+
+def _params_size(params: dict[str, Any]) -> dict[str, Any]:
+    # Lengths in bytes of the JSON as the command will carry it (compact, UTF-8).
+    size = len(json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PARAMS_BYTES:
+        raise ValueError(f"at most {MAX_PARAMS_BYTES} bytes as JSON, not {size}")
+    return params
 
 
 def _integral_float(value: Any) -> Any:
@@ -193,7 +206,7 @@ class InstanceCreate(_In):
     version: VersionNumber | Literal["default", "active", "latest"] = Field(
         "default", examples=["default", "active", "latest", 3]
     )
-    params: dict[str, Any] = Field(
+    params: Annotated[dict[str, Any], AfterValidator(_params_size)] = Field(
         default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
     )
     idempotency_key: str | None = Field(
@@ -328,7 +341,7 @@ class RestartBody(_In):
     # FROM_STEP: the step to run again, with everything downstream of it.
     step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
-    params: dict[str, Any] = Field(
+    params: Annotated[dict[str, Any], AfterValidator(_params_size)] = Field(
         default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
     )
 

@@ -10,8 +10,11 @@ import orjson
 import pytest
 from starlette.requests import Request
 
+from services.adapters.kafka import new_producer
 from services.api import problems
-from services.api.problems import MEDIA_TYPE
+from services.api.common import publish
+from services.api.problems import MEDIA_TYPE, Problem
+from services.domain.signal_commands import SendSignal
 from tests.integration.api_harness import (
     V1,
     Api,
@@ -115,3 +118,49 @@ async def test_a_data_error_from_the_database_is_a_422_problem(
     # The value itself is not echoed back (it may be anything, NUL bytes included).
     assert "\\u0000" not in text
     assert str(INT32_OVER) not in text
+
+
+async def test_start_params_too_large_for_a_command_are_422_not_a_publish_failure(
+    api: Api,
+) -> None:
+    # Each string under the per-param limit, 3 MB together: Kafka refused the command
+    # (MessageSizeTooLargeError) and the API answered 503 "safe to retry".
+    wf = await insert_version(api, definition(unique("hostile")))
+    params = {f"p{i}": "x" * 60_000 for i in range(50)}
+
+    response = await api.http.post(f"{V1}/workflows/{wf}/instances", json={"params": params})
+
+    assert paths(problem(response, 422)) == ["params"]
+
+
+async def test_restart_params_too_large_for_a_command_are_422(api: Api) -> None:
+    wf = await insert_version(api, definition(unique("hostile")))
+    instance_id = await insert_instance(api, wf, "FAILED")
+    params = {f"p{i}": "x" * 60_000 for i in range(50)}
+
+    response = await api.http.post(
+        f"{V1}/instances/{instance_id}/actions/restart", json={"params": params}
+    )
+
+    assert paths(problem(response, 422)) == ["params"]
+
+
+async def test_a_command_kafka_refuses_for_its_size_is_413_not_a_retryable_503(api: Api) -> None:
+    # The net under the body rules: what no retry can fix is not "Service Unavailable".
+    producer = new_producer(api.bootstrap)
+    await producer.start()
+    try:
+        command = SendSignal(
+            signal_name="big",
+            request_id=unique("r"),
+            params="{}",
+            payload="x" * 2_000_000,
+            sender="api:test",
+        )
+        with pytest.raises(Problem) as caught:
+            await publish(producer, api.codec, command)
+    finally:
+        await producer.stop()
+
+    assert caught.value.status == 413
+    assert caught.value.type == "urn:baton:problem:too-large"

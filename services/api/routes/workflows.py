@@ -243,7 +243,7 @@ async def get_version(
 @router.post(
     "/{workflow_id}/instances",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404, 409, 413, 422, 503),
     summary="Start an instance of a workflow version",
 )
 async def start_instance(
@@ -336,7 +336,7 @@ async def _same_request_or_conflict(
 @router.post(
     "/{workflow_id}/actions/activate",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404, 413, 422, 503),
     summary="Make a version the active one",
 )
 async def activate_workflow(
