@@ -6,8 +6,6 @@ are returned as JSON, not as strings.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -21,8 +19,19 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     field_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
+from services.api.body_rules import (
+    INT4_MAX,
+    JSON_OBJECT,
+    JSON_VALUE_MARK,
+    NO_NUL,
+    NUL_ERROR,
+    VersionNumber,
+    integral_float,
+    nul_paths,
+    params_size,
+)
 from services.domain.fields import ID_PATTERN
 from services.domain.params import LONG_MAX, LONG_MIN
 from services.domain.signal_specs import (
@@ -42,31 +51,6 @@ T = TypeVar("T")
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-# PostgreSQL's `integer` (int4): the version, seq and schema id columns a number is looked up in.
-INT4_MAX = 2**31 - 1
-# A start's or a restart's params as JSON: a start command carries them beside the definition
-# (at most MAX_CANONICAL_BYTES), and the two must stay under Kafka's 1 MiB message size.
-MAX_PARAMS_BYTES = 256 * 1024
-
-
-def _params_size(params: dict[str, Any]) -> dict[str, Any]:
-    # Lengths in bytes of the JSON as the command will carry it (compact, UTF-8).
-    size = len(json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_PARAMS_BYTES:
-        raise ValueError(f"at most {MAX_PARAMS_BYTES} bytes as JSON, not {size}")
-    return params
-
-
-def _integral_float(value: Any) -> Any:
-    """3.0 is the integer 3 (JSON Schema's `integer`: a number without a fraction)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-# A version number in a JSON body: a number without a fraction that fits the column; not
-# `true`, not the string "3" (pydantic's lax int would take both).
-VersionNumber = Annotated[
-    int, Field(strict=True, ge=1, le=INT4_MAX), BeforeValidator(_integral_float)
-]
 
 
 class _In(BaseModel):
@@ -80,43 +64,11 @@ class _In(BaseModel):
         writes it as text or jsonb), and neither can hold one — the projector would stop at
         that event."""
         faults = [
-            InitErrorDetails(type=_NUL_ERROR, loc=loc, input=value) for loc in _nul_paths(value)
+            InitErrorDetails(type=NUL_ERROR, loc=loc, input=value) for loc in nul_paths(value)
         ]
         if faults:
             raise ValidationError.from_exception_data(cls.__name__, faults)
         return value
-
-
-_NUL_ERROR = PydanticCustomError("nul_character", "a string may not hold a NUL character")
-
-# How the document declares the rule `_no_nul` enforces: string fields carry NO_NUL, and JSON
-# values are marked JSON_VALUE, which services/api/openapi.py turns into a reference to its
-# recursive `JsonValue` schema (pydantic would resolve a `$ref` here itself, and fail).
-NO_NUL_PATTERN = r"^[^\x00]*$"
-_NO_NUL: dict[str, Any] = {"pattern": NO_NUL_PATTERN}
-JSON_VALUE = "x-baton-json-value"
-_JSON_VALUE: dict[str, Any] = {JSON_VALUE: True}
-_JSON_OBJECT: dict[str, Any] = {
-    "type": "object",
-    "propertyNames": _NO_NUL,
-    "additionalProperties": _JSON_VALUE,
-}
-
-
-def _nul_paths(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
-    """The location of each string (or key) below `value` that holds a NUL character."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield loc
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and "\x00" in key:
-                yield (*loc, key)
-            else:
-                yield from _nul_paths(item, (*loc, key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _nul_paths(item, (*loc, index))
 
 
 class _Out(BaseModel):
@@ -206,13 +158,13 @@ class InstanceCreate(_In):
     version: VersionNumber | Literal["default", "active", "latest"] = Field(
         "default", examples=["default", "active", "latest", 3]
     )
-    params: Annotated[dict[str, Any], AfterValidator(_params_size)] = Field(
-        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
+    params: Annotated[dict[str, Any], AfterValidator(params_size)] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=JSON_OBJECT
     )
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=256, json_schema_extra=_NO_NUL
+        None, min_length=1, max_length=256, json_schema_extra=NO_NUL
     )
-    initiator: str = Field("api", min_length=1, max_length=256, json_schema_extra=_NO_NUL)
+    initiator: str = Field("api", min_length=1, max_length=256, json_schema_extra=NO_NUL)
 
     @field_validator("version", mode="wrap")
     @classmethod
@@ -323,7 +275,7 @@ class EventPage(_Out):
 
 
 class ActionReason(_In):
-    reason: str = Field("", max_length=4096, json_schema_extra=_NO_NUL)
+    reason: str = Field("", max_length=4096, json_schema_extra=NO_NUL)
 
 
 class RestartBody(_In):
@@ -341,8 +293,8 @@ class RestartBody(_In):
     # FROM_STEP: the step to run again, with everything downstream of it.
     step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
-    params: Annotated[dict[str, Any], AfterValidator(_params_size)] = Field(
-        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=_JSON_OBJECT
+    params: Annotated[dict[str, Any], AfterValidator(params_size)] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=JSON_OBJECT
     )
 
 
@@ -371,8 +323,8 @@ class SignalCreate(_In):
         Annotated[str, Field(pattern=SIGNAL_PARAM_PATTERN)],
         Annotated[
             Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
-            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS, json_schema_extra=_NO_NUL)],
-            BeforeValidator(_integral_float),
+            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS, json_schema_extra=NO_NUL)],
+            BeforeValidator(integral_float),
         ],
     ] = Field(
         default_factory=dict,
@@ -381,9 +333,9 @@ class SignalCreate(_In):
         # A name outside the pattern is refused: say so, not only what matching names hold.
         json_schema_extra={"additionalProperties": False},
     )
-    payload: Any = Field(None, json_schema_extra=_JSON_VALUE)
-    request_id: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=_NO_NUL)
-    sender: str = Field("api", min_length=1, max_length=256, json_schema_extra=_NO_NUL)
+    payload: Any = Field(None, json_schema_extra=JSON_VALUE_MARK)
+    request_id: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=NO_NUL)
+    sender: str = Field("api", min_length=1, max_length=256, json_schema_extra=NO_NUL)
 
 
 class SignalAccepted(_Out):

@@ -13,7 +13,8 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from services.api.dto import INT4_MAX, MAX_PAGE
+from services.api.body_rules import INT4_MAX
+from services.api.dto import MAX_PAGE
 from services.domain.fields import ID_PATTERN
 
 MAX_OFFSET = 10_000_000

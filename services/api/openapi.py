@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.api.dto import JSON_VALUE, NO_NUL_PATTERN
+from services.api.body_rules import JSON_VALUE, NO_NUL_PATTERN
 from services.api.problems import PROBLEM_SCHEMA, problem_response
 from services.domain.params import LONG_MAX, LONG_MIN
 
