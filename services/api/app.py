@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from services.adapters.settings import Settings
-from services.api import problems
+from services.api import openapi, problems
 from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
@@ -81,4 +81,5 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     # Unversioned: probes expect /health, and a registry URL is conventionally short.
     app.include_router(health.router)
     app.include_router(registry.router)
+    openapi.install(app)
     return app

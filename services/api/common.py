@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from fastapi.responses import JSONResponse
 
 from services.adapters import avro
@@ -24,7 +24,14 @@ class OrjsonResponse(JSONResponse):
     """JSON rendered by orjson (datetimes as RFC 3339, UTC offsets kept)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            # orjson refuses integers past 64 bits, which a stored JSON value (params, a
+            # payload: jsonb numbers are exact) may hold; the standard library renders them.
+            # Anything else it refuses the standard library refuses too, and that is a 500.
+            text = json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return text.encode()
 
 
 def json_value(value: Any) -> Any:
@@ -56,9 +63,17 @@ def page(items: Sequence[T], limit: int, offset: int) -> dict[str, Any]:
 
 
 async def publish(producer: AIOKafkaProducer, codec: avro.Codec, command: Command) -> str:
-    """Send one command and wait for the broker's ack; its command id, or 503."""
+    """Send one command and wait for the broker's ack; its command id, or 503 (413 when
+    Kafka refuses it for its size: no retry helps, so it is not "unavailable")."""
     try:
         envelope, _ = await send_command(producer, codec, command)
+    except MessageSizeTooLargeError as err:
+        raise Problem(
+            413,
+            "Content Too Large",
+            "the command is larger than Kafka accepts; send less (smaller params or payload)",
+            kind="too-large",
+        ) from err
     except KafkaError as err:
         raise Problem(
             503,

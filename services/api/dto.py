@@ -10,14 +10,28 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
 )
+from pydantic_core import InitErrorDetails
 
+from services.api.body_rules import (
+    INT4_MAX,
+    JSON_OBJECT,
+    JSON_VALUE_MARK,
+    NO_NUL,
+    NUL_ERROR,
+    VersionNumber,
+    integral_float,
+    nul_paths,
+    params_size,
+)
 from services.domain.fields import ID_PATTERN
 from services.domain.params import LONG_MAX, LONG_MIN
 from services.domain.signal_specs import (
@@ -41,6 +55,20 @@ DEFAULT_PAGE = 100
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """A NUL character anywhere in a body (a string, or a key of a JSON value) is refused
+        at its path: what a body carries reaches PostgreSQL through the log (the projector
+        writes it as text or jsonb), and neither can hold one — the projector would stop at
+        that event."""
+        faults = [
+            InitErrorDetails(type=NUL_ERROR, loc=loc, input=value) for loc in nul_paths(value)
+        ]
+        if faults:
+            raise ValidationError.from_exception_data(cls.__name__, faults)
+        return value
 
 
 class _Out(BaseModel):
@@ -67,7 +95,7 @@ class WorkflowAccepted(_Out):
 
 
 class ActivateBody(_In):
-    version: Annotated[int, Field(ge=1)] | None = Field(None, description="default: the latest")
+    version: VersionNumber | None = Field(None, description="default: the latest")
 
 
 class ActivationAccepted(_Out):
@@ -127,12 +155,16 @@ class WorkflowVersionPublic(WorkflowVersionSummary):
 class InstanceCreate(_In):
     """Start an instance of a workflow version. The same `idempotency_key` twice starts one."""
 
-    version: Annotated[int, Field(ge=1)] | Literal["default", "active", "latest"] = Field(
+    version: VersionNumber | Literal["default", "active", "latest"] = Field(
         "default", examples=["default", "active", "latest", 3]
     )
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
-    idempotency_key: str | None = Field(None, min_length=1, max_length=256)
-    initiator: str = Field("api", min_length=1, max_length=256)
+    params: Annotated[dict[str, Any], AfterValidator(params_size)] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=JSON_OBJECT
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=256, json_schema_extra=NO_NUL
+    )
+    initiator: str = Field("api", min_length=1, max_length=256, json_schema_extra=NO_NUL)
 
     @field_validator("version", mode="wrap")
     @classmethod
@@ -142,7 +174,7 @@ class InstanceCreate(_In):
             return handler(value)
         except ValidationError:
             raise ValueError(
-                "expected a version number (1 or more), 'default', 'active' or 'latest'"
+                f"expected a version number (1 to {INT4_MAX}), 'default', 'active' or 'latest'"
             ) from None
 
 
@@ -243,15 +275,27 @@ class EventPage(_Out):
 
 
 class ActionReason(_In):
-    reason: str = Field("", max_length=4096)
+    reason: str = Field("", max_length=4096, json_schema_extra=NO_NUL)
 
 
 class RestartBody(_In):
+    # `step` exactly when the mode is FROM_STEP (the route checks it, this declares it).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"mode": {"const": "FROM_STEP"}}, "required": ["mode"]},
+            "then": {"properties": {"step": {"type": "string"}}, "required": ["step"]},
+            "else": {"properties": {"step": {"type": "null"}}},
+        },
+    )
+
     mode: RestartMode = RestartMode.FROM_INCOMPLETE
     # FROM_STEP: the step to run again, with everything downstream of it.
-    step: str | None = Field(None, min_length=1, max_length=128)
+    step: str | None = Field(None, min_length=1, max_length=128, pattern=ID_PATTERN)
     # Overrides for the new run; only MUTABLE and MUTABLE_ON_START_RESTART params may change.
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"rows": 10}])
+    params: Annotated[dict[str, Any], AfterValidator(params_size)] = Field(
+        default_factory=dict, examples=[{"rows": 10}], json_schema_extra=JSON_OBJECT
+    )
 
 
 class ActionAccepted(_Out):
@@ -277,16 +321,21 @@ class SignalCreate(_In):
     name: str = Field(pattern=ID_PATTERN, examples=["table_ready"])
     params: dict[
         Annotated[str, Field(pattern=SIGNAL_PARAM_PATTERN)],
-        Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
-        | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS)],
+        Annotated[
+            Annotated[int, Field(strict=True, ge=LONG_MIN, le=LONG_MAX)]
+            | Annotated[str, Field(max_length=MAX_SIGNAL_STRING_CHARS, json_schema_extra=NO_NUL)],
+            BeforeValidator(integral_float),
+        ],
     ] = Field(
         default_factory=dict,
         max_length=MAX_SIGNAL_PARAMS,
         examples=[{"table": "sales", "day": 20251121}],
+        # A name outside the pattern is refused: say so, not only what matching names hold.
+        json_schema_extra={"additionalProperties": False},
     )
-    payload: Any = None
-    request_id: str | None = Field(None, min_length=1, max_length=256)
-    sender: str = Field("api", min_length=1, max_length=256)
+    payload: Any = Field(None, json_schema_extra=JSON_VALUE_MARK)
+    request_id: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=NO_NUL)
+    sender: str = Field("api", min_length=1, max_length=256, json_schema_extra=NO_NUL)
 
 
 class SignalAccepted(_Out):
@@ -304,6 +353,21 @@ class SignalPublic(_Out):
     sender: str
     woken: int  # the waiting steps it met at once
     received_at: datetime
+
+
+# -- schema registry ---------------------------------------------------------------------
+
+
+class SubjectVersionPublic(_Out):
+    """One version of a registry subject, in the Confluent Schema Registry's shape."""
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    subject: str
+    version: int
+    id: int
+    # `schema` itself would shadow pydantic's deprecated BaseModel.schema.
+    schema_: str = Field(alias="schema", description="the Avro schema, as JSON text")
 
 
 # -- health ------------------------------------------------------------------------------

@@ -5,24 +5,34 @@ Every error leaves the API as ``application/problem+json`` with ``type``, ``titl
 where ``path`` is the JSON path of the value at fault in the request
 (``steps[3].retry_policy.user_limit``, ``params.rows``; query parameters as
 ``query.limit``). Routes raise `Problem`; `install` maps FastAPI's own errors (request
-validation, unknown routes, wrong methods, unexpected exceptions) onto the same shape.
+validation, unknown routes, wrong methods, unexpected exceptions) and the database's data
+errors onto the same shape, and answers OPTIONS with the methods of the path
+(services/api/openapi.py makes the document declare every error response as a problem).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from services.domain.fields import DefinitionError
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:baton:problem:"
+
+log = logging.getLogger(__name__)
+
+_PROBED_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH")
 
 # The request parts FastAPI names first in an error location; the body's is dropped
 # because users think of paths inside the document they sent.
@@ -152,15 +162,68 @@ async def _on_validation(_: Request, exc: Exception) -> Response:
     return ProblemResponse(from_request_validation(exc))
 
 
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route answers at the request's path, and OPTIONS. (Starlette's 405
+    names only the methods of the first route that matched the path, and FastAPI has a
+    route per method.) Each method is probed through the routes' public `matches`."""
+    methods = {"OPTIONS"}
+    for method in _PROBED_METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    return sorted(methods)
+
+
+# FastAPI's 400 for a body its JSON decoder failed on other than by a syntax error (bytes
+# that are not UTF-8, nesting past the decoder's recursion limit): malformed JSON, which is a
+# 422 `invalid-request` like any other.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _body_fault(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is not valid JSON: it is nested too deeply"
+    return "the body could not be read as JSON"
+
+
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+        return ProblemResponse(invalid_input([("", _body_fault(exc.__cause__))]))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        headers["Allow"] = allow
+        if request.method == "OPTIONS":  # RFC 9110 §9.3.7: the methods of the resource
+            return Response(status_code=204, headers=headers)
     detail = exc.detail if isinstance(exc.detail, str) else title_for(exc.status_code)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no resource at {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
     problem = Problem(exc.status_code, title_for(exc.status_code), detail)
-    return ProblemResponse(problem, headers=exc.headers)
+    return ProblemResponse(problem, headers=headers)
+
+
+async def on_data_error(request: Request, exc: Exception) -> Response:
+    """A value the database cannot hold or compare (SQLSTATE class 22: a NUL in text, a
+    number past its column) is the request's fault — the API's queries are fixed, their
+    values come from the request — so a 422, not a 500. Declared constraints catch these
+    before any query (services/api/inputs.py); this is the net under them. The value is
+    neither echoed nor logged: it may be anything."""
+    assert isinstance(exc, asyncpg.DataError)
+    log.warning(
+        "%s %s: a request value reached the database and was refused (%s, SQLSTATE %s)",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        getattr(exc, "sqlstate", None),
+    )
+    return ProblemResponse(
+        invalid_input([("", "a value in the request cannot be stored or compared by the database")])
+    )
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
@@ -174,6 +237,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(asyncpg.DataError, on_data_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -197,13 +261,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for a route: each status answered with a problem."""
-    return {
-        s: {
-            "description": title_for(s),
-            "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
-        }
-        for s in statuses
-    }
+    return {s: problem_response(s) for s in statuses}
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of an error status: a problem."""
+    return {"description": title_for(status), "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}}

@@ -3,22 +3,17 @@ workflow (running now or started later, loop iterations included), pauses before
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from services.api import problems
 from services.api.common import canonical_json, json_value, publish
 from services.api.deps import Codec, Pool, Producer
 from services.api.dto import BreakpointAccepted
-from services.api.routes.workflows import WorkflowId
+from services.api.inputs import StepId, WorkflowId
 from services.domain.commands import SetWorkflowBreakpoint
 from services.domain.definition import any_version_has_step
-from services.domain.fields import ID_PATTERN
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
-
-StepId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 async def _check_step(pool: Pool, workflow_id: str, step_id: str) -> None:

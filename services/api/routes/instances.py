@@ -14,7 +14,6 @@ from services.api.common import canonical_json, json_value, page, publish, row_d
 from services.api.deps import Codec, Pool, Producer
 from services.api.dto import (
     DEFAULT_PAGE,
-    MAX_PAGE,
     ActionAccepted,
     ActionReason,
     AttemptPublic,
@@ -25,6 +24,15 @@ from services.api.dto import (
     RestartBody,
     StepActionAccepted,
     StepPublic,
+)
+from services.api.inputs import (
+    AfterSeq,
+    InstanceId,
+    InstanceIdFilter,
+    Limit,
+    Offset,
+    StepId,
+    WorkflowIdFilter,
 )
 from services.domain.commands import (
     BypassSignals,
@@ -58,12 +66,6 @@ WAIT_POLL_SECONDS = 0.05
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
-# `<workflow id>~<32 hex>`, and children of those: longer than a workflow id.
-InstanceId = Annotated[str, Path(min_length=1, max_length=1024)]
-StepId = Annotated[str, Path(min_length=1, max_length=128)]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-
 _INSTANCE_SQL = "SELECT * FROM instances WHERE instance_id = $1"
 
 
@@ -77,16 +79,9 @@ async def _instance_row(pool: Pool, instance_id: str) -> dict[str, Any]:
 @router.get("", summary="List instances, newest first")
 async def list_instances(
     pool: Pool,
-    workflow_id: Annotated[str | None, Query(max_length=128)] = None,
+    workflow_id: WorkflowIdFilter = None,
     status: InstanceStatus | None = None,
-    parent_instance_id: Annotated[
-        str | None,
-        Query(
-            max_length=1024,
-            description="only the children of this instance (its"
-            " subworkflows' instances and its loops' iterations)",
-        ),
-    ] = None,
+    parent_instance_id: InstanceIdFilter = None,
     top_level: Annotated[
         bool, Query(description="only instances that are no other instance's child")
     ] = False,
@@ -200,7 +195,7 @@ async def list_step_attempts(
 async def list_events(
     pool: Pool,
     instance_id: InstanceId,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: AfterSeq = 0,
     limit: Limit = DEFAULT_PAGE,
 ) -> EventPage:
     await _instance_row(pool, instance_id)
@@ -250,7 +245,7 @@ async def _act(
     )
 
 
-_ACTION_RESPONSES = problems.responses(404, 409, 422, 503)
+_ACTION_RESPONSES = problems.responses(404, 409, 413, 422, 503)
 
 
 @router.post(
@@ -461,7 +456,9 @@ async def step_action(
     codec: Codec,
     instance_id: InstanceId,
     step_id: StepId,
-    action: Annotated[str, Path(pattern="^(skip|stop|restart|pause|resume|bypass-signals)$")],
+    action: Annotated[
+        str, Path(pattern="^(skip|stop|restart|pause|resume|bypass-signals)$", max_length=14)
+    ],
     body: Annotated[ActionReason | None, Body()] = None,
 ) -> StepActionAccepted:
     """`skip`: the step ends SKIPPED and its successors run (a running attempt is stopped).

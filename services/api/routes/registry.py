@@ -7,19 +7,16 @@ standard tooling. Errors are problem+json that also carry Confluent's `error_cod
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from services.adapters import schema_registry
 from services.api import problems
 from services.api.deps import Pool
+from services.api.dto import SubjectVersionPublic
+from services.api.inputs import SchemaId, Subject, SubjectVersionRef
 from services.api.problems import Problem
 
 router = APIRouter(prefix="/registry", tags=["schema registry"])
-
-Subject = Annotated[str, Path(min_length=1, max_length=512)]
-VersionRef = Annotated[str, Path(pattern=r"^(latest|-1|[1-9][0-9]{0,8})$")]
 
 # Confluent's error codes: 40401 subject not found, 40402 version not found, 40403 schema
 # not found.
@@ -64,12 +61,14 @@ async def list_subject_versions(pool: Pool, subject: Subject) -> list[int]:
     responses=problems.responses(404),
     summary="One version of a subject: {subject, version, id, schema}",
 )
-async def get_subject_version(pool: Pool, subject: Subject, version: VersionRef) -> Any:
+async def get_subject_version(
+    pool: Pool, subject: Subject, version: SubjectVersionRef
+) -> SubjectVersionPublic:
     number = max(await _versions(pool, subject)) if version in ("latest", "-1") else int(version)
     found = await schema_registry.subject_version(pool, subject, number)
     if found is None:
         raise _not_found(f"version {version} of subject {subject!r} not found", _VERSION_NOT_FOUND)
-    return found
+    return SubjectVersionPublic.model_validate(found)
 
 
 @router.get(
@@ -77,7 +76,7 @@ async def get_subject_version(pool: Pool, subject: Subject, version: VersionRef)
     responses=problems.responses(404),
     summary="A schema by its global id: {schema}",
 )
-async def get_schema(pool: Pool, schema_id: Annotated[int, Path(ge=0)]) -> dict[str, str]:
+async def get_schema(pool: Pool, schema_id: SchemaId) -> dict[str, str]:
     schema = await schema_registry.schema_by_id(pool, schema_id)
     if schema is None:
         raise _not_found(f"schema {schema_id} not found", _SCHEMA_NOT_FOUND)

@@ -4,34 +4,30 @@ for it), and list those received."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from services.api import problems
 from services.api.common import canonical_json, page, publish, row_dict
 from services.api.deps import Codec, Pool, Producer
 from services.api.dto import (
     DEFAULT_PAGE,
-    MAX_PAGE,
     Page,
     SignalAccepted,
     SignalCreate,
     SignalPublic,
 )
+from services.api.inputs import Limit, Offset, SignalNameFilter
 from services.domain.signal_commands import SendSignal
 from services.domain.signal_specs import MAX_SIGNAL_PAYLOAD_BYTES
 
 router = APIRouter(prefix="/signals", tags=["signals"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-
 
 @router.post(
     "",
     status_code=202,
-    responses=problems.responses(422),
+    responses=problems.responses(413, 422, 503),
     summary="Send a signal: steps waiting for one that matches start",
 )
 async def send_signal(producer: Producer, codec: Codec, req: SignalCreate) -> SignalAccepted:
@@ -61,7 +57,7 @@ async def send_signal(producer: Producer, codec: Codec, req: SignalCreate) -> Si
 @router.get("", summary="List received signals, newest first")
 async def list_signals(
     pool: Pool,
-    name: Annotated[str | None, Query(max_length=128)] = None,
+    name: SignalNameFilter = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> Page[SignalPublic]:

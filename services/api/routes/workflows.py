@@ -6,14 +6,13 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 
 from services.api import problems
 from services.api.common import canonical_json, json_value, page, publish, row_dict
 from services.api.deps import Codec, Pool, Producer, Validator
 from services.api.dto import (
     DEFAULT_PAGE,
-    MAX_PAGE,
     ActivateBody,
     ActivationAccepted,
     InstanceAccepted,
@@ -25,6 +24,7 @@ from services.api.dto import (
     WorkflowVersionPublic,
     WorkflowVersionSummary,
 )
+from services.api.inputs import Limit, Offset, VersionRef, WorkflowId
 from services.api.problems import Problem
 from services.api.validation import DefinitionValidator, ValidationBusy
 from services.domain.commands import (
@@ -37,7 +37,7 @@ from services.domain.commands import (
 from services.domain.definition import Workflow, load_workflow
 from services.domain.evaluation import builtins, check_overrides, start_params
 from services.domain.expressions import ExpressionError
-from services.domain.fields import MAX_DEFINITION_BYTES, DefinitionError
+from services.domain.fields import ID_PATTERN, MAX_DEFINITION_BYTES, MAX_STEPS, DefinitionError
 
 # Instance ids of keyed starts: uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}"), so the
 # same key twice names the same instance and the engine drops the second StartInstance.
@@ -52,25 +52,33 @@ TEXT_PLAIN = "text/plain"
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
-WorkflowId = Annotated[str, Path(min_length=1, max_length=128)]
-VersionRef = Annotated[
-    str,
-    Path(
-        pattern=r"^(latest|active|default|[1-9][0-9]{0,8})$",
-        description="a version number, `latest`, `active`, or `default` (active, else latest)",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
+# What the document can state of a definition; the DSL's own rules (docs/dsl.md) are checked
+# by the parser and reported as a 422 with the path of each fault. The size limit is in bytes,
+# which a JSON Schema length (in characters) cannot say.
+_DEFINITION_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "steps"],
+    "properties": {
+        "id": {"type": "string", "pattern": ID_PATTERN},
+        "steps": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_STEPS,
+            "items": {"type": "object"},
+        },
+    },
+}
+_DEFINITION_TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
 _DEFINITION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "A workflow definition as JSON or YAML (see docs/dsl.md).",
+        "description": "A workflow definition as JSON or YAML (see docs/dsl.md), at most"
+        f" {MAX_DEFINITION_BYTES:,} bytes.",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/yaml": {"schema": {"type": "string"}},
-            "text/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": _DEFINITION_OBJECT},
+            "application/yaml": {"schema": _DEFINITION_TEXT},
+            "text/yaml": {"schema": _DEFINITION_TEXT},
         },
     }
 }
@@ -246,7 +254,7 @@ async def get_version(
 @router.post(
     "/{workflow_id}/instances",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404, 409, 413, 422, 503),
     summary="Start an instance of a workflow version",
 )
 async def start_instance(
@@ -339,7 +347,7 @@ async def _same_request_or_conflict(
 @router.post(
     "/{workflow_id}/actions/activate",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404, 413, 422, 503),
     summary="Make a version the active one",
 )
 async def activate_workflow(

@@ -1,0 +1,56 @@
+"""The API app over stand-ins for its pool and producer that fail on any use, and its OpenAPI
+document, for the unit tests of what the document declares and what the server answers.
+
+A request that got past validation to a query would be a 500 here, so a 422 also proves that
+the fault is caught before any query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import httpx
+from fastapi import FastAPI
+
+from services.api.app import create_app
+from services.api.deps import ApiDeps
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+class _NoIO:
+    """A pool or producer that must not be used."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"no I/O expected, but {name} was used")
+
+
+def app_without_io() -> FastAPI:
+    deps = ApiDeps(pool=cast(Any, _NoIO()), producer=cast(Any, _NoIO()), codec=cast(Any, None))
+    return create_app(deps)
+
+
+DOCUMENT: dict[str, Any] = app_without_io().openapi()
+
+
+def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in DOCUMENT["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+OPERATIONS = list(_operations())
+IDS = [f"{m.upper()} {p}" for p, m, _ in OPERATIONS]
+
+
+def member_schemas(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema itself, or the members of its anyOf (an optional parameter)."""
+    return [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+
+
+async def client_without_io() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app_without_io(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+        yield http

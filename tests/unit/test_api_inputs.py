@@ -1,0 +1,192 @@
+"""What the server answers to hostile input and to OPTIONS, checked against its document: a
+NUL byte or a number past int4 in any path or query parameter, bodies JSON cannot decode or
+that hold a NUL, body integers, and the methods of a path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from services.api.common import OrjsonResponse
+from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
+from services.api.problems import MEDIA_TYPE
+from tests.unit.api_app import DOCUMENT, HTTP_METHODS, OPERATIONS, client_without_io
+from tests.unit.api_app import member_schemas as _schemas
+
+# A value each path parameter accepts, to reach the one under test.
+_PATH_SAMPLES = {
+    "workflow_id": "wf",
+    "instance_id": "wf~0123abcd",
+    "step_id": "a",
+    "version": "1",
+    "subject": "baton.events-value",
+    "schema_id": "1",
+    "action": "skip",
+}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_without_io():
+        yield http
+
+
+# -- what the server answers ---------------------------------------------------------------
+
+
+def _url(path: str, hostile: str | None = None, value: str = "") -> str:
+    out = path
+    for name in re.findall(r"{(\w+)}", path):
+        sample = value if name == hostile else _PATH_SAMPLES[name]
+        out = out.replace(f"{{{name}}}", quote(sample, safe=""))
+    return out
+
+
+def _hostile_cases() -> Iterator[tuple[str, str, str, str, str]]:
+    """(method, path, where, name, value) for each path and query parameter: a NUL byte in a
+    string, a number past int32 in an integer."""
+    for path, method, op in OPERATIONS:
+        for param in op.get("parameters", []):
+            if param["in"] not in ("path", "query"):
+                continue
+            kinds = {s.get("type") for s in _schemas(param["schema"])}
+            if "string" in kinds and not any("enum" in s for s in _schemas(param["schema"])):
+                yield method, path, param["in"], param["name"], "a\x00b"
+            if "integer" in kinds:
+                yield method, path, param["in"], param["name"], str(2**31)
+
+
+HOSTILE = list(_hostile_cases())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "where", "name", "value"),
+    HOSTILE,
+    ids=[f"{m.upper()} {p} {n}={v!r}" for m, p, _, n, v in HOSTILE],
+)
+async def test_a_hostile_parameter_is_a_422_before_any_query(
+    client: httpx.AsyncClient, method: str, path: str, where: str, name: str, value: str
+) -> None:
+    if where == "path":
+        response = await client.request(method, _url(path, name, value))
+    else:
+        response = await client.request(method, _url(path), params={name: value})
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert [e["path"] for e in response.json()["errors"]] == [f"{where}.{name}"]
+
+
+def _methods_at(url: str) -> set[str]:
+    """The methods of every documented path that `url` matches (`/workflows/validate` is
+    also `/workflows/{workflow_id}`)."""
+    methods: set[str] = set()
+    for path, item in DOCUMENT["paths"].items():
+        if re.fullmatch(re.sub(r"{\w+}", "[^/]+", path), url):
+            methods |= {m.upper() for m in HTTP_METHODS if m in item}
+    return methods
+
+
+@pytest.mark.parametrize("path", list(DOCUMENT["paths"]))
+async def test_options_lists_every_method_of_the_path(client: httpx.AsyncClient, path: str) -> None:
+    declared = _methods_at(_url(path))
+
+    response = await client.options(_url(path))
+
+    assert response.status_code == 204, response.text
+    assert set(response.headers["allow"].split(", ")) == declared | {"OPTIONS"}
+    assert response.content == b""
+
+
+async def test_a_wrong_method_is_405_naming_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/api/v1/workflows")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert set(response.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+
+
+async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.options("/api/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == MEDIA_TYPE
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'"\xff"', "the body is not valid JSON: it is not UTF-8 text"),
+        (
+            b"[" * 100_000 + b"]" * 100_000,
+            "the body is not valid JSON: it is nested too deeply",
+        ),
+    ],
+)
+async def test_a_body_json_cannot_decode_is_a_422_like_any_malformed_json(
+    client: httpx.AsyncClient, body: bytes, message: str
+) -> None:
+    response = await client.post(
+        "/api/v1/signals", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == MEDIA_TYPE
+    assert response.json()["errors"] == [{"path": "", "message": message}]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"name": "s", "sender": "a\x00b"}, "sender"),
+        ({"name": "s", "payload": {"rows": [1, {"note": "a\x00b"}]}}, "payload.rows[1].note"),
+        ({"name": "s", "params": {"table": "a\x00b"}}, "params.table"),
+    ],
+)
+async def test_a_nul_character_in_a_body_is_a_422_before_anything_is_published(
+    client: httpx.AsyncClient, body: dict[str, Any], path: str
+) -> None:
+    response = await client.post("/api/v1/signals", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"path": path, "message": "a string may not hold a NUL character"}
+    ]
+
+
+@pytest.mark.parametrize(("value", "version"), [(3, 3), (3.0, 3), (2**31 - 1, 2**31 - 1)])
+def test_a_body_version_is_a_json_integer(value: object, version: int) -> None:
+    # JSON Schema's `integer` is a number without a fraction: 3.0 is one.
+    assert InstanceCreate.model_validate({"version": value}).version == version
+    assert ActivateBody.model_validate({"version": value}).version == version
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.5, 0, 2**31])
+def test_a_body_version_is_not_a_boolean_a_numeric_string_or_past_int4(value: object) -> None:
+    with pytest.raises(ValidationError):
+        InstanceCreate.model_validate({"version": value})
+    with pytest.raises(ValidationError):
+        ActivateBody.model_validate({"version": value})
+
+
+def test_a_signal_long_may_be_written_as_an_integral_number_but_not_a_boolean() -> None:
+    assert SignalCreate.model_validate({"name": "s", "params": {"d": 20.0}}).params == {"d": 20}
+    with pytest.raises(ValidationError):
+        SignalCreate.model_validate({"name": "s", "params": {"d": True}})
+    with pytest.raises(ValidationError):
+        SignalCreate.model_validate({"name": "s", "params": {"d": 2**63}})
+
+
+def test_a_response_renders_integers_past_64_bits() -> None:
+    # orjson refuses them ("Integer exceeds 64-bit range"); a stored JSON value may hold one.
+    body = OrjsonResponse({"n": 10**30, "at": "x"}).body
+
+    assert bytes(body) == b'{"n":1000000000000000000000000000000,"at":"x"}'
