@@ -10,16 +10,21 @@ validation, unknown routes, wrong methods, unexpected exceptions) onto the same 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from services.adapters import postgres
 from services.domain.fields import DefinitionError
+
+_log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:baton:problem:"
@@ -169,11 +174,36 @@ async def _on_unexpected(_: Request, exc: Exception) -> Response:
     return ProblemResponse(problem)
 
 
+# A retry after this many seconds has a fair chance: PostgreSQL restarts take a few.
+UNAVAILABLE_RETRY_AFTER_S = 2
+
+
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    # Handled here rather than by the catch-all, which Starlette follows by re-raising (and
+    # so logging a traceback per request, a flood while the database is away).
+    if not postgres.is_unavailable(exc):
+        return await _on_unexpected_logged(request, exc)
+    problem = Problem(
+        503,
+        "Service Unavailable",
+        "the database is unavailable; retry shortly",
+        kind="database-unavailable",
+    )
+    return ProblemResponse(problem, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
+async def _on_unexpected_logged(request: Request, exc: Exception) -> Response:
+    _log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return await _on_unexpected(request, exc)
+
+
 def install(app: FastAPI) -> None:
     """Route every error of `app` through problem+json."""
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for unavailable in (*postgres.UNAVAILABLE_ERRORS, asyncpg.exceptions.InterfaceError):
+        app.add_exception_handler(unavailable, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
