@@ -1,6 +1,6 @@
 """Composition root of the API process: `python -m services.api`.
 
-Builds the pool, the producer and the codec from `Settings`, serves the app with uvicorn on
+Builds the pool, the producer, the codec and the cluster probe from `Settings`, serves the app with uvicorn on
 uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM / Ctrl-C.
 """
 
@@ -12,6 +12,7 @@ import logging
 import uvicorn
 
 from services.adapters.avro import Codec
+from services.adapters.cluster import ClusterProbe
 from services.adapters.kafka import new_producer
 from services.adapters.postgres import connect_pool
 from services.adapters.settings import Settings
@@ -24,9 +25,11 @@ log = logging.getLogger("services.api")
 async def serve(settings: Settings) -> None:
     pool = await connect_pool(settings.database_url, min_size=2, max_size=20)
     producer = new_producer(settings.kafka_bootstrap)
+    cluster = ClusterProbe(settings.kafka_bootstrap)
     try:
         await producer.start()
-        app = create_app(ApiDeps(pool=pool, producer=producer, codec=Codec()))
+        await cluster.start()
+        app = create_app(ApiDeps(pool=pool, producer=producer, codec=Codec(), cluster=cluster))
         config = uvicorn.Config(
             app,
             host=settings.api_host,
@@ -39,6 +42,7 @@ async def serve(settings: Settings) -> None:
         log.info("API on http://%s:%d", settings.api_host, settings.api_port)
         await uvicorn.Server(config).serve()
     finally:
+        await cluster.close()
         await producer.stop()
         await pool.close()
 

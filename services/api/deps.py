@@ -1,5 +1,5 @@
 """The API's dependencies, built once by the composition root and reached by routes through
-`Annotated` aliases (`pool: Pool`, `producer: Producer`, `codec: Codec`)."""
+`Annotated` aliases (`pool: Pool`, `producer: Producer`, `codec: Codec`, `cluster: Cluster`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 
 from services.adapters import avro
+from services.adapters.cluster import ClusterProbe
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class ApiDeps:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     codec: avro.Codec
+    cluster: ClusterProbe  # read-only questions to Kafka, for /health
 
 
 def get_deps(request: Request) -> ApiDeps:
@@ -40,6 +42,11 @@ def get_codec(request: Request) -> avro.Codec:
     return get_deps(request).codec
 
 
+def get_cluster(request: Request) -> ClusterProbe:
+    return get_deps(request).cluster
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Producer = Annotated[AIOKafkaProducer, Depends(get_producer)]
 Codec = Annotated[avro.Codec, Depends(get_codec)]
+Cluster = Annotated[ClusterProbe, Depends(get_cluster)]
