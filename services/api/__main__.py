@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import uvicorn
 
 from services.adapters.avro import Codec
 from services.adapters.cluster import ClusterProbe
 from services.adapters.kafka import new_producer
+from services.adapters.logs import setup_logging
 from services.adapters.postgres import connect_pool
 from services.adapters.settings import Settings
 from services.api.app import create_app
@@ -48,8 +50,10 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    setup_logging(
+        "api", os.environ.get("BATON_LOG_LEVEL", "INFO"), kafka_bootstrap=settings.kafka_bootstrap
+    )
     try:
         import uvloop
     except ImportError:  # not on Linux: the stock event loop

@@ -11,6 +11,7 @@ import asyncpg
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
+from services.adapters.logs import setup_logging
 from services.adapters.postgres import apply_migrations, connect_pool, is_unavailable, retry_delay
 from services.adapters.settings import Settings
 from services.projector.consumer import Projector
@@ -57,9 +58,10 @@ async def _connect(url: str) -> asyncpg.Pool:
 
 
 def run() -> None:
-    logging.basicConfig(
-        level=os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s projector %(name)s: %(message)s",
+    setup_logging(
+        "projector",
+        os.environ.get("BATON_LOG_LEVEL", "INFO"),
+        kafka_bootstrap=Settings.from_env().kafka_bootstrap,
     )
     try:
         import uvloop

@@ -184,6 +184,7 @@ class Projector:
                 self._name,
                 type(err).__name__,
                 err,
+                extra={"outage": "postgres"},  # the first of an outage (services.adapters.logs)
             )
         else:
             log.debug("projector %s: PostgreSQL still unavailable: %s", self._name, err)
@@ -203,6 +204,7 @@ class Projector:
             self._name,
             time.monotonic() - self._outage_since,
             self._outage_retries,
+            extra={"outage_over": "postgres"},
         )
         self._outage_since = None
         self._outage_retries = 0

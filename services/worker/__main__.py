@@ -30,6 +30,7 @@ from services.adapters.kafka import (
     new_consumer,
     new_producer,
 )
+from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepRuntime, default_runtimes
@@ -154,11 +155,12 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("BATON_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     settings = Settings.from_env()
+    setup_logging(
+        "worker",
+        os.environ.get("BATON_LOG_LEVEL", "INFO"),
+        kafka_bootstrap=settings.kafka_bootstrap,
+    )
     options = _options(argv, os.environ)
     try:
         import uvloop

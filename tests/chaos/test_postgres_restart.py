@@ -51,6 +51,7 @@ async def test_projector_and_api_survive_a_postgres_restart(
     wid = unique("pgdown")
     await baton.push(sleepy(wid))
     projector_pid = stack.pid("projector")
+    log_offsets = {n: stack.log_path(n).stat().st_size for n in ("projector", "api")}
     ids = await asyncio.gather(*(baton.start(wid) for _ in range(INSTANCES)))
 
     await asyncio.to_thread(infra.stop_postgres, settings)
@@ -76,6 +77,14 @@ async def test_projector_and_api_survive_a_postgres_restart(
     # The same process did it: it waited for the database instead of dying.
     assert stack.is_running("projector"), stack.exited()
     assert stack.pid("projector") == projector_pid
+    # And told it in a few lines: the loss once, its end, no tracebacks.
+    for name, offset in log_offsets.items():
+        with stack.log_path(name).open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        assert sum("lost the connection to PostgreSQL" in line for line in lines) == 1, lines
+        assert not any(line.startswith("Traceback") for line in lines), lines
+        assert len(lines) < 30, lines
     await wait_until_async(
         lambda: projector_caught_up(postgres, kafka, settings.partitions), timeout=60
     )
