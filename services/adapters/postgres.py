@@ -8,14 +8,19 @@ once), so exactly one of them applies a given version.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
 
 # Any fixed 64-bit key works; this one is "baton.mi" in ASCII.
 MIGRATION_LOCK_KEY = 0x626174_6F6E2E6D69
@@ -94,6 +99,41 @@ async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> as
     if pool is None:  # only with a pool that was never initialised; keeps the type honest
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
+
+
+async def connect_pool_when_up(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    prepare: Callable[[asyncpg.Pool], Awaitable[object]] | None = None,
+) -> asyncpg.Pool:
+    """`connect_pool`, and `prepare(pool)` (e.g. the migrations), retried with `retry_delay`
+    while PostgreSQL is unavailable (`is_unavailable`): a process started beside a database
+    that is still booting or restarting waits for it instead of exiting. Other errors raise.
+    The wait is logged once, as the start of an outage (services.adapters.logs)."""
+    attempt = 0
+    while True:
+        pool: asyncpg.Pool | None = None
+        try:
+            pool = await connect_pool(url, min_size=min_size, max_size=max_size)
+            if prepare is not None:
+                await prepare(pool)
+            return pool
+        except Exception as err:
+            if pool is not None:
+                await pool.close()
+            if not is_unavailable(err):
+                raise
+            if attempt == 0:
+                log.warning(
+                    "PostgreSQL is unavailable (%s: %s); waiting for it",
+                    type(err).__name__,
+                    err,
+                    extra={"outage": "postgres"},
+                )
+        await asyncio.sleep(retry_delay(attempt))
+        attempt += 1
 
 
 def migrations_dir() -> Traversable:

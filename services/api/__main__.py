@@ -16,7 +16,7 @@ from services.adapters.avro import Codec
 from services.adapters.cluster import ClusterProbe
 from services.adapters.kafka import new_producer
 from services.adapters.logs import setup_logging
-from services.adapters.postgres import connect_pool
+from services.adapters.postgres import connect_pool_when_up
 from services.adapters.settings import Settings
 from services.api.app import create_app
 from services.api.deps import ApiDeps
@@ -25,7 +25,8 @@ log = logging.getLogger("services.api")
 
 
 async def serve(settings: Settings) -> None:
-    pool = await connect_pool(settings.database_url, min_size=2, max_size=20)
+    # Started beside a database that is still booting or restarting, the API waits for it.
+    pool = await connect_pool_when_up(settings.database_url, min_size=2, max_size=20)
     producer = new_producer(settings.kafka_bootstrap)
     cluster = ClusterProbe(settings.kafka_bootstrap)
     try:

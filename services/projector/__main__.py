@@ -3,58 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
-
-import asyncpg
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
 from services.adapters.logs import setup_logging
-from services.adapters.postgres import apply_migrations, connect_pool, is_unavailable, retry_delay
+from services.adapters.postgres import apply_migrations, connect_pool, connect_pool_when_up
 from services.adapters.settings import Settings
 from services.projector.consumer import Projector
-
-log = logging.getLogger("services.projector")
 
 
 async def main() -> None:
     settings = Settings.from_env()
     await wait_for_kafka(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
-    pool = await _connect(settings.database_url)
+    # Started beside a database that is still booting or restarting, the projector waits.
+    pool = await connect_pool_when_up(
+        settings.database_url, min_size=1, max_size=4, prepare=apply_migrations
+    )
+    projector = Projector(
+        settings.kafka_bootstrap,
+        pool,
+        Codec(),
+        reconnect=lambda: connect_pool(settings.database_url, min_size=1, max_size=4),
+    )
     try:
-        projector = Projector(settings.kafka_bootstrap, pool, Codec())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, projector.stop)
         await projector.run()
     finally:
-        await pool.close()
-
-
-async def _connect(url: str) -> asyncpg.Pool:
-    """A pool with the migrations applied, waiting (with back-off) for PostgreSQL to answer:
-    started beside a database that is still booting or restarting, the projector waits."""
-    attempt = 0
-    while True:
-        try:
-            pool = await connect_pool(url, min_size=1, max_size=4)
-        except Exception as err:
-            if not is_unavailable(err):
-                raise
-            if attempt == 0:
-                log.warning("PostgreSQL is unavailable (%s); waiting for it", err)
-        else:
-            try:
-                await apply_migrations(pool)
-            except BaseException:
-                await pool.close()
-                raise
-            return pool
-        await asyncio.sleep(retry_delay(attempt))
-        attempt += 1
+        if projector.pool is not None:  # the latest one: an outage replaces it
+            await projector.pool.close()
 
 
 def run() -> None:

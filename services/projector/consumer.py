@@ -10,9 +10,9 @@ A record that cannot be decoded goes to the dead-letter topic with the reason an
 coordinates, and is skipped: its offset advances with the batch.
 
 PostgreSQL going away (a restart, a failover) is waited out, never fatal: the batch in flight
-is dropped, the pool's connections are expired, and once the database answers again every
-partition is sought back to the positions stored there, the only ones that count (a commit
-whose reply was lost is then not applied twice). The waits double up to
+is dropped, the pool is closed (and made anew by `reconnect` once the database answers), and
+every partition is sought back to the positions stored there, the only ones that count (a
+commit whose reply was lost is then not applied twice). The waits double up to
 `postgres.RETRY_CAP_S`; the outage is logged when it begins and when it ends.
 """
 
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -89,9 +89,12 @@ class Projector:
         topic: str = TOPIC_EVENTS,
         name: str = PROJECTOR_NAME,
         max_records: int = MAX_RECORDS,
+        reconnect: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
-        self._pool = pool
+        self._pool: asyncpg.Pool | None = pool
+        # Without it, the pool is kept through an outage and reconnects its own connections.
+        self._reconnect = reconnect
         self._codec = codec
         self._group_id = group_id
         self._topic = topic
@@ -113,6 +116,18 @@ class Projector:
         self._outage_retries = 0
         self.applied_events = 0
         self.dead_lettered = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The pool in use: the one given, or the latest made by `reconnect` (None between an
+        outage and the reconnection). Whoever built the projector closes it after `run()`."""
+        return self._pool
+
+    async def _current_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            assert self._reconnect is not None
+            self._pool = await self._reconnect()  # raises while the database is still away
+        return self._pool
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return (safe from a signal handler)."""
@@ -188,8 +203,12 @@ class Projector:
             )
         else:
             log.debug("projector %s: PostgreSQL still unavailable: %s", self._name, err)
-        # Connections that saw the server go are useless; new ones are made on demand.
-        await self._pool.expire_connections()
+        # A fresh pool after the outage rather than the old one's connections: asyncpg 0.32
+        # reconnecting them in the background while they are handed out raced into
+        # "InternalClientError: another operation is in progress" in the chaos test.
+        if self._reconnect is not None and self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
         delay = retry_delay(self._outage_retries)
         self._outage_retries += 1
         with contextlib.suppress(TimeoutError):
@@ -242,7 +261,8 @@ class Projector:
             next_offsets[tp.partition] = max(records[-1].offset + 1, positions.get(tp, 0))
         if dead:
             await self._dead_letter(dead)
-        async with self._pool.acquire() as conn, conn.transaction():
+        pool = await self._current_pool()
+        async with pool.acquire() as conn, conn.transaction():
             applied = await apply_batch(conn, events)
             await conn.execute(
                 _SAVE_OFFSETS,
@@ -311,7 +331,8 @@ class Projector:
         self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
     ) -> dict[int, int]:
         """Seek each partition to its stored position, or 0 (the log's start) if none."""
-        async with self._pool.acquire() as conn:
+        pool = await self._current_pool()
+        async with pool.acquire() as conn:
             stored = await stored_offsets(conn, self._name, self._topic)
         # No await from here on: every seek lands before the next fetch is handed out.
         # An offset before the log's start is reset to the start by the consumer.

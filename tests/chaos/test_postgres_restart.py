@@ -129,3 +129,29 @@ async def test_projector_and_api_survive_a_postgres_restart(
     after = await dump(postgres)
     for table in READ_MODELS:
         assert after[table] == before[table], f"{table} differs after a rebuild from offset 0"
+
+
+async def test_projector_and_api_started_while_postgres_is_down_wait_for_it(
+    stack: Stack, settings: Settings
+) -> None:
+    await asyncio.to_thread(infra.stop_postgres, settings)
+    try:
+        offsets = {n: stack.log_path(n).stat().st_size for n in ("projector", "api")}
+        stack.restart("projector")
+        stack.restart("api")
+
+        for name, offset in offsets.items():
+
+            def waiting_or_dead(name: str = name, offset: int = offset) -> bool:
+                with stack.log_path(name).open("rb") as f:
+                    f.seek(offset)
+                    text = f.read().decode(errors="replace")
+                return "PostgreSQL is unavailable" in text or not stack.is_running(name)
+
+            await wait_until_async(waiting_or_dead, timeout=60, message=f"{name} waits")
+            assert stack.is_running(name), f"{name} exited: {stack.exited()}"
+        pids = {n: stack.pid(n) for n in offsets}
+    finally:
+        await asyncio.to_thread(infra.start_postgres, settings)
+    await stack.wait_api(timeout=60)
+    assert {n: stack.pid(n) for n in pids} == pids
