@@ -1,7 +1,8 @@
 """Composition root of the API process: `python -m services.api`.
 
-Builds the pool, the producer, the codec and the cluster probe from `Settings`, serves the app with uvicorn on
-uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM / Ctrl-C.
+Builds the pool, the producer, the codec and the cluster probe from `Settings`, serves the
+app with uvicorn on uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM
+/ Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uvicorn
 
 from services.adapters.avro import Codec
 from services.adapters.cluster import ClusterProbe
-from services.adapters.kafka import new_producer
+from services.adapters.kafka import new_producer, wait_for_kafka
 from services.adapters.logs import setup_logging
 from services.adapters.postgres import connect_pool_when_up
 from services.adapters.settings import Settings
@@ -25,7 +26,8 @@ log = logging.getLogger("services.api")
 
 
 async def serve(settings: Settings) -> None:
-    # Started beside a database that is still booting or restarting, the API waits for it.
+    # Started beside a broker or a database still booting or restarting, the API waits.
+    await wait_for_kafka(settings.kafka_bootstrap)
     pool = await connect_pool_when_up(settings.database_url, min_size=2, max_size=20)
     producer = new_producer(settings.kafka_bootstrap)
     cluster = ClusterProbe(settings.kafka_bootstrap)

@@ -29,6 +29,7 @@ from services.adapters.kafka import (
     ensure_topics,
     new_consumer,
     new_producer,
+    wait_for_kafka,
 )
 from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
@@ -123,6 +124,7 @@ def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
 async def serve(settings: Settings, options: WorkerOptions) -> None:
     # Built and checked first: a bad setting stops the worker before it joins its group.
     runtimes = await _runtimes(os.environ)
+    await wait_for_kafka(settings.kafka_bootstrap)  # started beside a broker still booting
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.adapters import infra
 from services.adapters.settings import Settings
-from services.cli.stack import Stack
+from services.cli.stack import Stack, api_url
 from tests.e2e.client import Baton, unique
 from tests.helpers import wait_until_async
 
@@ -44,6 +45,11 @@ async def test_a_broker_outage_is_a_few_log_lines_and_the_stack_recovers(
 
     await asyncio.to_thread(infra.stop_kafka, settings)
     try:
+        # /health says Kafka is away (within its 2 s bound), not "ok".
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(f"{api_url(settings)}/health")
+        assert r.status_code == 503, r.text
+        assert "kafka" in [e["path"] for e in r.json()["errors"]], r.text
         await asyncio.sleep(OUTAGE_S)
     finally:
         await asyncio.to_thread(infra.start_kafka, settings)
@@ -69,3 +75,33 @@ async def test_a_broker_outage_is_a_few_log_lines_and_the_stack_recovers(
         print(f"---- {name}: {len(lines)} lines", *lines[:80], sep="\n")
         assert sum("lost the connection to Kafka" in line for line in lines) == 1, name
     assert all(n < MAX_LINES for n in counts.values()), counts
+
+
+async def test_the_worker_and_api_started_while_the_broker_is_down_wait_for_it(
+    baton: Baton, stack: Stack, settings: Settings
+) -> None:
+    names = ("worker", "api")
+    await asyncio.to_thread(infra.stop_kafka, settings)
+    try:
+        offsets = {n: stack.log_path(n).stat().st_size for n in names}
+        for name in names:
+            stack.restart(name)
+        for name, offset in offsets.items():
+
+            def waiting_or_dead(name: str = name, offset: int = offset) -> bool:
+                lines = _lines_since(stack.log_path(name), offset)
+                return any("lost the connection to Kafka" in ln for ln in lines) or (
+                    not stack.is_running(name)
+                )
+
+            await wait_until_async(waiting_or_dead, timeout=60, message=f"{name} waits")
+            assert stack.is_running(name), f"{name} exited: {stack.exited()}"
+        pids = {n: stack.pid(n) for n in names}
+    finally:
+        await asyncio.to_thread(infra.start_kafka, settings)
+        await asyncio.to_thread(infra.wait_kafka, settings, 90)
+    await stack.wait_api(timeout=120)
+    assert {n: stack.pid(n) for n in names} == pids
+    wid = unique("late")
+    await baton.push({"id": wid, "steps": [{"id": "a", "type": "shell", "command": "true"}]})
+    await baton.wait_status(await baton.start(wid), "SUCCEEDED", timeout=120)
