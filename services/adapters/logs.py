@@ -63,6 +63,12 @@ KAFKA_LOSS = re.compile(
 POSTGRES_LOSS = re.compile(r"connection floor|Connection refused|connection is closed")
 
 
+def kafka_loss(err: BaseException) -> dict[str, str]:
+    """`extra=` for our own record about `err`: marks it as a lost connection to Kafka when
+    it is one (by the same words as aiokafka's), so an outage collapses it too."""
+    return {"outage": "kafka"} if KAFKA_LOSS.search(f"{type(err).__name__}: {err}") else {}
+
+
 def kafka(bootstrap: str) -> Service:
     return Service("kafka", f"Kafka at {bootstrap}", ("aiokafka",), KAFKA_LOSS)
 

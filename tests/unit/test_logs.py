@@ -218,3 +218,24 @@ def test_our_code_can_end_an_outage_at_once(
     # Without an open outage the line passes untouched.
     again = record("services.projector.consumer", logging.INFO, "back", outage_over="postgres")
     assert outage_filter.filter(again) and again.getMessage() == "back"
+
+
+def test_our_records_about_a_lost_broker_join_its_outage(outage_filter: OutageFilter) -> None:
+    from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+    from services.adapters.logs import kafka_loss
+
+    assert kafka_loss(KafkaConnectionError("Connection at 127.0.0.1:9092 closed")) == {
+        "outage": "kafka"
+    }
+    assert kafka_loss(MessageSizeTooLargeError()) == {}
+    err = KafkaConnectionError("Unable to bootstrap")
+    first = record("services.worker.runner", logging.WARNING, "heartbeat not sent: %r", err)
+    first.__dict__.update(kafka_loss(err))
+    assert outage_filter.filter(first)
+    assert first.getMessage().startswith("lost the connection to Kafka at 127.0.0.1:9092")
+    again = record("services.worker.runner", logging.WARNING, "heartbeat not sent: %r", err)
+    again.__dict__.update(kafka_loss(err))
+    assert not outage_filter.filter(again)
+    # A record without the mark from the same logger is not the outage's business.
+    assert outage_filter.filter(record("services.worker.runner", logging.WARNING, "other"))
