@@ -10,14 +10,17 @@ must equal a rebuild from offset 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections import Counter, defaultdict
 from typing import Any
 
 import asyncpg
+import psutil
 import pytest
 
 from services.adapters import infra
+from services.adapters.embedded_pg import EmbeddedPostgres
 from services.adapters.event_log import read_all_events
 from services.adapters.settings import Settings
 from services.api.problems import MEDIA_TYPE
@@ -45,8 +48,20 @@ def sleepy(wid: str) -> dict[str, Any]:
     return {"id": wid, "run_strategy": {"rule": "PARALLEL", "max": 1000}, "steps": steps}
 
 
+def kill_9_postgres(settings: Settings) -> None:
+    """SIGKILL the server and every backend at once: a crash, not a shutdown (connections
+    die without a word, and the next start runs crash recovery)."""
+    pid_file = EmbeddedPostgres.from_settings(settings).pgdata / "postmaster.pid"
+    master = psutil.Process(int(pid_file.read_text().split()[0]))
+    for process in [master, *master.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs([master], timeout=10)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill-9"])
 async def test_projector_and_api_survive_a_postgres_restart(
-    baton: Baton, stack: Stack, settings: Settings, kafka: str, postgres: str
+    baton: Baton, stack: Stack, settings: Settings, kafka: str, postgres: str, how: str
 ) -> None:
     wid = unique("pgdown")
     await baton.push(sleepy(wid))
@@ -54,7 +69,7 @@ async def test_projector_and_api_survive_a_postgres_restart(
     log_offsets = {n: stack.log_path(n).stat().st_size for n in ("projector", "api")}
     ids = await asyncio.gather(*(baton.start(wid) for _ in range(INSTANCES)))
 
-    await asyncio.to_thread(infra.stop_postgres, settings)
+    await asyncio.to_thread(infra.stop_postgres if how == "stop" else kill_9_postgres, settings)
     try:
         # While the database is away, reads are 503 problem+json (not 500), and so is /health.
         r = await baton.http.get(f"/instances/{ids[0]}")
@@ -82,7 +97,10 @@ async def test_projector_and_api_survive_a_postgres_restart(
         with stack.log_path(name).open("rb") as f:
             f.seek(offset)
             lines = f.read().decode(errors="replace").splitlines()
-        assert sum("lost the connection to PostgreSQL" in line for line in lines) == 1, lines
+        # The projector met the outage; the API only if its pool noticed (its answers in
+        # the meantime are 503s, not log lines).
+        told = sum("lost the connection to PostgreSQL" in line for line in lines)
+        assert told == 1 if name == "projector" else told <= 1, lines
         assert not any(line.startswith("Traceback") for line in lines), lines
         assert len(lines) < 30, lines
     await wait_until_async(
