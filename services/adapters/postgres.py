@@ -8,13 +8,19 @@ once), so exactly one of them applies a given version.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
 
 # Any fixed 64-bit key works; this one is "baton.mi" in ASCII.
 MIGRATION_LOCK_KEY = 0x626174_6F6E2E6D69
@@ -27,6 +33,53 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+
+# Back-off while PostgreSQL is away: doubling from RETRY_BASE_S, capped at RETRY_CAP_S, so a
+# restart of a few seconds is noticed within a second and an hour-long outage costs one
+# connection attempt per few seconds per process.
+RETRY_BASE_S = 0.2
+RETRY_CAP_S = 5.0
+_JITTER = random.Random()
+
+# The server went away or is not accepting connections yet: waiting is the cure. Anything
+# else (a constraint, a syntax error, a statement timeout) is a bug or bad data, not this.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable: the socket never got or lost its server
+    TimeoutError,  # connect or pool acquire timed out
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, e.g. closed mid-query
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: terminated by a fast shutdown
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.TooManyConnectionsError,  # 53300
+)
+
+
+def is_unavailable(err: BaseException) -> bool:
+    """True when `err` (or what caused it) says PostgreSQL cannot be reached right now."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UNAVAILABLE_ERRORS):
+            return True
+        # asyncpg's own "the connection is closed" (a query on a connection whose server
+        # went away) is an InterfaceError, a class it shares with misuse; tell them apart
+        # by its message, the only thing that distinguishes them.
+        if isinstance(current, asyncpg.exceptions.InterfaceError) and "connection is closed" in (
+            str(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): exponential, capped, with
+    "equal jitter" so processes that lost the server together do not return in lockstep.
+    Hand-written: three lines, where tenacity's waits need its retry-state object."""
+    ceiling: float = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** min(attempt, 32))
+    return ceiling / 2 + (rng or _JITTER).uniform(0, ceiling / 2)
 
 
 class MigrationError(RuntimeError):
@@ -46,6 +99,41 @@ async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> as
     if pool is None:  # only with a pool that was never initialised; keeps the type honest
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
+
+
+async def connect_pool_when_up(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    prepare: Callable[[asyncpg.Pool], Awaitable[object]] | None = None,
+) -> asyncpg.Pool:
+    """`connect_pool`, and `prepare(pool)` (e.g. the migrations), retried with `retry_delay`
+    while PostgreSQL is unavailable (`is_unavailable`): a process started beside a database
+    that is still booting or restarting waits for it instead of exiting. Other errors raise.
+    The wait is logged once, as the start of an outage (services.adapters.logs)."""
+    attempt = 0
+    while True:
+        pool: asyncpg.Pool | None = None
+        try:
+            pool = await connect_pool(url, min_size=min_size, max_size=max_size)
+            if prepare is not None:
+                await prepare(pool)
+            return pool
+        except Exception as err:
+            if pool is not None:
+                await pool.close()
+            if not is_unavailable(err):
+                raise
+            if attempt == 0:
+                log.warning(
+                    "PostgreSQL is unavailable (%s: %s); waiting for it",
+                    type(err).__name__,
+                    err,
+                    extra={"outage": "postgres"},
+                )
+        await asyncio.sleep(retry_delay(attempt))
+        attempt += 1
 
 
 def migrations_dir() -> Traversable:

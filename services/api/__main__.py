@@ -1,21 +1,25 @@
 """Composition root of the API process: `python -m services.api`.
 
-Builds the pool, the producer and the codec from `Settings`, serves the app with uvicorn on
-uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM / Ctrl-C.
+Builds the pool, the producer, the codec and the cluster probe from `Settings`, serves the
+app with uvicorn on uvloop at `settings.api_host:api_port`, and closes everything on SIGTERM
+/ Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from types import FrameType
 
 import uvicorn
 
 from services.adapters.avro import Codec
-from services.adapters.kafka import new_producer
-from services.adapters.postgres import connect_pool
+from services.adapters.cluster import ClusterProbe
+from services.adapters.kafka import new_producer, wait_for_kafka
+from services.adapters.logs import setup_logging
+from services.adapters.postgres import connect_pool_when_up
 from services.adapters.settings import Settings
 from services.api.app import ApiOptions, create_app
 from services.api.deps import ApiDeps
@@ -26,11 +30,15 @@ GRACEFUL_SHUTDOWN_S = 5
 
 
 async def serve(settings: Settings) -> None:
-    pool = await connect_pool(settings.database_url, min_size=2, max_size=20)
+    # Started beside a broker or a database still booting or restarting, the API waits.
+    await wait_for_kafka(settings.kafka_bootstrap)
+    pool = await connect_pool_when_up(settings.database_url, min_size=2, max_size=20)
     producer = new_producer(settings.kafka_bootstrap)
-    deps = ApiDeps(pool=pool, producer=producer, codec=Codec())
+    cluster = ClusterProbe(settings.kafka_bootstrap)
+    deps = ApiDeps(pool=pool, producer=producer, codec=Codec(), cluster=cluster)
     try:
         await producer.start()
+        await cluster.start()
         app = create_app(deps, ApiOptions.from_settings(settings))
         config = uvicorn.Config(
             app,
@@ -48,6 +56,7 @@ async def serve(settings: Settings) -> None:
         await uvicorn.Server(config).serve()
     finally:
         deps.validator.close()
+        await cluster.close()
         await producer.stop()
         await pool.close()
 
@@ -61,8 +70,10 @@ def main() -> None:
     # with the default one the process died there, before `serve` closed the producer and the
     # pool. This one unwinds `serve` instead (and stops a start-up that is still connecting).
     signal.signal(signal.SIGTERM, _exit)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    setup_logging(
+        "api", os.environ.get("BATON_LOG_LEVEL", "INFO"), kafka_bootstrap=settings.kafka_bootstrap
+    )
     try:
         import uvloop
     except ImportError:  # not on Linux: the stock event loop

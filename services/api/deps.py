@@ -1,5 +1,5 @@
 """The API's dependencies, built once by the composition root and reached by routes through
-`Annotated` aliases (`pool: Pool`, `producer: Producer`, `codec: Codec`)."""
+`Annotated` aliases (`pool: Pool`, `producer: Producer`, `codec: Codec`, `cluster: Cluster`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 
 from services.adapters import avro
+from services.adapters.cluster import ClusterProbe
 from services.api.validation import DefinitionValidator
 
 
@@ -21,6 +22,7 @@ class ApiDeps:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     codec: avro.Codec
+    cluster: ClusterProbe  # read-only questions to Kafka, for /health
     validator: DefinitionValidator = field(default_factory=DefinitionValidator)
 
 
@@ -46,7 +48,12 @@ def get_validator(request: Request) -> DefinitionValidator:
     return get_deps(request).validator
 
 
+def get_cluster(request: Request) -> ClusterProbe:
+    return get_deps(request).cluster
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Producer = Annotated[AIOKafkaProducer, Depends(get_producer)]
 Codec = Annotated[avro.Codec, Depends(get_codec)]
 Validator = Annotated[DefinitionValidator, Depends(get_validator)]
+Cluster = Annotated[ClusterProbe, Depends(get_cluster)]

@@ -373,7 +373,22 @@ class SubjectVersionPublic(_Out):
 # -- health ------------------------------------------------------------------------------
 
 
+class ProcessHealth(_Out):
+    live: bool  # at least one member of the kind's consumer group(s) is heartbeating
+    members: int
+
+
+class ProjectionHealth(_Out):
+    lag: int | None  # events on the events topic not yet projected; null when not known
+    partitions: dict[str, int]  # the lag per events partition
+    max_lag: int  # the lag above which the health is degraded
+
+
 class Health(_Out):
-    status: Literal["ok"] = "ok"
-    database: Literal["ok"] = "ok"
-    producer: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    kafka: Literal["ok", "unavailable"]
+    producer: Literal["ok", "stopped"]
+    processes: dict[str, ProcessHealth]  # engine, worker, projector
+    queues: dict[str, int]  # live workers per queue (its group's members)
+    projection: ProjectionHealth

@@ -25,7 +25,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from services.adapters import postgres
 from services.domain.fields import DefinitionError
+
+_log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:baton:problem:"
@@ -232,12 +235,37 @@ async def _on_unexpected(_: Request, exc: Exception) -> Response:
     return ProblemResponse(problem)
 
 
+# A retry after this many seconds has a fair chance: PostgreSQL restarts take a few.
+UNAVAILABLE_RETRY_AFTER_S = 2
+
+
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    # Handled here rather than by the catch-all, which Starlette follows by re-raising (and
+    # so logging a traceback per request, a flood while the database is away).
+    if not postgres.is_unavailable(exc):
+        return await _on_unexpected_logged(request, exc)
+    problem = Problem(
+        503,
+        "Service Unavailable",
+        "the database is unavailable; retry shortly",
+        kind="database-unavailable",
+    )
+    return ProblemResponse(problem, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
+async def _on_unexpected_logged(request: Request, exc: Exception) -> Response:
+    _log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return await _on_unexpected(request, exc)
+
+
 def install(app: FastAPI) -> None:
     """Route every error of `app` through problem+json."""
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(asyncpg.DataError, on_data_error)
+    for unavailable in (*postgres.UNAVAILABLE_ERRORS, asyncpg.exceptions.InterfaceError):
+        app.add_exception_handler(unavailable, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
+from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
 from services.engine.engine import Engine
 
@@ -44,9 +44,10 @@ def run() -> None:
         "partitions back at once (default: $BATON_ENGINE_ID or engine-1)",
     )
     args = parser.parse_args()
-    logging.basicConfig(
-        level=os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s engine %(name)s: %(message)s",
+    setup_logging(
+        "engine",
+        os.environ.get("BATON_LOG_LEVEL", "INFO"),
+        kafka_bootstrap=Settings.from_env().kafka_bootstrap,
     )
     try:
         import uvloop

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
-from services.adapters.postgres import apply_migrations, connect_pool
+from services.adapters.logs import setup_logging
+from services.adapters.postgres import apply_migrations, connect_pool, connect_pool_when_up
 from services.adapters.settings import Settings
 from services.projector.consumer import Projector
 
@@ -18,22 +18,31 @@ async def main() -> None:
     settings = Settings.from_env()
     await wait_for_kafka(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
-    pool = await connect_pool(settings.database_url, min_size=1, max_size=4)
+    # Started beside a database that is still booting or restarting, the projector waits.
+    pool = await connect_pool_when_up(
+        settings.database_url, min_size=1, max_size=4, prepare=apply_migrations
+    )
+    projector = Projector(
+        settings.kafka_bootstrap,
+        pool,
+        Codec(),
+        reconnect=lambda: connect_pool(settings.database_url, min_size=1, max_size=4),
+    )
     try:
-        await apply_migrations(pool)
-        projector = Projector(settings.kafka_bootstrap, pool, Codec())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, projector.stop)
         await projector.run()
     finally:
-        await pool.close()
+        if projector.pool is not None:  # the latest one: an outage replaces it
+            await projector.pool.close()
 
 
 def run() -> None:
-    logging.basicConfig(
-        level=os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s projector %(name)s: %(message)s",
+    setup_logging(
+        "projector",
+        os.environ.get("BATON_LOG_LEVEL", "INFO"),
+        kafka_bootstrap=Settings.from_env().kafka_bootstrap,
     )
     try:
         import uvloop

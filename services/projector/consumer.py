@@ -8,14 +8,21 @@ never committed to Kafka: on every assignment each partition is sought to its st
 
 A record that cannot be decoded goes to the dead-letter topic with the reason and its source
 coordinates, and is skipped: its offset advances with the batch.
+
+PostgreSQL going away (a restart, a failover) is waited out, never fatal: the batch in flight
+is dropped, the pool is closed (and made anew by `reconnect` once the database answers), and
+every partition is sought back to the positions stored there, the only ones that count (a
+commit whose reply was lost is then not applied twice). The waits double up to
+`postgres.RETRY_CAP_S`; the outage is logged when it begins and when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -32,6 +39,7 @@ from services.adapters.kafka import (
     new_consumer,
     new_producer,
 )
+from services.adapters.postgres import is_unavailable, retry_delay
 from services.domain.events import Event
 
 log = logging.getLogger(__name__)
@@ -81,9 +89,12 @@ class Projector:
         topic: str = TOPIC_EVENTS,
         name: str = PROJECTOR_NAME,
         max_records: int = MAX_RECORDS,
+        reconnect: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
-        self._pool = pool
+        self._pool: asyncpg.Pool | None = pool
+        # Without it, the pool is kept through an outage and reconnects its own connections.
+        self._reconnect = reconnect
         self._codec = codec
         self._group_id = group_id
         self._topic = topic
@@ -98,8 +109,25 @@ class Projector:
         self._applied: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        # Set when the database failed under a batch or a seek: the consumer's positions are
+        # then not the stored ones, and nothing is applied until they are again.
+        self._resync = False
+        self._outage_since: float | None = None
+        self._outage_retries = 0
         self.applied_events = 0
         self.dead_lettered = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The pool in use: the one given, or the latest made by `reconnect` (None between an
+        outage and the reconnection). Whoever built the projector closes it after `run()`."""
+        return self._pool
+
+    async def _current_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            assert self._reconnect is not None
+            self._pool = await self._reconnect()  # raises while the database is still away
+        return self._pool
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return (safe from a signal handler)."""
@@ -130,23 +158,75 @@ class Projector:
                 timeout_ms=FETCH_TIMEOUT_MS, max_records=self._max_records
             )
             positions = await self._positions(consumer)
-            async with self._lock:
-                if generation != self._generation:
-                    # A rebalance ran while these records were fetched: some may predate
-                    # its seeks. Drop them all and resume from the stored positions.
-                    log.debug("dropping records fetched across a rebalance: %s", _ranges(fetched))
-                    await self._seek_to_stored(consumer, consumer.assignment())
-                    continue
-                # Save positions that moved even without records: the fetch position also
-                # steps over transaction markers, and a stored offset stuck just before the
-                # final marker would read as lag forever.
-                moved = any(pos > self._applied.get(tp, -1) for tp, pos in positions.items())
-                if fetched or moved:
-                    await self._apply(fetched, positions)
-                self._applied.update(positions)
+            try:
+                async with self._lock:
+                    if generation != self._generation or self._resync:
+                        # A rebalance ran while these records were fetched (some may predate
+                        # its seeks), or the database failed under the last batch: drop them
+                        # all and resume from the stored positions.
+                        log.debug("dropping records fetched before a resync: %s", _ranges(fetched))
+                        await self._seek_to_stored(consumer, consumer.assignment())
+                        self._resync = False
+                        self._applied.clear()
+                        self._database_back()
+                        continue
+                    # Save positions that moved even without records: the fetch position also
+                    # steps over transaction markers, and a stored offset stuck just before
+                    # the final marker would read as lag forever.
+                    moved = any(pos > self._applied.get(tp, -1) for tp, pos in positions.items())
+                    if fetched or moved:
+                        await self._apply(fetched, positions)
+                    self._applied.update(positions)
+                    self._database_back()
+            except Exception as err:
+                if not is_unavailable(err):
+                    raise
+                self._resync = True
+                await self._database_away(err)
+                continue
             if time.monotonic() >= next_lag_log:
                 next_lag_log = time.monotonic() + LAG_LOG_INTERVAL_S
                 log.debug("projector %s lag per partition: %s", self._name, self.lag())
+
+    async def _database_away(self, err: BaseException) -> None:
+        """Note the outage (logged once, when it begins), forget the pool's connections and
+        wait out the back-off, or less if `stop()` is called meanwhile."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning(
+                "projector %s: PostgreSQL is unavailable (%s: %s); retrying with back-off",
+                self._name,
+                type(err).__name__,
+                err,
+                extra={"outage": "postgres"},  # the first of an outage (services.adapters.logs)
+            )
+        else:
+            log.debug("projector %s: PostgreSQL still unavailable: %s", self._name, err)
+        # A fresh pool after the outage rather than the old one's connections: asyncpg 0.32
+        # reconnecting them in the background while they are handed out raced into
+        # "InternalClientError: another operation is in progress" in the chaos test.
+        if self._reconnect is not None and self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+        delay = retry_delay(self._outage_retries)
+        self._outage_retries += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _database_back(self) -> None:
+        if self._outage_since is None:
+            return
+        log.info(
+            "projector %s: PostgreSQL is back after %.1f s (%d retries); resumed at the "
+            "stored positions",
+            self._name,
+            time.monotonic() - self._outage_since,
+            self._outage_retries,
+            extra={"outage_over": "postgres"},
+        )
+        self._outage_since = None
+        self._outage_retries = 0
 
     async def _positions(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         # The fetch position is past the records just returned and past any transaction
@@ -181,7 +261,8 @@ class Projector:
             next_offsets[tp.partition] = max(records[-1].offset + 1, positions.get(tp, 0))
         if dead:
             await self._dead_letter(dead)
-        async with self._pool.acquire() as conn, conn.transaction():
+        pool = await self._current_pool()
+        async with pool.acquire() as conn, conn.transaction():
             applied = await apply_batch(conn, events)
             await conn.execute(
                 _SAVE_OFFSETS,
@@ -224,7 +305,21 @@ class Projector:
         assert consumer is not None
         async with self._lock:
             self._generation += 1
-            stored = await self._seek_to_stored(consumer, assigned)
+            try:
+                stored = await self._seek_to_stored(consumer, assigned)
+            except Exception as err:
+                if not is_unavailable(err):
+                    raise
+                # The loop seeks them once the database answers; until then it applies nothing.
+                self._resync = True
+                log.warning(
+                    "projector %s assigned partitions %s while PostgreSQL is unavailable (%s); "
+                    "they resume at their stored positions once it is back",
+                    self._name,
+                    sorted(tp.partition for tp in assigned),
+                    err,
+                )
+                return
         log.info(
             "projector %s assigned partitions %s; resuming at %s",
             self._name,
@@ -236,7 +331,8 @@ class Projector:
         self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
     ) -> dict[int, int]:
         """Seek each partition to its stored position, or 0 (the log's start) if none."""
-        async with self._pool.acquire() as conn:
+        pool = await self._current_pool()
+        async with pool.acquire() as conn:
             stored = await stored_offsets(conn, self._name, self._topic)
         # No await from here on: every seek lands before the next fetch is handed out.
         # An offset before the log's start is reset to the start by the consumer.

@@ -29,7 +29,9 @@ from services.adapters.kafka import (
     ensure_topics,
     new_consumer,
     new_producer,
+    wait_for_kafka,
 )
+from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepRuntime, default_runtimes
@@ -122,6 +124,7 @@ def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
 async def serve(settings: Settings, options: WorkerOptions) -> None:
     # Built and checked first: a bad setting stops the worker before it joins its group.
     runtimes = await _runtimes(os.environ)
+    await wait_for_kafka(settings.kafka_bootstrap)  # started beside a broker still booting
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
     consumer = new_consumer(settings.kafka_bootstrap, group_id(options.queue))
@@ -154,11 +157,12 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("BATON_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     settings = Settings.from_env()
+    setup_logging(
+        "worker",
+        os.environ.get("BATON_LOG_LEVEL", "INFO"),
+        kafka_bootstrap=settings.kafka_bootstrap,
+    )
     options = _options(argv, os.environ)
     try:
         import uvloop

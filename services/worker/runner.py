@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import TOPIC_DEADLETTER, dead_letter_headers, task_topic
+from services.adapters.logs import kafka_loss
 from services.adapters.publish import envelope, send_command, send_envelopes
 from services.domain.commands import (
     Command,
@@ -376,7 +377,7 @@ class Worker:
             await send_command(self._producer, self._codec, hb)
         except KafkaError as err:
             # One missed heartbeat is harmless; the next one may get through.
-            log.warning("heartbeat for %s not sent: %r", task.task_id, err)
+            log.warning("heartbeat for %s not sent: %r", task.task_id, err, extra=kafka_loss(err))
 
     async def _send(self, *envelopes: CommandEnvelope) -> None:
         """Reports, in order, in one produce request. A retry after a partial failure sends
@@ -435,7 +436,9 @@ class Worker:
             log.warning("offset commit failed: %r", err)
             return
         except KafkaError as err:
-            log.warning("offset commit failed, will retry with the next one: %r", err)
+            log.warning(
+                "offset commit failed, will retry with the next one: %r", err, extra=kafka_loss(err)
+            )
             return
         for offsets, position in due.values():
             offsets.committed = max(offsets.committed, position)
@@ -476,7 +479,7 @@ async def _retrying(
         except KafkaError as err:
             if stopping.is_set():
                 raise _GaveUp(f"{what} failed while stopping: {err!r}") from err
-            log.warning("%s failed, retrying in %.1fs: %r", what, delay, err)
+            log.warning("%s failed, retrying in %.1fs: %r", what, delay, err, extra=kafka_loss(err))
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from services.adapters.avro import Codec
+from services.adapters.cluster import ClusterProbe
 from services.adapters.kafka import ensure_topics, new_producer
 from services.adapters.postgres import apply_migrations, connect_pool
 from services.adapters.schema_registry import register_schemas
@@ -26,15 +27,18 @@ async def api(kafka: str, postgres: str, settings: Settings) -> AsyncIterator[Ap
     await ensure_topics(kafka, settings.partitions)
     pool = await connect_pool(url)
     producer = new_producer(kafka)
+    cluster = ClusterProbe(kafka)
     codec = Codec()
     try:
         await apply_migrations(pool)
         await register_schemas(pool, codec)
         await producer.start()
-        app = create_app(ApiDeps(pool=pool, producer=producer, codec=codec))
+        await cluster.start()
+        app = create_app(ApiDeps(pool=pool, producer=producer, codec=codec, cluster=cluster))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
             yield Api(http, pool, codec, kafka)
     finally:
+        await cluster.close()
         await producer.stop()
         await pool.close()

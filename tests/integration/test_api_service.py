@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.api_harness import V1, Api, problem
+from tests.integration.api_harness import V1, Api, paths, problem
 
 pytestmark = pytest.mark.integration
 
 
-async def test_health(api: Api) -> None:
+async def test_health_without_the_processes_is_503_naming_each(api: Api) -> None:
+    # Only the API runs here (in-process): the database and Kafka answer, but no engine,
+    # worker or projector is in its group. /health says so, rather than "ok".
     for url in ("/health", f"{V1}/health"):
-        response = await api.http.get(url)
-        assert response.status_code == 200, response.text
-        assert response.json()["status"] == "ok"
+        body = problem(await api.http.get(url), 503)
+        assert body["type"] == "urn:baton:problem:unhealthy"
+        assert paths(body) == ["processes.engine", "processes.worker", "processes.projector"]
+        report = body["health"]
+        assert (report["status"], report["database"], report["kafka"]) == (
+            "degraded",
+            "ok",
+            "ok",
+        )
+        assert report["producer"] == "ok"
+        assert report["projection"]["lag"] == sum(report["projection"]["partitions"].values())
 
 
 async def test_registry_serves_the_schemas_in_confluent_shapes(api: Api) -> None:
