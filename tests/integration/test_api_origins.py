@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from services.adapters.cluster import ClusterProbe
 from services.adapters.kafka import new_producer
 from services.adapters.settings import Settings
 from services.api.app import ApiOptions, create_app
@@ -32,8 +33,10 @@ async def configured(api: Api) -> AsyncIterator[httpx.AsyncClient]:
         }
     )
     producer = new_producer(api.bootstrap)
+    cluster = ClusterProbe(api.bootstrap)
     await producer.start()
-    deps = ApiDeps(pool=api.pool, producer=producer, codec=api.codec)
+    await cluster.start()
+    deps = ApiDeps(pool=api.pool, producer=producer, codec=api.codec, cluster=cluster)
     app = create_app(deps, ApiOptions.from_settings(settings))
     transport = httpx.ASGITransport(app=app)
     try:
@@ -41,6 +44,7 @@ async def configured(api: Api) -> AsyncIterator[httpx.AsyncClient]:
             yield http
     finally:
         deps.validator.close()
+        await cluster.close()
         await producer.stop()
 
 

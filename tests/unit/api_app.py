@@ -20,14 +20,19 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 class _NoIO:
-    """A pool or producer that must not be used."""
+    """A pool, producer or cluster probe that must not be used."""
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"no I/O expected, but {name} was used")
 
 
 def app_without_io() -> FastAPI:
-    deps = ApiDeps(pool=cast(Any, _NoIO()), producer=cast(Any, _NoIO()), codec=cast(Any, None))
+    deps = ApiDeps(
+        pool=cast(Any, _NoIO()),
+        producer=cast(Any, _NoIO()),
+        codec=cast(Any, None),
+        cluster=cast(Any, _NoIO()),
+    )
     return create_app(deps)
 
 
