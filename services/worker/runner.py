@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -360,11 +359,14 @@ class Worker:
             return step.result(), started_sent
         except Exception as err:
             log.exception("runtime %s failed on task %s", type(runtime).__name__, task.task_id)
+            # The report is kept in baton.events for ever and served by the API, and an
+            # exception's message or traceback can hold what the runtime was handed (a DSN,
+            # a header): the event names the type and the worker; its log has the rest.
             return (
                 failure(
                     FailureKind.PLATFORM,
-                    f"worker error: {type(err).__name__}: {err}",
-                    traceback.format_exc(),
+                    f"worker error: {type(err).__name__} (its traceback is in the log of"
+                    f" worker {self._options.worker_id})",
                 ),
                 started_sent,
             )

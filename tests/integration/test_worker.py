@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from services.domain.commands import (
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.runner import Worker, WorkerOptions, group_id
-from services.worker.runtimes import default_runtimes
+from services.worker.runtimes import StepOutcome, StepRuntime, default_runtimes
 from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,9 @@ def codec() -> Codec:
 @pytest.fixture
 async def topics(kafka: str, settings: Settings) -> str:
     await ensure_topics(
-        kafka, settings.partitions, [QUEUE, "itest-stop", "itest-concurrency", "itest-cancel"]
+        kafka,
+        settings.partitions,
+        [QUEUE, "itest-stop", "itest-concurrency", "itest-cancel", "itest-bug"],
     )
     return kafka
 
@@ -104,12 +106,18 @@ def reports(collector: Collector, codec: Codec, instance_id: str) -> list[Comman
 
 @asynccontextmanager
 async def running_worker(
-    bootstrap: str, codec: Codec, queue: str, **options: Any
+    bootstrap: str,
+    codec: Codec,
+    queue: str,
+    runtimes: Mapping[str, StepRuntime] | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[Worker, AIOKafkaConsumer, asyncio.Task[None]]]:
     producer = new_producer(bootstrap)
     consumer = new_consumer(bootstrap, group_id(queue))
     opts = WorkerOptions(queue=queue, worker_id="itest-worker", **options)
-    worker = Worker(consumer, producer, codec, default_runtimes(cwd=str(REPO_ROOT)), opts)
+    if runtimes is None:
+        runtimes = default_runtimes(cwd=str(REPO_ROOT))
+    worker = Worker(consumer, producer, codec, runtimes, opts)
     await producer.start()
     await consumer.start()
     run = asyncio.ensure_future(worker.run())
@@ -245,6 +253,42 @@ async def test_worker_reports_each_task_and_commits_offsets(
     )
     assert isinstance(slow[-1], ReportAttemptSucceeded)
     assert not [c for c in of("noop") if isinstance(c, ReportAttemptHeartbeat)]
+
+
+class _BuggyRuntime:
+    """A runtime with a bug whose exception message holds what it was handed (as a DSN or a
+    token would be, in a real runtime's error)."""
+
+    async def run(self, task: Task) -> StepOutcome:
+        raise RuntimeError("cannot use postgresql://steps:hunter2@db/prod")
+
+
+async def test_a_runtime_bug_is_reported_without_its_message_or_traceback(
+    topics: str, producer: AIOKafkaProducer, codec: Codec
+) -> None:
+    """A report is kept in baton.events for ever and served by the API: a worker's own bug
+    names its exception's type there, and leaves its message and traceback to the worker's log."""
+    task = make_task(new_id("bug"), "buggy", queue="itest-bug")
+    async with collecting(topics, TOPIC_COMMANDS) as commands:
+        await producer.send_and_wait(
+            task_topic("itest-bug"), codec.encode_task(task), key=task.instance_id.encode()
+        )
+        async with running_worker(topics, codec, "itest-bug", {"buggy": _BuggyRuntime()}):
+            await wait_until_async(
+                lambda: any(
+                    isinstance(c, ReportAttemptFailed)
+                    for c in reports(commands, codec, task.instance_id)
+                ),
+                timeout=DEADLINE,
+                message="the failure report",
+            )
+    [failed] = [
+        c for c in reports(commands, codec, task.instance_id) if isinstance(c, ReportAttemptFailed)
+    ]
+    assert failed.kind is FailureKind.PLATFORM
+    assert "RuntimeError" in failed.message
+    assert "hunter2" not in failed.message + failed.output_tail
+    assert "Traceback" not in failed.output_tail
 
 
 async def test_malformed_task_goes_to_dead_letter_and_worker_keeps_going(
