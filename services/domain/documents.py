@@ -100,7 +100,11 @@ class StrictLoader(yaml.SafeLoader):
 
 def load_yaml(text: str | bytes) -> Any:
     """YAML text as data, through `StrictLoader`; DefinitionError for bad or refused text."""
-    loader = StrictLoader(text)
+    try:
+        # The reader judges the characters as it is made (a NUL is a ReaderError there).
+        loader = StrictLoader(text)
+    except yaml.YAMLError as err:
+        raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
     try:
         return loader.get_single_data()
     except yaml.YAMLError as err:

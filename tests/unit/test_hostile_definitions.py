@@ -145,3 +145,13 @@ def test_invalid_text_is_one_fault_at_the_document() -> None:
     ((path, message),) = err.value.faults
     assert path == ""
     assert message.startswith("not valid JSON or YAML")
+
+
+@pytest.mark.parametrize("text", [b"\x00", b"id: a\x00b\n", "id: \x07\n"])
+def test_characters_yaml_refuses_are_one_fault_at_the_document(text: str | bytes) -> None:
+    # YAML's reader refuses these as it is made, before composing: that was a 500 at push.
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow_text(text)
+    ((path, message),) = err.value.faults
+    assert path == ""
+    assert message.startswith("not valid JSON or YAML")
