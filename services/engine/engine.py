@@ -89,7 +89,7 @@ class Engine:
         self.shards: dict[int, Shard] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.admin: AIOKafkaAdminClient | None = None
-        self._queues: set[str] = set()
+        self._queues: dict[str, asyncio.Future[None]] = {}
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._failures: dict[int, int] = {}
@@ -109,10 +109,22 @@ class Engine:
         return sorted(self.shards)
 
     async def _ensure_queue(self, queue: str) -> None:
-        if queue not in self._queues:
-            await ensure_topics(self.bootstrap, self.partition_count, [queue])
-            self._queues.add(queue)
-            log.info("task topic %s ready", task_topic(queue))
+        """Until the queue's task topic exists with leaders: created once, however many shards
+        ask at the same moment (a failure is tried again by the next one to ask)."""
+        ready = self._queues.get(queue)
+        if ready is None:
+            ready = self._queues[queue] = asyncio.ensure_future(self._create_queue(queue))
+        try:
+            # One shard's cancellation must not cancel the creation the others wait for.
+            await asyncio.shield(ready)
+        except Exception:
+            if self._queues.get(queue) is ready:
+                del self._queues[queue]
+            raise
+
+    async def _create_queue(self, queue: str) -> None:
+        await ensure_topics(self.bootstrap, self.partition_count, [queue])
+        log.info("task topic %s ready", task_topic(queue))
 
     async def _open_shard(self, p: int) -> Shard:
         producer = new_transactional_producer(self.bootstrap, f"baton-engine-p{p}")

@@ -31,6 +31,7 @@ from services.adapters.kafka import (
     new_consumer,
     partition_for,
     task_topic,
+    track_topics,
 )
 from services.domain.commands import (
     Command,
@@ -72,6 +73,9 @@ GROUP_COMMIT_INTERVAL_S = 1.0
 IDLE_AFTER_S = 0.2
 
 AttemptKey = tuple[str, str, int]
+
+# Every topic a transaction may write besides the task topics.
+BASE_TOPICS = frozenset({TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER})
 
 
 # The largest record the engine writes; above it the command is rejected (dead-lettered)
@@ -131,6 +135,8 @@ class Shard:
         # Set when a transaction failed: nothing more is decided on this shard, and the
         # engine drops it (fenced) or rebuilds it from the log.
         self.failed: BaseException | None = None
+        # The topics this shard's producer keeps in its metadata (see track_topics).
+        self._tracked: set[str] = set()
         self.events_tp = TopicPartition(TOPIC_EVENTS, partition)
         self.commands_tp = TopicPartition(TOPIC_COMMANDS, partition)
 
@@ -400,8 +406,14 @@ class Shard:
         (an older version, a rollback) would not decide anything twice."""
         if not out and next_offset is None:
             return
-        for queue in {t.queue for t, _ in out.tasks}:
+        queues = {t.queue for t, _ in out.tasks}
+        for queue in queues:
             await self.ensure_queue(queue)
+        untracked = ({task_topic(q) for q in queues} | BASE_TOPICS) - self._tracked
+        if untracked:
+            # Before the transaction, while no batch of this producer is pending.
+            await track_topics(self.producer, sorted(untracked))
+            self._tracked |= untracked
         p = self.partition
         clock = time.monotonic()
         to_group = next_offset is not None and (
