@@ -71,6 +71,10 @@ LIVENESS_SCAN_INTERVAL_US = 500_000
 GROUP_COMMIT_INTERVAL_S = 1.0
 # A shard idle this long gets a checkpoint transaction of its own when its group offset trails.
 IDLE_AFTER_S = 0.2
+# The longest a fold runs before it lets the loop serve the rest (heartbeats, signals, the
+# partitions already recovered); checked every FOLD_CHECK_EVERY events.
+FOLD_SLICE_S = 0.01
+FOLD_CHECK_EVERY = 64
 
 AttemptKey = tuple[str, str, int]
 
@@ -147,10 +151,15 @@ class Shard:
     # --- recovery ------------------------------------------------------------------------
 
     async def load(self, bootstrap: str, now: int) -> int:
-        """Fold every committed event of events partition p. Returns the number folded."""
+        """Fold every committed event of events partition p. Returns the number folded.
+
+        The fold is CPU-bound and a partition's history can take seconds: it yields to the
+        loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
+        (cancelling this, which has written nothing) and the other shards keep deciding."""
         consumer = new_consumer(bootstrap, None)
         await consumer.start()
         count = 0
+        slice_end = time.monotonic() + FOLD_SLICE_S
         try:
             consumer.assign([self.events_tp])
             end = (await consumer.end_offsets([self.events_tp]))[self.events_tp]
@@ -171,6 +180,10 @@ class Shard:
                     logged = _input_offset(record.headers)
                     if logged is not None:
                         self.logged_position = max(self.logged_position or 0, logged)
+                    if count % FOLD_CHECK_EVERY == 0 and time.monotonic() >= slice_end:
+                        # A fetch whose records are buffered returns without suspending.
+                        await asyncio.sleep(0)
+                        slice_end = time.monotonic() + FOLD_SLICE_S
         finally:
             await consumer.stop()
         for wid, wstate in self.workflows.items():
@@ -425,7 +438,7 @@ class Shard:
         )
         last = len(out.events) - 1
         async with self.producer.transaction():
-            futures = []
+            futures = _Deliveries()
             for i, (e, data) in enumerate(out.events):
                 headers = None
                 if i == last and next_offset is not None:
@@ -469,8 +482,7 @@ class Shard:
                         headers=dead_letter_headers(record, reason),
                     )
                 )
-            for f in futures:
-                await f
+            await futures.wait()
             if to_group:
                 await self.producer.send_offsets_to_transaction(
                     {self.commands_tp: next_offset}, self.group_id
@@ -502,6 +514,27 @@ class Shard:
             )
         self.group_position = position
         self._group_committed_at = self._committed_at = time.monotonic()
+
+
+class _Deliveries(list["asyncio.Future[Any]"]):
+    """The delivery futures of one transaction's records. When one fails (the producer was
+    fenced, the transaction aborted) the others fail too, after the commit has given up on
+    them: each one's exception is retrieved as it lands, or asyncio would log every one of
+    them ("Future exception was never retrieved", a flood at each rebalance)."""
+
+    def append(self, future: asyncio.Future[Any]) -> None:
+        future.add_done_callback(_retrieve)
+        super().append(future)
+
+    async def wait(self) -> None:
+        """Until every record is delivered; raises the first failure."""
+        for future in self:
+            await future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _input_offset(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
