@@ -73,7 +73,7 @@ GROUP_COMMIT_INTERVAL_S = 1.0
 IDLE_AFTER_S = 0.2
 # The longest a fold runs before it lets the loop serve the rest (heartbeats, signals, the
 # partitions already recovered); checked every FOLD_CHECK_EVERY events.
-FOLD_SLICE_S = 0.01
+FOLD_SLICE_S = 0.002
 FOLD_CHECK_EVERY = 64
 
 AttemptKey = tuple[str, str, int]
