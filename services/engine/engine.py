@@ -53,6 +53,10 @@ TRANSACTION_LINGER_S = float(os.environ.get("BATON_TRANSACTION_LINGER_MS", "5"))
 # A shard's decided-but-uncommitted records beyond which deciding waits for its transaction.
 MAX_PENDING_RECORDS = 20_000
 SESSION_TIMEOUT_MS = 10_000
+# How long a stop lets the transactions in flight finish before it aborts them (their inputs
+# are decided again by the next owner): a broker that stopped answering must not keep an
+# engine from stopping.
+STOP_FLUSH_TIMEOUT_S = 5.0
 REBALANCE_TIMEOUT_MS = 120_000
 
 
@@ -346,8 +350,13 @@ class Engine:
                     await self._decide(batch, owners)
                     self._checkpoint_idle()
             async with self._lock:
-                await self._flush()
-                await self._checkpoint_all()
+                try:
+                    await asyncio.wait_for(self._flush_and_checkpoint(), STOP_FLUSH_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning(
+                        "transactions still in flight %.0f s after the stop; aborting them",
+                        STOP_FLUSH_TIMEOUT_S,
+                    )
         finally:
             # A stop during a fold: it commits nothing, so it is simply abandoned.
             for p in list(self._recovering):
@@ -485,6 +494,10 @@ class Engine:
                 log.warning("p%d: checkpoint failed", shard.partition, exc_info=True)
 
         await asyncio.gather(*(one(s) for s in self.shards.values() if not s.broken()))
+
+    async def _flush_and_checkpoint(self) -> None:
+        await self._flush()
+        await self._checkpoint_all()
 
     async def _settle(self, shard: Shard) -> None:
         """Until everything decided for the shard is committed, or its transaction failed."""

@@ -13,7 +13,9 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import new_producer
 from services.adapters.publish import send_command
 from services.domain.commands import StartInstance
-from services.engine.engine import Engine
+from services.engine import shard as shard_module
+from services.engine.engine import STOP_FLUSH_TIMEOUT_S, Engine
+from services.engine.outbox import Outbox
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     PARTITIONS,
@@ -142,3 +144,35 @@ async def test_an_engine_joining_during_a_long_fold_gets_partitions_that_decide_
             await asyncio.gather(*runs)
             for engine in (first, second):
                 await engine.close()
+
+
+async def test_a_stop_does_not_wait_forever_for_a_transaction_that_hangs(
+    kafka: str, producer: AIOKafkaProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that stops answering mid-transaction: a stop lets the transaction finish for
+    a while, then aborts it (its inputs are decided again by the next owner) and ends."""
+    hung = asyncio.Event()
+
+    async def never_answers(self: shard_module.Shard, out: Outbox, next_offset: int | None) -> None:
+        hung.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(shard_module.Shard, "commit", never_answers)
+    wf = definition("hangs", [{"id": "s", "type": "sleep", "duration": "1h"}])
+    engine = Engine(kafka, PARTITIONS, Codec(), "itest-hung-commit")
+    await engine.start()
+    run = asyncio.create_task(engine.run())
+    try:
+        await engine.wait_assigned()
+        (iid,) = instance_ids_on(SHORT, 1)
+        await send_command(producer, Codec(), StartInstance(iid, "hangs", 1, wf, "{}", "itest"))
+        await asyncio.wait_for(hung.wait(), timeout=60)
+        t0 = time.monotonic()
+        engine.stop()
+        await asyncio.wait_for(asyncio.shield(run), timeout=STOP_FLUSH_TIMEOUT_S + 5)
+        print(f"stopped {time.monotonic() - t0:.2f} s after stop() with a hung transaction")
+    finally:
+        if not run.done():
+            run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await engine.close()
