@@ -61,13 +61,16 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        specs = _topic_specs(partitions, queues)
         existing = set(await admin.list_topics())
-        missing = [t for t in _topic_specs(partitions, queues) if t.name not in existing]
+        missing = [t for t in specs if t.name not in existing]
         if missing:
             # Another process may create them at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-        await _wait_for_metadata(admin, [t.name for t in missing])
+        # Every topic asked for, not only those created here: one that another process has
+        # just created is listed before its partitions have leaders.
+        await _wait_for_metadata(admin, [t.name for t in specs])
     finally:
         await admin.close()
 
@@ -91,6 +94,22 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> No
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"topics {names} have no partition leaders yet")
+
+
+async def track_topics(producer: AIOKafkaProducer, topics: Iterable[str]) -> None:
+    """Keep `topics` in the producer's metadata for as long as it lives; call before the
+    first transaction (or batch) that writes them, never while a batch is pending.
+
+    aiokafka's client refreshes only the topics it tracks (all of them while it tracks none),
+    and it tracks a topic only when a send finds it unknown. A topic it learnt from a full
+    refresh (one is made when the transaction coordinator is still loading, as on a fresh
+    broker, or when a connection drops) stays untracked; the first send to a new topic (a new
+    queue's) then narrows every refresh to the tracked ones, the untracked topics vanish from
+    the metadata, and a record already appended for one of them waits for a leader the client
+    no longer knows until request_timeout_ms (40 s). In an engine transaction that outlasts
+    the broker's transaction timeout: the broker aborts it and the shard is fenced."""
+    for topic in topics:
+        await producer.client.add_topic(topic)  # a refresh that includes it (at once if known)
 
 
 def partition_for(key: str, partitions: int) -> int:

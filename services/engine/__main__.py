@@ -11,7 +11,7 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
 from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
-from services.engine.engine import Engine
+from services.engine.engine import Engine, quiet_fenced_leftovers
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -26,6 +26,7 @@ async def main(args: argparse.Namespace) -> None:
         heartbeat_timeout_s=float(os.environ.get("BATON_HEARTBEAT_TIMEOUT", "30")),
     )
     loop = asyncio.get_running_loop()
+    quiet_fenced_leftovers(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stop)
     await engine.start()

@@ -1,10 +1,13 @@
 """The engine process: a member of consumer group `baton-engine` over the commands topic.
 
-Kafka assigns partitions; for each partition p this process gains, it opens p's
-transactional producer (`baton-engine-p<p>`) — which aborts any transaction the previous
-owner left open and fences that owner for good — then folds events partition p, then seeks
-commands partition p to the offset committed by the last successful transaction. Only then
-does it decide p's commands. Correctness never depends on group timing: whoever holds p's
+Kafka assigns partitions; for each partition p this process gains, it pauses commands
+partition p and recovers p in a task of its own: it opens p's transactional producer
+(`baton-engine-p<p>`) — which aborts any transaction the previous owner left open and fences
+that owner for good — then folds events partition p, then seeks commands partition p to the
+offset committed by the last successful transaction and resumes it. Only then does it decide
+p's commands; the partitions already recovered decide meanwhile, and the rebalance callback
+returns at once, so a long fold neither holds the group up nor keeps the loop from
+heartbeating or stopping. Correctness never depends on group timing: whoever holds p's
 transactional id is the only one who can commit p's outputs and offsets.
 
 Membership is static (`group.instance.id` = the engine id), so an engine restarted after a
@@ -50,6 +53,10 @@ TRANSACTION_LINGER_S = float(os.environ.get("BATON_TRANSACTION_LINGER_MS", "5"))
 # A shard's decided-but-uncommitted records beyond which deciding waits for its transaction.
 MAX_PENDING_RECORDS = 20_000
 SESSION_TIMEOUT_MS = 10_000
+# How long a stop lets the transactions in flight finish before it aborts them (their inputs
+# are decided again by the next owner): a broker that stopped answering must not keep an
+# engine from stopping.
+STOP_FLUSH_TIMEOUT_S = 5.0
 REBALANCE_TIMEOUT_MS = 120_000
 
 
@@ -89,7 +96,7 @@ class Engine:
         self.shards: dict[int, Shard] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.admin: AIOKafkaAdminClient | None = None
-        self._queues: set[str] = set()
+        self._queues: dict[str, asyncio.Future[None]] = {}
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._failures: dict[int, int] = {}
@@ -103,20 +110,34 @@ class Engine:
         self.stats = LoopStats()
         # Shards waiting to be rebuilt after a failed transaction, and when to do it.
         self._reopen_at: dict[int, float] = {}
+        # Partitions being recovered (opened and folded) in the background; their commands
+        # partitions are paused until the shard is in place.
+        self._recovering: dict[int, asyncio.Task[None]] = {}
 
     @property
     def partitions(self) -> list[int]:
         return sorted(self.shards)
 
     async def _ensure_queue(self, queue: str) -> None:
-        if queue not in self._queues:
-            await ensure_topics(self.bootstrap, self.partition_count, [queue])
-            self._queues.add(queue)
-            log.info("task topic %s ready", task_topic(queue))
+        """Until the queue's task topic exists with leaders: created once, however many shards
+        ask at the same moment (a failure is tried again by the next one to ask)."""
+        ready = self._queues.get(queue)
+        if ready is None:
+            ready = self._queues[queue] = asyncio.ensure_future(self._create_queue(queue))
+        try:
+            # One shard's cancellation must not cancel the creation the others wait for.
+            await asyncio.shield(ready)
+        except Exception:
+            if self._queues.get(queue) is ready:
+                del self._queues[queue]
+            raise
+
+    async def _create_queue(self, queue: str) -> None:
+        await ensure_topics(self.bootstrap, self.partition_count, [queue])
+        log.info("task topic %s ready", task_topic(queue))
 
     async def _open_shard(self, p: int) -> Shard:
         producer = new_transactional_producer(self.bootstrap, f"baton-engine-p{p}")
-        await producer.start()  # init_transactions: fences the previous owner of p
         shard = Shard(
             p,
             producer,
@@ -127,8 +148,13 @@ class Engine:
             self.partition_count,
         )
         t0 = now_micros()
-        count = await shard.load(self.bootstrap, now_micros())
-        await self._fetch_committed(shard)
+        try:
+            await producer.start()  # init_transactions: fences the previous owner of p
+            count = await shard.load(self.bootstrap, now_micros())
+            await self._fetch_committed(shard)
+        except BaseException:
+            await producer.stop()  # failed or cancelled (a stop, a revocation): not leaked
+            raise
         log.info(
             "p%d: folded %d events into %d instances in %.0f ms",
             p,
@@ -171,18 +197,85 @@ class Engine:
             self.stop()
 
     async def _take(self, partitions: set[int]) -> None:
+        """The new assignment: shards kept are re-sought, the others dropped, and the new
+        ones recovered in the background (see _recover). Returns without folding anything."""
+        assert self.consumer is not None
         async with self._lock:
             await self._flush()
             self._generation += 1
             for p in sorted(set(self.shards) - partitions):
                 await self.shards.pop(p).producer.stop()
                 self._reopen_at.pop(p, None)
-            new = sorted(partitions - set(self.shards))
-            opened = await asyncio.gather(*(self._open_shard(p) for p in new))
-            self.shards.update({s.partition: s for s in opened})
+            for p in sorted(set(self._recovering) - partitions):
+                await self._cancel_recovery(p)
             for shard in self.shards.values():
                 await self._seek(shard)
-            log.info("engine %s owns partitions %s", self.engine_id, self.partitions)
+            for p in sorted(partitions - set(self.shards)):
+                # Also those still recovering from an earlier assignment: a new assignment
+                # forgets which partitions were paused.
+                self.consumer.pause(TopicPartition(TOPIC_COMMANDS, p))
+                if p not in self._recovering:
+                    self._recover_in_background(p, fatal=True)
+            log.info(
+                "engine %s owns partitions %s; recovering %s",
+                self.engine_id,
+                self.partitions,
+                sorted(self._recovering),
+            )
+
+    def _recover_in_background(self, p: int, fatal: bool) -> None:
+        """Pause commands partition p (the caller holds the lock) and recover p in a task."""
+        assert self.consumer is not None
+        self.consumer.pause(TopicPartition(TOPIC_COMMANDS, p))
+        self._recovering[p] = asyncio.create_task(self._recover(p, fatal), name=f"recover-p{p}")
+
+    async def _recover(self, p: int, fatal: bool) -> None:
+        """Open and fold shard p, then put it in place (replacing a broken one), seek its
+        commands partition and resume it. Other partitions decide meanwhile: the fold yields
+        to the loop, and nothing of p is decided until it is in place.
+
+        A failure is fatal for a partition just assigned (as when taking partitions was one
+        step: a restart or another engine takes it over); a rebuild that fails leaves the
+        broken shard in place, to be tried again after a back-off (see _tend_failed)."""
+        assert self.consumer is not None
+        try:
+            shard = await self._open_shard(p)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            async with self._lock:
+                if self._recovering.get(p) is asyncio.current_task():
+                    del self._recovering[p]
+                old = self.shards.get(p)
+                if not fatal:
+                    if old is not None:
+                        old.failed = err  # tried again after a longer back-off
+                    return
+            log.critical("engine %s could not take partition %d", self.engine_id, p)
+            self._fatal = err
+            self.stop()
+            return
+        try:
+            async with self._lock:
+                if self._recovering.get(p) is not asyncio.current_task():
+                    await shard.producer.stop()  # superseded meanwhile
+                    return
+                del self._recovering[p]
+                old = self.shards.get(p)
+                self.shards[p] = shard
+                if old is not None:
+                    await old.producer.stop()
+                await self._seek(shard)
+                self.consumer.resume(shard.commands_tp)
+        except asyncio.CancelledError:
+            if self.shards.get(p) is not shard:
+                await shard.producer.stop()
+            raise
+
+    async def _cancel_recovery(self, p: int) -> None:
+        task = self._recovering.pop(p)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def start(self) -> None:
         self.consumer = new_consumer(
@@ -192,7 +285,7 @@ class Engine:
             fetch_max_wait_ms=5,
             group_instance_id=self.engine_id,
             session_timeout_ms=SESSION_TIMEOUT_MS,
-            # Taking partitions folds their history inside the rebalance; give it time.
+            # A revocation lets every decided batch commit first; give it time.
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         await self.consumer.start()
@@ -201,9 +294,10 @@ class Engine:
         self.consumer.subscribe([TOPIC_COMMANDS], listener=_Rebalance(self))
 
     async def wait_assigned(self, timeout: float = 60.0) -> None:
-        """Until this engine owns at least one partition (tests and start-up logs)."""
+        """Until this engine owns at least one partition and recovers none (tests and
+        start-up logs)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while not self.shards:
+        while not self.shards or self._recovering:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("no partitions assigned")
             await asyncio.sleep(0.05)
@@ -256,9 +350,17 @@ class Engine:
                     await self._decide(batch, owners)
                     self._checkpoint_idle()
             async with self._lock:
-                await self._flush()
-                await self._checkpoint_all()
+                try:
+                    await asyncio.wait_for(self._flush_and_checkpoint(), STOP_FLUSH_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning(
+                        "transactions still in flight %.0f s after the stop; aborting them",
+                        STOP_FLUSH_TIMEOUT_S,
+                    )
         finally:
+            # A stop during a fold: it commits nothing, so it is simply abandoned.
+            for p in list(self._recovering):
+                await self._cancel_recovery(p)
             committers = [
                 s.committer
                 for s in self.shards.values()
@@ -288,9 +390,11 @@ class Engine:
                 # repeat a transition. Recovery re-seeks explicitly, to a new shard.
                 records = [r for r in records if r.offset >= shard.decided_to]
             if owners.get(p) is not shard:
-                # Rebuilt (and re-sought) while this batch was being fetched: its records for
-                # p may predate the seek. They are read again from the shard's position.
+                # Put in place (recovered or rebuilt, and sought) while this batch was being
+                # fetched: its records for p may predate that seek, and the consumer has moved
+                # past them. Read them again from the shard's position.
                 records = []
+                await self._seek(shard)
             if shard.pending is not None and len(shard.pending) >= MAX_PENDING_RECORDS:
                 # The broker is slower than the input: wait for the transaction in flight
                 # rather than let one grow without bound.
@@ -391,6 +495,10 @@ class Engine:
 
         await asyncio.gather(*(one(s) for s in self.shards.values() if not s.broken()))
 
+    async def _flush_and_checkpoint(self) -> None:
+        await self._flush()
+        await self._checkpoint_all()
+
     async def _settle(self, shard: Shard) -> None:
         """Until everything decided for the shard is committed, or its transaction failed."""
         while shard.committer is not None and not shard.committer.done():
@@ -409,7 +517,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         for p, shard in list(self.shards.items()):
             err = shard.failed
-            if err is None:
+            if err is None or p in self._recovering:
                 continue
             if _fenced(err) or shard.commands_tp not in self.consumer.assignment():
                 # Another engine opened p's producer: it owns p now. Reopening here would
@@ -430,13 +538,10 @@ class Engine:
                 # Back off when it keeps failing (a broker in trouble), instead of spinning.
                 self._reopen_at[p] = loop.time() + min(5.0, 0.1 * 2 ** (failures - 1))
             if loop.time() >= self._reopen_at[p]:
+                # Rebuilt in the background; if that fails too (the broker still in trouble)
+                # the broken shard stays, and is tried again after a longer back-off.
                 del self._reopen_at[p]
-                try:
-                    await self._reopen(p)
-                except Exception as reopen_err:
-                    # The broker is still in trouble: keep the broken shard and try again
-                    # after a longer back-off rather than stop the engine.
-                    shard.failed = reopen_err
+                self._recover_in_background(p, fatal=False)
 
     async def _revive_orphans(self) -> None:
         """A partition still assigned to us long after we were fenced on it (the fencer was a
@@ -445,26 +550,19 @@ class Engine:
         now = asyncio.get_running_loop().time()
         assigned = {tp.partition for tp in self.consumer.assignment()}
         for p, dropped in list(self._dropped_at.items()):
-            if p in self.shards or p not in assigned:
+            if p in self.shards or p in self._recovering or p not in assigned:
                 del self._dropped_at[p]
             elif now - dropped > 2 * SESSION_TIMEOUT_MS / 1000:
                 del self._dropped_at[p]
                 log.warning("p%d: still assigned after being fenced; taking it back", p)
-                self.shards[p] = await self._open_shard(p)
-                await self._seek(self.shards[p])
-
-    async def _reopen(self, p: int) -> None:
-        """Rebuild shard p from the log. The new producer fences the old one first, so if
-        opening fails the broken shard stays in place (and is tried again)."""
-        shard = await self._open_shard(p)
-        old = self.shards.get(p)
-        self.shards[p] = shard
-        if old is not None:
-            await old.producer.stop()
-        await self._seek(shard)
+                self._recover_in_background(p, fatal=True)
 
     def stop(self) -> None:
+        """Stop promptly (a signal handler may call it): the loop ends at its next turn, and
+        folds in progress are abandoned (they have written nothing)."""
         self._stopping.set()
+        for task in self._recovering.values():
+            task.cancel()
 
     async def close(self) -> None:
         if self.consumer is not None:
@@ -475,11 +573,43 @@ class Engine:
             await shard.producer.stop()
 
 
+_FENCED = (ProducerFenced, InvalidProducerEpoch, InvalidProducerIdMapping)
+
+
+def quiet_fenced_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Have `loop` drop asyncio's "Future exception was never retrieved" for futures failed by
+    a fenced producer; every other report goes where it went before.
+
+    The records of a fenced shard's transaction are consumed by the shard (see
+    shard._Deliveries), but aiokafka (0.14) fails two futures of its own that nothing awaits:
+    the transaction's waiter and each unsent batch's drain waiter, gone with the batch before
+    anyone could retrieve them. The engine logs the fencing once ("fenced or no longer ours");
+    without this, every rebalance that moves partitions away also logs a traceback per
+    future."""
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        future = context.get("future")
+        if (
+            isinstance(future, asyncio.Future)
+            and not isinstance(future, asyncio.Task)
+            and isinstance(context.get("exception"), _FENCED)
+        ):
+            log.debug("a fenced producer's future failed unobserved: %s", context["exception"])
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 def _fenced(err: BaseException) -> bool:
     """Whether a transaction failed because a newer producer took our transactional id."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, ProducerFenced | InvalidProducerEpoch | InvalidProducerIdMapping):
+        if isinstance(seen, _FENCED):
             return True
         seen = seen.__cause__
     return False

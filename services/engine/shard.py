@@ -31,6 +31,7 @@ from services.adapters.kafka import (
     new_consumer,
     partition_for,
     task_topic,
+    track_topics,
 )
 from services.domain.commands import (
     Command,
@@ -70,8 +71,15 @@ LIVENESS_SCAN_INTERVAL_US = 500_000
 GROUP_COMMIT_INTERVAL_S = 1.0
 # A shard idle this long gets a checkpoint transaction of its own when its group offset trails.
 IDLE_AFTER_S = 0.2
+# The longest a fold runs before it lets the loop serve the rest (heartbeats, signals, the
+# partitions already recovered); checked every FOLD_CHECK_EVERY events.
+FOLD_SLICE_S = 0.002
+FOLD_CHECK_EVERY = 64
 
 AttemptKey = tuple[str, str, int]
+
+# Every topic a transaction may write besides the task topics.
+BASE_TOPICS = frozenset({TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER})
 
 
 # The largest record the engine writes; above it the command is rejected (dead-lettered)
@@ -131,6 +139,8 @@ class Shard:
         # Set when a transaction failed: nothing more is decided on this shard, and the
         # engine drops it (fenced) or rebuilds it from the log.
         self.failed: BaseException | None = None
+        # The topics this shard's producer keeps in its metadata (see track_topics).
+        self._tracked: set[str] = set()
         self.events_tp = TopicPartition(TOPIC_EVENTS, partition)
         self.commands_tp = TopicPartition(TOPIC_COMMANDS, partition)
 
@@ -141,10 +151,15 @@ class Shard:
     # --- recovery ------------------------------------------------------------------------
 
     async def load(self, bootstrap: str, now: int) -> int:
-        """Fold every committed event of events partition p. Returns the number folded."""
+        """Fold every committed event of events partition p. Returns the number folded.
+
+        The fold is CPU-bound and a partition's history can take seconds: it yields to the
+        loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
+        (cancelling this, which has written nothing) and the other shards keep deciding."""
         consumer = new_consumer(bootstrap, None)
         await consumer.start()
         count = 0
+        slice_end = time.monotonic() + FOLD_SLICE_S
         try:
             consumer.assign([self.events_tp])
             end = (await consumer.end_offsets([self.events_tp]))[self.events_tp]
@@ -165,6 +180,10 @@ class Shard:
                     logged = _input_offset(record.headers)
                     if logged is not None:
                         self.logged_position = max(self.logged_position or 0, logged)
+                    if count % FOLD_CHECK_EVERY == 0 and time.monotonic() >= slice_end:
+                        # A fetch whose records are buffered returns without suspending.
+                        await asyncio.sleep(0)
+                        slice_end = time.monotonic() + FOLD_SLICE_S
         finally:
             await consumer.stop()
         for wid, wstate in self.workflows.items():
@@ -400,8 +419,14 @@ class Shard:
         (an older version, a rollback) would not decide anything twice."""
         if not out and next_offset is None:
             return
-        for queue in {t.queue for t, _ in out.tasks}:
+        queues = {t.queue for t, _ in out.tasks}
+        for queue in queues:
             await self.ensure_queue(queue)
+        untracked = ({task_topic(q) for q in queues} | BASE_TOPICS) - self._tracked
+        if untracked:
+            # Before the transaction, while no batch of this producer is pending.
+            await track_topics(self.producer, sorted(untracked))
+            self._tracked |= untracked
         p = self.partition
         clock = time.monotonic()
         to_group = next_offset is not None and (
@@ -413,7 +438,7 @@ class Shard:
         )
         last = len(out.events) - 1
         async with self.producer.transaction():
-            futures = []
+            futures = _Deliveries()
             for i, (e, data) in enumerate(out.events):
                 headers = None
                 if i == last and next_offset is not None:
@@ -457,8 +482,7 @@ class Shard:
                         headers=dead_letter_headers(record, reason),
                     )
                 )
-            for f in futures:
-                await f
+            await futures.wait()
             if to_group:
                 await self.producer.send_offsets_to_transaction(
                     {self.commands_tp: next_offset}, self.group_id
@@ -490,6 +514,27 @@ class Shard:
             )
         self.group_position = position
         self._group_committed_at = self._committed_at = time.monotonic()
+
+
+class _Deliveries(list["asyncio.Future[Any]"]):
+    """The delivery futures of one transaction's records. When one fails (the producer was
+    fenced, the transaction aborted) the others fail too, after the commit has given up on
+    them: each one's exception is retrieved as it lands, or asyncio would log every one of
+    them ("Future exception was never retrieved", a flood at each rebalance)."""
+
+    def append(self, future: asyncio.Future[Any]) -> None:
+        future.add_done_callback(_retrieve)
+        super().append(future)
+
+    async def wait(self) -> None:
+        """Until every record is delivered; raises the first failure."""
+        for future in self:
+            await future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _input_offset(headers: Sequence[tuple[str, bytes]] | None) -> int | None:

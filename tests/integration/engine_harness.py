@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import (
@@ -16,6 +19,7 @@ from services.adapters.kafka import (
     ensure_topics,
     new_consumer,
     new_producer,
+    partition_for,
     task_topic,
 )
 from services.adapters.publish import send_command
@@ -27,6 +31,7 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     StartInstance,
 )
+from services.domain.decide import decide_instance
 from services.domain.definition import parse_workflow
 from services.domain.events import Event
 from services.domain.statuses import FailureKind
@@ -149,3 +154,62 @@ async def start_instance(
 
 async def push(producer: AIOKafkaProducer, workflow_id: str, definition_json: str) -> None:
     await send_command(producer, Codec(), PushWorkflow(workflow_id, definition_json))
+
+
+def instance_ids_on(partition: int, count: int) -> list[str]:
+    """`count` fresh instance ids whose commands and events go to `partition`."""
+    ids: list[str] = []
+    while len(ids) < count:
+        iid = uuid.uuid4().hex
+        if partition_for(iid, PARTITIONS) == partition:
+            ids.append(iid)
+    return ids
+
+
+async def write_long_partition(bootstrap: str, partition: int, instances: int) -> int:
+    """A long history on events partition `partition`, as if an engine had written it:
+    `instances` instances of a workflow whose one step sleeps for a day, each started (its
+    events as the decider makes them). Returns how many events were written."""
+    wf = definition("long-history", [{"id": "s", "type": "sleep", "duration": "1d"}])
+    now = time.time_ns() // 1000
+    template = decide_instance(
+        None, StartInstance("template", "long-history", 1, wf, "{}", "itest"), now
+    ).events
+    codec = Codec()
+    producer = new_producer(bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for iid in instance_ids_on(partition, instances):
+            for e in template:
+                e = dataclasses.replace(e, event_id=f"{iid}:{e.seq}", instance_id=iid)
+                pending.append(
+                    await producer.send(
+                        TOPIC_EVENTS, codec.encode_event(e), key=iid.encode(), partition=partition
+                    )
+                )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return instances * len(template)
+
+
+@contextlib.asynccontextmanager
+async def long_partition(bootstrap: str, partition: int, instances: int) -> AsyncIterator[int]:
+    """`write_long_partition`, then, when the test is done, its records deleted (with all
+    before them on that partition): every later engine of the session would fold them too."""
+    written = await write_long_partition(bootstrap, partition, instances)
+    tp = TopicPartition(TOPIC_EVENTS, partition)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        consumer = new_consumer(bootstrap, None)
+        await consumer.start()
+        try:
+            end = (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+        yield written
+        await admin.delete_records({tp: RecordsToDelete(end)})
+    finally:
+        await admin.close()
