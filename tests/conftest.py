@@ -8,6 +8,7 @@ fixtures and so start no servers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -60,6 +61,33 @@ def kafka(settings: Settings) -> Iterator[str]:
         yield settings.kafka_bootstrap
     finally:
         infra.stop_kafka(settings)
+
+
+@pytest.fixture(scope="session")
+def history_kafka(settings: Settings) -> Iterator[str]:
+    """A managed broker of its own (ports 4 above the session's), for the tests that write
+    long histories: tens of thousands of events on one partition, deleted when each test is
+    done. On the session's broker every later engine would fold them, and deleting them there
+    took the other tests' events with them (a later rebuild from offset 0 then differed).
+    Started only for the tests that ask for it; with an external cluster, that cluster."""
+    if not settings.kafka_managed:
+        yield settings.kafka_bootstrap
+        return
+    own = dataclasses.replace(
+        settings,
+        home=settings.home / "history",
+        kafka_port=settings.kafka_port + 4,
+        kafka_controller_port=settings.kafka_controller_port + 4,
+        kafka_bootstrap=f"127.0.0.1:{settings.kafka_port + 4}",
+    )
+    infra.stop_kafka(own)
+    shutil.rmtree(own.home / "kafka", ignore_errors=True)
+    infra.start_kafka(own)
+    try:
+        infra.wait_kafka(own, KAFKA_READY_TIMEOUT_S)
+        yield own.kafka_bootstrap
+    finally:
+        infra.stop_kafka(own)
 
 
 @pytest.fixture(scope="session")

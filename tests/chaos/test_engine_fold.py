@@ -27,13 +27,13 @@ LONG_INSTANCES = 40_000
 STOP_DEADLINE_S = 4.0
 
 
-def spawn_engine(log_path: Path) -> subprocess.Popen[bytes]:
+def spawn_engine(log_path: Path, kafka: str) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "services.engine", "--id", "chaos-fold"],
             cwd=REPO_ROOT,
-            env=os.environ.copy(),
+            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -50,14 +50,15 @@ async def end_offset(kafka: str, tp: TopicPartition) -> int:
 
 
 async def test_sigterm_during_a_long_fold_stops_the_engine_promptly(
-    kafka: str, settings: Settings
+    history_kafka: str, settings: Settings
 ) -> None:
+    kafka = history_kafka
     await prepare_topics(kafka)
     tp = TopicPartition(TOPIC_EVENTS, LONG)
     async with long_partition(kafka, LONG, LONG_INSTANCES):
         before = await end_offset(kafka, tp)
         log_path = settings.home / "logs" / "engine-fold-sigterm.log"
-        engine = spawn_engine(log_path)
+        engine = spawn_engine(log_path, kafka)
         try:
             # aiokafka logs the assignment just before the engine starts taking it (folding).
             await wait_until_async(

@@ -197,7 +197,9 @@ async def write_long_partition(bootstrap: str, partition: int, instances: int) -
 @contextlib.asynccontextmanager
 async def long_partition(bootstrap: str, partition: int, instances: int) -> AsyncIterator[int]:
     """`write_long_partition`, then, when the test is done, its records deleted (with all
-    before them on that partition): every later engine of the session would fold them too."""
+    before them on that partition): every later engine on that broker would fold them too.
+    Only on a broker of its own (the `history_kafka` fixture): baton.events is never deleted
+    from where other tests' histories live."""
     written = await write_long_partition(bootstrap, partition, instances)
     tp = TopicPartition(TOPIC_EVENTS, partition)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -33,6 +33,12 @@ LONG, SHORT = 6, 1  # the partition with a long history, and one without
 LONG_INSTANCES = 40_000
 
 
+@pytest.fixture(scope="module")
+def kafka(history_kafka: str) -> str:
+    """Every test here on the broker of long histories (see `history_kafka`)."""
+    return history_kafka
+
+
 @pytest.fixture
 async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
     await prepare_topics(kafka)
