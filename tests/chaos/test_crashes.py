@@ -78,6 +78,23 @@ async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         await conn.close()
 
 
+async def assert_rebuild_matches(stack: Stack, url: str, bootstrap: str, partitions: int) -> None:
+    """The read models as they are equal a rebuild from offset 0 by a fresh projector (which
+    the stack then keeps running)."""
+    before = await dump(url)
+    stack.kill("projector", signal.SIGTERM)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE " + ", ".join(READ_MODELS) + ", projector_offsets")
+    finally:
+        await conn.close()
+    stack.restart("projector")
+    await wait_until_async(lambda: projector_caught_up(url, bootstrap, partitions), timeout=120)
+    after = await dump(url)
+    for table in READ_MODELS:
+        assert after[table] == before[table], f"{table} differs after a rebuild from offset 0"
+
+
 async def projector_caught_up(url: str, bootstrap: str, partitions: int) -> bool:
     """The projector's stored positions have reached the end of every events partition."""
     tps = [TopicPartition(TOPIC_EVENTS, p) for p in range(partitions)]
@@ -148,17 +165,4 @@ async def test_kill_9_engine_and_projector_under_load(
     await wait_until_async(
         lambda: projector_caught_up(postgres, kafka, settings.partitions), timeout=60
     )
-    before = await dump(postgres)
-    stack.kill("projector", signal.SIGTERM)
-    conn = await asyncpg.connect(postgres)
-    try:
-        await conn.execute("TRUNCATE " + ", ".join(READ_MODELS) + ", projector_offsets")
-    finally:
-        await conn.close()
-    stack.restart("projector")
-    await wait_until_async(
-        lambda: projector_caught_up(postgres, kafka, settings.partitions), timeout=120
-    )
-    after = await dump(postgres)
-    for table in READ_MODELS:
-        assert after[table] == before[table], f"{table} differs after a rebuild from offset 0"
+    await assert_rebuild_matches(stack, postgres, kafka, settings.partitions)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -26,7 +25,7 @@ from services.adapters.settings import Settings
 from services.api.problems import MEDIA_TYPE
 from services.cli.stack import Stack
 from services.domain.events import Event
-from tests.chaos.test_crashes import READ_MODELS, dump, projector_caught_up
+from tests.chaos.test_crashes import assert_rebuild_matches, projector_caught_up
 from tests.e2e.client import Baton, unique
 from tests.helpers import wait_until_async
 
@@ -133,20 +132,7 @@ async def test_projector_and_api_survive_a_postgres_restart(
     assert last == {iid: events[-1].seq for iid, events in by_instance.items()}
 
     # And the read models equal a rebuild from offset 0.
-    before = await dump(postgres)
-    stack.kill("projector", signal.SIGTERM)
-    conn = await asyncpg.connect(postgres)
-    try:
-        await conn.execute("TRUNCATE " + ", ".join(READ_MODELS) + ", projector_offsets")
-    finally:
-        await conn.close()
-    stack.restart("projector")
-    await wait_until_async(
-        lambda: projector_caught_up(postgres, kafka, settings.partitions), timeout=120
-    )
-    after = await dump(postgres)
-    for table in READ_MODELS:
-        assert after[table] == before[table], f"{table} differs after a rebuild from offset 0"
+    await assert_rebuild_matches(stack, postgres, kafka, settings.partitions)
 
 
 async def test_projector_and_api_started_while_postgres_is_down_wait_for_it(
