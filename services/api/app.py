@@ -16,6 +16,9 @@ from services.api.origins import HostGuard, OriginGuard, own_hosts, own_origins
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
+# Definitions are read, bounded and validated by their routes, off the event loop
+# (routes/workflows.py), not by JsonBodyGuard.
+DEFINITION_PATHS = frozenset({f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,7 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     problems.install(app)
     # Added last runs first: the Host is checked, CORS answers a preflight, the origin guard
     # refuses foreign writes, then JSON bodies are bounded.
-    app.add_middleware(
-        JsonBodyGuard,
-        skip={f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"},
-    )
+    app.add_middleware(JsonBodyGuard, skip=DEFINITION_PATHS)
     app.add_middleware(OriginGuard, allowed=options.own_origins + options.allowed_origins)
     if options.allowed_origins:
         app.add_middleware(
@@ -81,5 +81,5 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     # Unversioned: probes expect /health, and a registry URL is conventionally short.
     app.include_router(health.router)
     app.include_router(registry.router)
-    openapi.install(app)
+    openapi.install(app, own_body_paths=DEFINITION_PATHS)
     return app

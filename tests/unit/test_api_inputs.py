@@ -16,19 +16,14 @@ from pydantic import ValidationError
 from services.api.common import OrjsonResponse
 from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
 from services.api.problems import MEDIA_TYPE
-from tests.unit.api_app import DOCUMENT, HTTP_METHODS, OPERATIONS, client_without_io
+from tests.unit.api_app import (
+    DOCUMENT,
+    HTTP_METHODS,
+    OPERATIONS,
+    PATH_SAMPLES,
+    client_without_io,
+)
 from tests.unit.api_app import member_schemas as _schemas
-
-# A value each path parameter accepts, to reach the one under test.
-_PATH_SAMPLES = {
-    "workflow_id": "wf",
-    "instance_id": "wf~0123abcd",
-    "step_id": "a",
-    "version": "1",
-    "subject": "baton.events-value",
-    "schema_id": "1",
-    "action": "skip",
-}
 
 
 @pytest.fixture
@@ -43,7 +38,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def _url(path: str, hostile: str | None = None, value: str = "") -> str:
     out = path
     for name in re.findall(r"{(\w+)}", path):
-        sample = value if name == hostile else _PATH_SAMPLES[name]
+        sample = value if name == hostile else PATH_SAMPLES[name]
         out = out.replace(f"{{{name}}}", quote(sample, safe=""))
     return out
 
