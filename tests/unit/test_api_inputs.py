@@ -4,6 +4,7 @@ that hold a NUL, body integers, and the methods of a path."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -11,8 +12,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from services.api.body_rules import may_hold_nul, nul_paths
 from services.api.common import OrjsonResponse
 from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
 from services.api.problems import MEDIA_TYPE
@@ -21,9 +26,14 @@ from tests.unit.api_app import (
     HTTP_METHODS,
     OPERATIONS,
     PATH_SAMPLES,
+    Failing,
+    app_over,
     client_without_io,
 )
 from tests.unit.api_app import member_schemas as _schemas
+
+_ENCODINGS = ("utf-8", "utf-16", "utf-16-le", "utf-32", "utf-32-be")
+_NO_DB = Failing(ConnectionRefusedError(111, "Connection refused"))
 
 
 @pytest.fixture
@@ -190,6 +200,49 @@ async def test_a_nul_character_in_a_body_is_a_422_before_anything_is_published(
     assert response.json()["errors"] == [
         {"path": path, "message": "a string may not hold a NUL character"}
     ]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.sampled_from("a\x00\\u0")),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.sampled_from("k\x00\\u0"), max_size=3), inner)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ensure_ascii=st.booleans(), encoding=st.sampled_from(_ENCODINGS))
+def test_the_byte_scan_never_misses_a_nul_the_walk_would_find(
+    value: Any, ensure_ascii: bool, encoding: str
+) -> None:
+    """The guard walks a body for NUL only when `may_hold_nul` says it may hold one: it must
+    say so for every body that does, in every encoding json.loads reads."""
+    text = json.dumps(value, ensure_ascii=ensure_ascii).encode(encoding)
+
+    assert json.loads(text) == value
+    if any(nul_paths(value)):
+        assert may_hold_nul(text)
+
+
+async def test_a_nul_in_a_utf16_body_is_found_and_a_written_backslash_u0000_is_no_nul() -> None:
+    app = app_over(_NO_DB, Failing(KafkaConnectionError("away")))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+        utf16 = json.dumps({"name": "s", "sender": "a\x00b"}).encode("utf-16")
+        refused = await http.post(
+            "/api/v1/signals", content=utf16, headers={"content-type": "application/json"}
+        )
+        # The characters backslash, u, 0, 0, 0, 0: no NUL, so the body reaches Kafka (away).
+        written = await http.post("/api/v1/signals", json={"name": "s", "sender": "a\\u0000b"})
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"path": "sender", "message": "a string may not hold a NUL character"}
+    ]
+    assert written.status_code == 503, written.text
+    assert written.json()["type"] == "urn:baton:problem:publish-failed"
 
 
 @pytest.mark.parametrize(("value", "version"), [(3, 3), (3.0, 3), (2**31 - 1, 2**31 - 1)])
