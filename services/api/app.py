@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from services.adapters.settings import Settings
 from services.api import openapi, problems
 from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
-from services.api.origins import HostGuard, OriginGuard, own_hosts, own_origins
+from services.api.origins import (
+    HostGuard,
+    OriginGuard,
+    ProblemCORSMiddleware,
+    own_hosts,
+    own_origins,
+)
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
@@ -66,7 +71,7 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     app.add_middleware(OriginGuard, allowed=options.own_origins + options.allowed_origins)
     if options.allowed_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=list(options.allowed_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["content-type", "authorization"],
