@@ -4,18 +4,19 @@ FastAPI reads a JSON body whole and decodes it with `json.loads`: without this, 
 any size is held in memory, one nested deeper than Python's recursion limit (about 1,000)
 fails as a plain 400, and one nested a few hundred levels is accepted and published — a
 signal payload 900 deep reached the log, where every later reader (`json.dumps` in the API,
-the engine's fold, PostgreSQL's jsonb) may hit its own recursion limit. So every JSON body of
-a write is read here up to `MAX_JSON_BODY_BYTES` (413 beyond) and checked by
+the engine's fold, PostgreSQL's jsonb) may hit its own recursion limit. So every JSON body
+of a write is read here up to `MAX_JSON_BODY_BYTES` (413 beyond) and checked by
 `documents.check_shape` (at most 64 levels, 100,000 values: 422 with the path) and for NUL
 characters in its strings and keys (422 at each path: what a body carries reaches PostgreSQL
 through the log, the projector writes it as text or jsonb, and neither can hold one — the
 projector would stop at that event), then handed on unchanged. The NUL walk runs only when a
 scan of the bytes finds a NUL could be there (`body_rules.may_hold_nul`): walking every body
-took 39 ms of a request of 85 ms for one of 99,000 values. Malformed JSON is answered here too (422 with the decoder's message), so no
-JSON body reaches FastAPI's own decoder undecided: that one runs a few frames deeper, and a
-malformed body nested about 960 deep passed this parse as a syntax error and failed there as
-a RecursionError. Definitions (`POST /workflows`, `/workflows/validate`) have their own
-bounded path, off the event loop (routes/workflows.py), and are skipped.
+took 39 ms of a request of 85 ms for one of 99,000 values. Malformed JSON is answered here
+too (422 with the decoder's message), so no JSON body reaches FastAPI's own decoder
+undecided: that one runs a few frames deeper, and a malformed body nested about 960 deep
+passed this parse as a syntax error and failed there as a RecursionError. Definitions (`POST
+/workflows`, `/workflows/validate`) have their own bounded path, off the event loop
+(routes/workflows.py), and are skipped.
 
 FastAPI then decodes the body again. Handing the parsed value on would take a custom
 `APIRoute` and `Request` on every router, and saves little: measured on a 1 MB body,
@@ -26,6 +27,7 @@ FastAPI then decodes the body again. Handing the parsed value on would take a cu
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -124,6 +126,11 @@ def _fault(body: bytes) -> Problem | None:
         return problems.invalid_input([("", "the body is not valid JSON: it is not UTF-8 text")])
     except json.JSONDecodeError as err:
         message = f"the body is not valid JSON: {err.msg} (at character {err.pos})"
+        return problems.invalid_input([("", message)])
+    except ValueError as err:  # valid JSON that json.loads still refuses
+        message = "the body could not be read as JSON"
+        if "integer string conversion" in str(err):  # past sys.get_int_max_str_digits
+            message += f": a number has more than {sys.get_int_max_str_digits()} digits"
         return problems.invalid_input([("", message)])
     if may_hold_nul(body):
         faults = [(render_path(loc), NUL_MESSAGE) for loc in nul_paths(data)]

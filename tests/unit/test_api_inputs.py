@@ -130,6 +130,12 @@ async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> N
     ("body", "message"),
     [
         (b'"\xff"', "the body is not valid JSON: it is not UTF-8 text"),
+        # Valid JSON, but past the digits Python converts to an int (a ValueError that is no
+        # JSONDecodeError: a 500 once the guard answered malformed JSON itself).
+        (
+            b'{"name": "s", "payload": {"a": ' + b"1" * 5000 + b"}}",
+            "the body could not be read as JSON: a number has more than 4300 digits",
+        ),
     ],
 )
 async def test_a_body_json_cannot_decode_is_a_422_like_any_malformed_json(
