@@ -5,17 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from services.adapters.settings import Settings
 from services.api import openapi, problems
 from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
-from services.api.origins import HostGuard, OriginGuard, own_hosts, own_origins
+from services.api.origins import (
+    HostGuard,
+    OriginGuard,
+    ProblemCORSMiddleware,
+    own_hosts,
+    own_origins,
+)
 from services.api.routes import breakpoints, health, instances, registry, signals, workflows
 
 API_PREFIX = "/api/v1"
+# Definitions are read, bounded and validated by their routes, off the event loop
+# (routes/workflows.py), not by JsonBodyGuard.
+DEFINITION_PATHS = frozenset({f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +67,11 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     problems.install(app)
     # Added last runs first: the Host is checked, CORS answers a preflight, the origin guard
     # refuses foreign writes, then JSON bodies are bounded.
-    app.add_middleware(
-        JsonBodyGuard,
-        skip={f"{API_PREFIX}/workflows", f"{API_PREFIX}/workflows/validate"},
-    )
+    app.add_middleware(JsonBodyGuard, skip=DEFINITION_PATHS)
     app.add_middleware(OriginGuard, allowed=options.own_origins + options.allowed_origins)
     if options.allowed_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=list(options.allowed_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["content-type", "authorization"],
@@ -81,5 +86,5 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
     # Unversioned: probes expect /health, and a registry URL is conventionally short.
     app.include_router(health.router)
     app.include_router(registry.router)
-    openapi.install(app)
+    openapi.install(app, own_body_paths=DEFINITION_PATHS)
     return app

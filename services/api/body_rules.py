@@ -10,7 +10,6 @@ from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
-from pydantic_core import PydanticCustomError
 
 # PostgreSQL's `integer` (int4): the version, seq and schema id columns a number is looked up in.
 INT4_MAX = 2**31 - 1
@@ -39,9 +38,9 @@ VersionNumber = Annotated[
 ]
 
 
-NUL_ERROR = PydanticCustomError("nul_character", "a string may not hold a NUL character")
+NUL_MESSAGE = "a string may not hold a NUL character"
 
-# How the document declares the rule that dto's `_In._no_nul` enforces: string fields carry
+# How the document declares the rule that bodies.JsonBodyGuard enforces: string fields carry
 # NO_NUL, and JSON values are marked JSON_VALUE, which services/api/openapi.py turns into a
 # reference to its recursive `JsonValue` schema (pydantic would resolve a `$ref` here itself,
 # and fail).
@@ -54,6 +53,14 @@ JSON_OBJECT: dict[str, Any] = {
     "propertyNames": NO_NUL,
     "additionalProperties": JSON_VALUE_MARK,
 }
+
+
+def may_hold_nul(json_text: bytes) -> bool:
+    """False only if no string or key decoded from `json_text` (valid JSON, as `json.loads`
+    reads it) can hold a NUL: in UTF-8 JSON a NUL is only ever written as the escape
+    `\\u0000` (a raw NUL byte is no valid JSON), and UTF-16 or UTF-32 text holds NUL bytes.
+    A scan of the bytes, so the walk of `nul_paths` runs only for bodies that may need it."""
+    return b"\x00" in json_text or b"\\u0000" in json_text
 
 
 def nul_paths(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:

@@ -19,17 +19,14 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     field_validator,
 )
-from pydantic_core import InitErrorDetails
 
 from services.api.body_rules import (
     INT4_MAX,
     JSON_OBJECT,
     JSON_VALUE_MARK,
     NO_NUL,
-    NUL_ERROR,
     VersionNumber,
     integral_float,
-    nul_paths,
     params_size,
 )
 from services.domain.fields import ID_PATTERN
@@ -56,19 +53,8 @@ DEFAULT_PAGE = 100
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        """A NUL character anywhere in a body (a string, or a key of a JSON value) is refused
-        at its path: what a body carries reaches PostgreSQL through the log (the projector
-        writes it as text or jsonb), and neither can hold one — the projector would stop at
-        that event."""
-        faults = [
-            InitErrorDetails(type=NUL_ERROR, loc=loc, input=value) for loc in nul_paths(value)
-        ]
-        if faults:
-            raise ValidationError.from_exception_data(cls.__name__, faults)
-        return value
+    # A NUL character anywhere in a body is refused before any model sees it
+    # (bodies.JsonBodyGuard); the string fields declare it (NO_NUL).
 
 
 class _Out(BaseModel):

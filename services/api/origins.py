@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.problems import Problem, ProblemResponse
@@ -104,3 +107,20 @@ class OriginGuard:
                     await ProblemResponse(problem)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, with a refused preflight answered as a problem (400
+    `cors-not-allowed`, detail as Starlette words it: "Disallowed CORS origin", "… headers")
+    rather than in plain text. Its headers are kept: they tell the browser what is allowed."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        headers = {
+            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+        }
+        detail = bytes(response.body).decode()
+        problem = Problem(400, "Bad Request", detail, kind="cors-not-allowed")
+        return ProblemResponse(problem, headers=headers)

@@ -129,11 +129,6 @@ def from_request_validation(err: RequestValidationError) -> Problem:
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if e.get("type") == "missing" and loc == ("body",):
             msg = "a JSON body is required"
-        elif e.get("type") == "json_invalid":
-            # The location's last part is the character offset, not a path.
-            error = (e.get("ctx") or {}).get("error", "invalid JSON")
-            msg = f"the body is not valid JSON: {error} (at character {loc[-1]})"
-            loc = ()
         faults.append((json_path(loc), msg))
     return invalid_input(faults)
 
@@ -177,24 +172,8 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
-# FastAPI's 400 for a body its JSON decoder failed on other than by a syntax error (bytes
-# that are not UTF-8, nesting past the decoder's recursion limit): malformed JSON, which is a
-# 422 `invalid-request` like any other.
-_FASTAPI_BODY_ERROR = "There was an error parsing the body"
-
-
-def _body_fault(cause: BaseException | None) -> str:
-    if isinstance(cause, UnicodeDecodeError):
-        return "the body is not valid JSON: it is not UTF-8 text"
-    if isinstance(cause, RecursionError):
-        return "the body is not valid JSON: it is nested too deeply"
-    return "the body could not be read as JSON"
-
-
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
-        return ProblemResponse(invalid_input([("", _body_fault(exc.__cause__))]))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         allow = ", ".join(allowed_methods(request.app.router.routes, request.scope))

@@ -13,10 +13,21 @@ from typing import Any, cast
 import httpx
 from fastapi import FastAPI
 
-from services.api.app import create_app
+from services.api.app import ApiOptions, create_app
 from services.api.deps import ApiDeps
+from services.api.validation import DefinitionValidator
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+# A value each path parameter accepts, to reach the one under test.
+PATH_SAMPLES = {
+    "workflow_id": "wf",
+    "instance_id": "wf~0123abcd",
+    "step_id": "a",
+    "version": "1",
+    "subject": "baton.events-value",
+    "schema_id": "1",
+    "action": "skip",
+}
 
 
 class _NoIO:
@@ -24,6 +35,19 @@ class _NoIO:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"no I/O expected, but {name} was used")
+
+
+class Failing:
+    """A pool, producer or cluster probe whose every use raises `error` (awaited or not)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*_: Any, **__: Any) -> Any:
+            raise self.error
+
+        return fail
 
 
 def app_without_io() -> FastAPI:
@@ -34,6 +58,32 @@ def app_without_io() -> FastAPI:
         cluster=cast(Any, _NoIO()),
     )
     return create_app(deps)
+
+
+class _AnyCodec:
+    """A codec that encodes every command as nothing (the producer it goes to fails)."""
+
+    def encode_command(self, _: object) -> bytes:
+        return b""
+
+
+def app_over(
+    pool: object,
+    producer: object,
+    *,
+    cluster: object | None = None,
+    validator: DefinitionValidator | None = None,
+    options: ApiOptions | None = None,
+) -> FastAPI:
+    """The app over the given stand-ins; commands reach `producer` encoded as nothing."""
+    deps = ApiDeps(
+        pool=cast(Any, pool),
+        producer=cast(Any, producer),
+        codec=cast(Any, _AnyCodec()),
+        cluster=cast(Any, cluster if cluster is not None else _NoIO()),
+        validator=validator or DefinitionValidator(),
+    )
+    return create_app(deps, options)
 
 
 DOCUMENT: dict[str, Any] = app_without_io().openapi()

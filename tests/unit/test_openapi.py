@@ -1,16 +1,25 @@
-"""The OpenAPI document says what the server does: errors are problem+json, and the
-constraints the server enforces on paths, queries and bodies are declared."""
+"""The OpenAPI document says what the server does: errors are problem+json, every status an
+operation can answer is declared, and the constraints the server enforces on paths, queries
+and bodies are declared."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from fastapi import FastAPI
 
+from services.api.app import ApiOptions
+from services.api.bodies import MAX_JSON_BODY_BYTES
 from services.api.problems import MEDIA_TYPE
-from tests.unit.api_app import DOCUMENT, IDS, OPERATIONS
+from services.api.validation import DefinitionValidator
+from tests.unit.api_app import DOCUMENT, IDS, OPERATIONS, PATH_SAMPLES, Failing, app_over
 from tests.unit.api_app import member_schemas as _schemas
 
 INT32_MAX = 2**31 - 1
@@ -47,6 +56,125 @@ def test_every_success_response_declares_its_body(
             schema = response["content"]["application/json"]["schema"]
             # A schema of nothing but a title (FastAPI's for `-> Any`) says nothing.
             assert set(schema) - {"title", "description"}, (method, path, status)
+
+
+# -- every status the server answers is declared --------------------------------------------
+
+_DEFINITION = b'{"id": "wf", "steps": [{"id": "a", "type": "shell", "command": "true"}]}'
+# A body each operation accepts, to reach what is behind it; the others need none.
+_BODIES = {
+    ("post", "/api/v1/workflows"): _DEFINITION,
+    ("post", "/api/v1/workflows/validate"): _DEFINITION,
+    ("post", "/api/v1/signals"): b'{"name": "s"}',
+}
+_WRITES = ("post", "put", "patch", "delete")
+_OWN_HOSTS = ("127.0.0.1", "localhost")
+_OWN = ApiOptions(own_origins=("http://127.0.0.1:8080",), own_hosts=_OWN_HOSTS)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """A way a request meets a refusal or an outage: the app it meets, what it adds to an
+    ordinary request, and which methods it applies to."""
+
+    name: str
+    app: Callable[[DefinitionValidator], FastAPI]
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: bytes | None = None
+    writes_only: bool = False
+
+
+def _over(pool: object, producer: object) -> Callable[[DefinitionValidator], FastAPI]:
+    def build(validator: DefinitionValidator) -> FastAPI:
+        cluster = Failing(ConnectionRefusedError(111, "Connection refused"))
+        return app_over(pool, producer, cluster=cluster, validator=validator, options=_OWN)
+
+    return build
+
+
+_DB_AWAY = Failing(ConnectionRefusedError(111, "Connection refused"))
+_KAFKA_AWAY = Failing(KafkaConnectionError("broker away"))
+_FAULTS = [
+    _Fault("foreign Host", _over(_DB_AWAY, _KAFKA_AWAY), headers={"host": "rebound.example"}),
+    _Fault(
+        "foreign Origin",
+        _over(_DB_AWAY, _KAFKA_AWAY),
+        headers={"origin": "https://page.example"},
+        writes_only=True,
+    ),
+    _Fault(
+        "body over the bound",
+        _over(_DB_AWAY, _KAFKA_AWAY),
+        body=b'"' + b"a" * MAX_JSON_BODY_BYTES + b'"',
+        writes_only=True,
+    ),
+    _Fault("database and Kafka away", _over(_DB_AWAY, _KAFKA_AWAY)),
+    _Fault(
+        "command too large for Kafka",
+        _over(_DB_AWAY, Failing(MessageSizeTooLargeError("too large"))),
+    ),
+]
+_CASES = [
+    (path, method, fault)
+    for path, method, _ in OPERATIONS
+    for fault in _FAULTS
+    if method in _WRITES or not fault.writes_only
+]
+
+
+def _url(path: str) -> str:
+    for name in re.findall(r"{(\w+)}", path):
+        path = path.replace(f"{{{name}}}", PATH_SAMPLES[name])
+    return path
+
+
+async def _answer(
+    app: FastAPI, method: str, path: str, headers: dict[str, str], body: bytes | None
+) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        sent = {"content-type": "application/json", **headers} if body is not None else headers
+        return await http.request(method, path, content=body, headers=sent)
+
+
+@pytest.fixture
+async def validator() -> AsyncIterator[DefinitionValidator]:
+    pool = DefinitionValidator()
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "fault"),
+    _CASES,
+    ids=[f"{m.upper()} {p} {f.name}" for p, m, f in _CASES],
+)
+async def test_every_status_an_operation_answers_is_declared(
+    validator: DefinitionValidator, path: str, method: str, fault: _Fault
+) -> None:
+    body = fault.body if fault.body is not None else _BODIES.get((method, path))
+    response = await _answer(fault.app(validator), method, _url(path), fault.headers, body)
+
+    declared = DOCUMENT["paths"][path][method]["responses"]
+    assert str(response.status_code) in declared, (response.status_code, response.text)
+    assert response.status_code != 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == MEDIA_TYPE
+
+
+@pytest.mark.parametrize("path", ["/api/v1/workflows", "/api/v1/workflows/validate"])
+async def test_a_validation_past_its_deadline_is_a_declared_503(path: str) -> None:
+    validator = DefinitionValidator(deadline_s=0)
+    try:
+        response = await _answer(
+            _over(_DB_AWAY, _KAFKA_AWAY)(validator), "post", path, {}, _DEFINITION
+        )
+    finally:
+        validator.close()
+
+    assert response.status_code == 503
+    assert response.json()["type"] == "urn:baton:problem:validation-busy"
+    assert "503" in DOCUMENT["paths"][path]["post"]["responses"]
 
 
 def test_fastapis_own_validation_error_shape_is_not_documented() -> None:

@@ -43,7 +43,7 @@ async def _set(
 @router.put(
     "/{workflow_id}/breakpoints/{step_id}",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404),
     summary="Set a breakpoint on a step of every instance of the workflow",
 )
 async def set_breakpoint(
@@ -60,7 +60,7 @@ async def set_breakpoint(
 @router.delete(
     "/{workflow_id}/breakpoints/{step_id}",
     status_code=202,
-    responses=problems.responses(404, 422, 503),
+    responses=problems.responses(404),
     summary="Clear a breakpoint set on the workflow, releasing the steps paused there",
 )
 async def clear_breakpoint(

@@ -245,7 +245,7 @@ async def _act(
     )
 
 
-_ACTION_RESPONSES = problems.responses(404, 409, 413, 422, 503)
+_ACTION_RESPONSES = problems.responses(404, 409)
 
 
 @router.post(

@@ -27,7 +27,6 @@ router = APIRouter(prefix="/signals", tags=["signals"])
 @router.post(
     "",
     status_code=202,
-    responses=problems.responses(413, 422, 503),
     summary="Send a signal: steps waiting for one that matches start",
 )
 async def send_signal(producer: Producer, codec: Codec, req: SignalCreate) -> SignalAccepted:
