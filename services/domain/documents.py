@@ -12,6 +12,7 @@ and small, which is what lets the API run validation in a thread it cannot kill.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +31,19 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 
 PathPart = int | str
+
+# PostgreSQL's text and jsonb cannot hold U+0000, and every string of a definition or a
+# command reaches them through the log: one such string stopped the projector.
+NUL_MESSAGE = "a string may not hold a NUL character"
+# A NUL in JSON text: the character itself, or the escape `\u0000` whose backslash is not
+# itself escaped (an even number of backslashes before it; `\\u0000` is text).
+_JSON_NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
+
+
+def json_holds_nul(text: str) -> bool:
+    """True when the JSON `text` holds a NUL character in a string or a key, without decoding
+    it (for a stored definition, decoded by a cached loader)."""
+    return _JSON_NUL.search(text) is not None
 
 
 def render_path(parts: Sequence[PathPart]) -> str:
@@ -139,13 +153,23 @@ def load_json(text: str | bytes) -> Any:
 
 
 def check_shape(data: Any) -> None:
-    """DefinitionError unless `data` nests at most `MAX_DEPTH` levels and holds at most
-    `MAX_NODES` values. One walk without recursion, stopping at the first fault."""
+    """DefinitionError unless `data` nests at most `MAX_DEPTH` levels, holds at most
+    `MAX_NODES` values and no NUL character in any string or key (`NUL_MESSAGE`). One walk
+    without recursion, stopping at the first fault."""
     for nodes, (parts, value) in enumerate(_walk(data), start=1):
         if nodes > MAX_NODES:
             raise _too_many()
         if len(parts) > MAX_DEPTH and isinstance(value, dict | list):
             raise _too_deep(parts)
+        if isinstance(value, str) and "\x00" in value:
+            raise DefinitionError([(render_path(parts), NUL_MESSAGE)])
+        if isinstance(value, dict):
+            for key in value:
+                if "\x00" in str(key):
+                    # The path names the key; its NUL shown as the JSON escape, so that the
+                    # fault itself (in a response, a log line, a dead letter) holds none.
+                    shown = str(key).replace("\x00", "\\u0000")
+                    raise DefinitionError([(render_path((*parts, shown)), NUL_MESSAGE)])
 
 
 def _walk(data: Any) -> Iterator[tuple[tuple[PathPart, ...], Any]]:
