@@ -172,6 +172,19 @@ def check_shape(data: Any) -> None:
                     raise DefinitionError([(render_path((*parts, shown)), NUL_MESSAGE)])
 
 
+def nul_path(data: Any, root: Sequence[PathPart] = ()) -> str | None:
+    """The path (below `root`) of the first string or key in `data` holding a NUL character,
+    its NUL shown as the JSON escape; None if none does. Without recursion, at any depth."""
+    for parts, value in _walk(data):
+        if isinstance(value, str) and "\x00" in value:
+            return render_path((*root, *parts))
+        if isinstance(value, dict):
+            for key in value:
+                if "\x00" in str(key):
+                    return render_path((*root, *parts, str(key).replace("\x00", "\\u0000")))
+    return None
+
+
 def _walk(data: Any) -> Iterator[tuple[tuple[PathPart, ...], Any]]:
     # Depth first with an explicit stack; a container's items are pushed only after its own
     # depth was checked by the caller, so the stack holds at most MAX_DEPTH levels of items.

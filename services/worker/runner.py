@@ -40,6 +40,7 @@ from services.worker.runtimes import (
     StepRuntime,
     StepSuccess,
     failure,
+    reportable,
     runtime_for,
 )
 
@@ -297,6 +298,7 @@ class Worker:
             log.info("task %s cancelled by the engine; not reported", task.task_id)
             return
         outcome, started_sent = run
+        outcome = reportable(outcome)
         if isinstance(outcome, StepSuccess):
             try:
                 outputs = _outputs_json(outcome)
@@ -314,14 +316,13 @@ class Worker:
                 task.instance_id, task.step_id, task.attempt, outputs
             )
         else:
-            bounded = failure(outcome.kind, outcome.message, outcome.output_tail)
             report = ReportAttemptFailed(
                 task.instance_id,
                 task.step_id,
                 task.attempt,
-                bounded.kind,
-                bounded.message,
-                bounded.output_tail,
+                outcome.kind,
+                outcome.message,
+                outcome.output_tail,
             )
         await self._send(*([] if started_sent else [started]), envelope(report))
 
