@@ -18,6 +18,7 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
 from services.adapters.postgres import apply_migrations, connect_pool
 from services.adapters.settings import Settings
+from services.domain.events import InstanceStarted
 from tests.helpers import own_database, wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,
@@ -62,6 +63,7 @@ async def test_a_poison_event_is_dead_lettered_and_the_projector_keeps_going(
     # its partition (and in the same fetched batch) must still be projected.
     bad = start(f"poison-{suffix()}", "wf-poison", diamond("wf-poison", "poison"), T0)
     first = bad.events[0]
+    assert isinstance(first.payload, InstanceStarted)
     poison = replace(first, payload=replace(first.payload, initiator="api:a\x00b"))
     value = codec.encode_event(poison)
     bad_partition, bad_offset = await produce_garbage(kafka, sc.succeeded.instance_id, value)
