@@ -32,6 +32,7 @@ from services.domain.commands import (
     ReportAttemptStarted,
     ReportAttemptSucceeded,
 )
+from services.domain.documents import json_holds_nul
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.offsets import PartitionOffsets
@@ -298,7 +299,6 @@ class Worker:
             log.info("task %s cancelled by the engine; not reported", task.task_id)
             return
         outcome, started_sent = run
-        outcome = reportable(outcome)
         if isinstance(outcome, StepSuccess):
             try:
                 outputs = _outputs_json(outcome)
@@ -311,18 +311,23 @@ class Worker:
                         FailureKind.USER,
                         f"outputs are {len(outputs.encode())} bytes; at most {MAX_OUTPUTS_BYTES}",
                     )
+                elif json_holds_nul(outputs):
+                    # Found in the JSON by a substring search (2 µs); `reportable` walks the
+                    # outputs (2 ms for 8,000 values) only to name the path.
+                    outcome = reportable(outcome)
         if isinstance(outcome, StepSuccess):
             report: Command = ReportAttemptSucceeded(
                 task.instance_id, task.step_id, task.attempt, outputs
             )
         else:
+            bounded = failure(outcome.kind, outcome.message, outcome.output_tail)  # storable too
             report = ReportAttemptFailed(
                 task.instance_id,
                 task.step_id,
                 task.attempt,
-                outcome.kind,
-                outcome.message,
-                outcome.output_tail,
+                bounded.kind,
+                bounded.message,
+                bounded.output_tail,
             )
         await self._send(*([] if started_sent else [started]), envelope(report))
 
