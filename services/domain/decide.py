@@ -47,7 +47,12 @@ from services.domain.commands import (
     nul_field,
 )
 from services.domain.definition import load_workflow
-from services.domain.documents import NUL_MESSAGE, json_holds_nul, load_json
+from services.domain.documents import (
+    NUL_MESSAGE,
+    json_holds_nul,
+    json_may_hold_unstorable,
+    load_json,
+)
 from services.domain.evaluation import (
     builtins,
     check_overrides,
@@ -327,15 +332,15 @@ def _report_succeeded(d: Draft, c: ReportAttemptSucceeded) -> None:
 
 def _outputs_fault(outputs: str) -> str | None:
     """Why a step's outputs (JSON, from a worker) cannot be recorded, or None."""
-    if "\x00" not in outputs and not json_holds_nul(outputs):
+    if not json_may_hold_unstorable(outputs):
         return None  # the common case, without decoding them
     try:
         load_json(outputs)
     except DefinitionError as err:
-        return str(err)
+        return str(err).replace("\x00", "\ufffd")  # a key's path names the key, NUL and all
     except ValueError:
         return f"{NUL_MESSAGE} (and they are not JSON)"
-    return NUL_MESSAGE  # not reached: json_holds_nul found one
+    return None  # an escape of a surrogate pair: a character like any other
 
 
 def _report_failed(d: Draft, c: ReportAttemptFailed) -> None:

@@ -33,11 +33,17 @@ MAX_NODES = 100_000
 PathPart = int | str
 
 # PostgreSQL's text and jsonb cannot hold U+0000, and every string of a definition or a
-# command reaches them through the log: one such string stopped the projector.
+# command reaches them through the log: one such string stopped the projector. Nor is a lone
+# surrogate (U+D800 to U+DFFF outside a pair) text: jsonb refuses its escape, and UTF-8
+# cannot encode it. Pydantic refuses one in a string field; a map param or a payload took it.
 NUL_MESSAGE = "a string may not hold a NUL character"
+SURROGATE_MESSAGE = "a string may not hold a lone surrogate"
 # A NUL in JSON text: the character itself, or the escape `\u0000` whose backslash is not
 # itself escaped (an even number of backslashes before it; `\\u0000` is text).
 _JSON_NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
+# A surrogate's escape in JSON text (a pair's halves too: the decoded text tells them apart).
+_JSON_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_holds_nul(text: str) -> bool:
@@ -46,6 +52,29 @@ def json_holds_nul(text: str) -> bool:
     if "\\u0000" not in text and "\x00" not in text:
         return False  # the common case: 1.8 µs for a 4 KB definition, the pattern 140 µs
     return _JSON_NUL.search(text) is not None
+
+
+def json_may_hold_unstorable(text: str) -> bool:
+    """False when the JSON `text` surely holds no string `text_fault` refuses (a NUL, a lone
+    surrogate); True when it may, and decoding it tells."""
+    return json_holds_nul(text) or _JSON_SURROGATE.search(text) is not None
+
+
+def text_fault(value: str) -> str | None:
+    """Why the string `value` cannot be stored as text (NUL_MESSAGE, SURROGATE_MESSAGE), or
+    None."""
+    if "\x00" in value:
+        return NUL_MESSAGE
+    if not value.isascii() and _SURROGATE.search(value):
+        return SURROGATE_MESSAGE
+    return None
+
+
+def _shown(key: str) -> str:
+    # A key as a fault's path shows it, as the API's own body checks do (a NUL included: a
+    # JSON response escapes it), but for a lone surrogate, written as its JSON escape: no
+    # UTF-8 response, log line or dead letter could carry the character itself.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", key)
 
 
 def render_path(parts: Sequence[PathPart]) -> str:
@@ -163,27 +192,31 @@ def check_shape(data: Any) -> None:
             raise _too_many()
         if len(parts) > MAX_DEPTH and isinstance(value, dict | list):
             raise _too_deep(parts)
-        if isinstance(value, str) and "\x00" in value:
-            raise DefinitionError([(render_path(parts), NUL_MESSAGE)])
-        if isinstance(value, dict):
-            for key in value:
-                if "\x00" in str(key):
-                    # The path names the key; its NUL shown as the JSON escape, so that the
-                    # fault itself (in a response, a log line, a dead letter) holds none.
-                    shown = str(key).replace("\x00", "\\u0000")
-                    raise DefinitionError([(render_path((*parts, shown)), NUL_MESSAGE)])
+        found = _unstorable(parts, value)
+        if found is not None:
+            raise DefinitionError([found])
 
 
-def nul_path(data: Any, root: Sequence[PathPart] = ()) -> str | None:
-    """The path (below `root`) of the first string or key in `data` holding a NUL character,
-    its NUL shown as the JSON escape; None if none does. Without recursion, at any depth."""
+def unstorable_path(data: Any, root: Sequence[PathPart] = ()) -> tuple[str, str] | None:
+    """The path (below `root`) of the first string or key in `data` that cannot be stored as
+    text, and why (`text_fault`); None if there is none. Without recursion, at any depth."""
     for parts, value in _walk(data):
-        if isinstance(value, str) and "\x00" in value:
-            return render_path((*root, *parts))
-        if isinstance(value, dict):
-            for key in value:
-                if "\x00" in str(key):
-                    return render_path((*root, *parts, str(key).replace("\x00", "\\u0000")))
+        found = _unstorable((*root, *parts), value)
+        if found is not None:
+            return found
+    return None
+
+
+def _unstorable(parts: Sequence[PathPart], value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        fault = text_fault(value)
+        if fault is not None:
+            return render_path(parts), fault
+    elif isinstance(value, dict):
+        for key in value:
+            fault = text_fault(str(key))
+            if fault is not None:
+                return render_path((*parts, _shown(str(key)))), fault
     return None
 
 

@@ -32,7 +32,7 @@ from services.domain.commands import (
     ReportAttemptStarted,
     ReportAttemptSucceeded,
 )
-from services.domain.documents import json_holds_nul
+from services.domain.documents import json_may_hold_unstorable
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.offsets import PartitionOffsets
@@ -311,7 +311,7 @@ class Worker:
                         FailureKind.USER,
                         f"outputs are {len(outputs.encode())} bytes; at most {MAX_OUTPUTS_BYTES}",
                     )
-                elif json_holds_nul(outputs):
+                elif json_may_hold_unstorable(outputs):
                     # Found in the JSON by a substring search (2 µs); `reportable` walks the
                     # outputs (2 ms for 8,000 values) only to name the path.
                     outcome = reportable(outcome)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.domain.documents import NUL_MESSAGE, nul_path
+from services.domain.documents import unstorable_path
 from services.domain.environment import reserved_env_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
@@ -80,15 +80,15 @@ def failure(kind: FailureKind, message: str, output_tail: str = "") -> StepFailu
 
 def reportable(outcome: StepOutcome) -> StepOutcome:
     """The outcome as the worker may report it, whatever the runtime: outputs holding a NUL
-    character in any string or key (a shell step's `$BATON_OUTPUTS`, a python step's return
+    character or a lone surrogate in any string or key (a shell step's `$BATON_OUTPUTS`, a python step's return
     value, an http response body, a sql row) are a USER failure naming the path — they are
     the step's data, and no event may carry what the read models cannot hold; a failure is
     bounded and made storable by `failure`."""
     if isinstance(outcome, StepFailure):
         return failure(outcome.kind, outcome.message, outcome.output_tail)
-    path = nul_path(dict(outcome.outputs), ("outputs",))
-    if path is not None:
-        return failure(FailureKind.USER, f"{path}: {NUL_MESSAGE}")
+    found = unstorable_path(dict(outcome.outputs), ("outputs",))
+    if found is not None:
+        return failure(FailureKind.USER, f"{found[0]}: {found[1]}")
     return outcome
 
 

@@ -78,12 +78,17 @@ def test_a_yaml_definition_holding_a_nul_is_refused() -> None:
     assert err.value.faults == [("description", "a string may not hold a NUL character")]
 
 
-def test_a_key_holding_a_nul_is_refused_with_its_path_escaped() -> None:
+def test_a_key_holding_a_nul_is_refused_at_its_path() -> None:
     with pytest.raises(DefinitionError) as err:
         check_shape({"params": {"m": {"value": {f"k{NUL}": 1}}}})
-    assert err.value.faults == [
-        ("params.m.value.k\\u0000", "a string may not hold a NUL character")
-    ]
+    # As the API's body checks name it; the response's JSON escapes the NUL.
+    assert err.value.faults == [(f"params.m.value.k{NUL}", "a string may not hold a NUL character")]
+
+
+def test_a_key_holding_a_lone_surrogate_is_named_by_its_escape() -> None:
+    with pytest.raises(DefinitionError) as err:
+        check_shape({"payload": {"k\ud800": 1}})
+    assert err.value.faults == [("payload.k\\ud800", "a string may not hold a lone surrogate")]
 
 
 def test_a_backslash_u0000_that_is_text_is_no_nul() -> None:
@@ -167,3 +172,27 @@ def test_a_failure_report_holding_a_nul_is_recorded_with_a_replacement_character
     report = ReportAttemptFailed(IID, "a", 1, FailureKind.USER, f"exit 1{NUL}", f"tail{NUL}x")
     [failed] = [p for p in h.when(report) if isinstance(p, StepAttemptFailed)]
     assert (failed.message, failed.output_tail) == ("exit 1\ufffd", "tail\ufffdx")
+
+
+# A lone surrogate (U+D800 to U+DFFF on its own) is no Unicode text either: PostgreSQL's jsonb
+# refuses its escape ("Unicode low surrogate must follow a high surrogate"). Pydantic refuses
+# one in a string field; a map param's value or a payload took it.
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff"])
+def test_a_lone_surrogate_in_a_definition_is_refused_at_its_path(escape: str) -> None:
+    text = (
+        '{"id": "wf", "params": {"m": {"type": "map", "value": {"k": "a' + escape + 'b"}}},'
+        ' "steps": [{"id": "a", "type": "noop"}]}'
+    )
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow_text(text)
+    assert err.value.faults == [("params.m.value.k", "a string may not hold a lone surrogate")]
+
+
+def test_a_surrogate_pair_is_a_character_like_any_other() -> None:
+    text = '{"id": "wf", "description": "\\ud83d\\ude00", "steps": [{"id": "a", "type": "noop"}]}'
+    assert parse_workflow_text(text).description == "\U0001f600"
+
+
+def test_a_signal_payload_holding_a_lone_surrogate_is_rejected() -> None:
+    with pytest.raises(Rejected, match="lone surrogate"):
+        decide_for_signal(None, SendSignal("s", "r1", "{}", '{"a": "\\ud800"}', "api"), 0)
