@@ -74,6 +74,25 @@ def is_unavailable(err: BaseException) -> bool:
     return False
 
 
+# The database refuses what it was asked to hold, and will refuse it again whenever asked:
+# SQLSTATE class 22 (a NUL character, an untranslatable one, a value out of range), class 23
+# (a constraint), 54000 (a value too large for an index), and asyncpg's own refusal to encode
+# an argument (its DataError, a ValueError: e.g. an int past int8). Anything else, the database
+# away above all (`is_unavailable`), says nothing about the data.
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+    asyncpg.exceptions._base.DataError,
+)
+
+
+def is_poison(err: BaseException) -> bool:
+    """True when `err` says the data itself cannot be written (see POISON_ERRORS), and not
+    that PostgreSQL cannot be reached."""
+    return isinstance(err, POISON_ERRORS) and not is_unavailable(err)
+
+
 def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry number `attempt` (0-based): exponential, capped, with
     "equal jitter" so processes that lost the server together do not return in lockstep.

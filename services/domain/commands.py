@@ -6,7 +6,7 @@ their meaning, the wire only carries them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from typing_extensions import TypeIs
 
@@ -27,6 +27,21 @@ ROUTE_SEPARATOR = "~"
 
 class Rejected(ValueError):
     """The command can never apply; the reason is recorded with the dead-lettered command."""
+
+
+def nul_field(command: Command, exempt: frozenset[str] = frozenset()) -> str | None:
+    """The first field of `command` (a dataclass; a tuple field's items too) whose string
+    holds a NUL character, which PostgreSQL cannot hold (see documents.NUL_MESSAGE); None if
+    none does. Fields named in `exempt` are left to the rule that reads them. The JSON inside
+    a string field (an escape `\\u0000`) is its decoder's to judge."""
+    for f in fields(command):
+        if f.name in exempt:
+            continue
+        value = getattr(command, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, str) and "\x00" in v for v in items):
+            return f.name
+    return None
 
 
 def route_key(key: str) -> str:

@@ -44,9 +44,15 @@ from services.domain.commands import (
     WorkflowCommand,
     is_signal_command,
     is_workflow_command,
+    nul_field,
 )
 from services.domain.definition import load_workflow
-from services.domain.documents import load_json
+from services.domain.documents import (
+    NUL_MESSAGE,
+    json_holds_nul,
+    json_may_hold_unstorable,
+    load_json,
+)
 from services.domain.evaluation import (
     builtins,
     check_overrides,
@@ -101,6 +107,9 @@ from services.domain.workflows import decide_for_workflow
 def _start(d: Draft, c: StartInstance) -> None:
     if d.state is not None:
         return  # idempotent: the instance id is derived from the idempotency key
+    if json_holds_nul(c.definition):
+        # load_workflow decodes without `check_shape`; the read models would refuse it.
+        raise Rejected(f"definition: {NUL_MESSAGE}")
     try:
         wf = load_workflow(c.definition)
         overrides = load_json(c.params)
@@ -311,14 +320,37 @@ def _report_started(d: Draft, c: ReportAttemptStarted) -> None:
 def _report_succeeded(d: Draft, c: ReportAttemptSucceeded) -> None:
     if not current(d, c.step_id, c.attempt, StepStatus.STARTING, StepStatus.RUNNING):
         return
-    succeed(d, c.step_id, c.attempt, c.outputs)
+    fault = _outputs_fault(c.outputs)
+    if fault is not None:
+        # The step's own doing (its outputs file), and no event may carry what the read
+        # models cannot hold: a user failure, as the worker reports it itself.
+        fail_attempt(d, c.step_id, FailureKind.USER, f"outputs: {fault}")
+    else:
+        succeed(d, c.step_id, c.attempt, c.outputs)
     advance(d)
+
+
+def _outputs_fault(outputs: str) -> str | None:
+    """Why a step's outputs (JSON, from a worker) cannot be recorded, or None."""
+    if not json_may_hold_unstorable(outputs):
+        return None  # the common case, without decoding them
+    try:
+        load_json(outputs)
+    except DefinitionError as err:
+        return str(err).replace("\x00", "\ufffd")  # a key's path names the key, NUL and all
+    except ValueError:
+        return f"{NUL_MESSAGE} (and they are not JSON)"
+    return None  # an escape of a surrogate pair: a character like any other
 
 
 def _report_failed(d: Draft, c: ReportAttemptFailed) -> None:
     if not current(d, c.step_id, c.attempt, StepStatus.STARTING, StepStatus.RUNNING):
         return
-    fail_attempt(d, c.step_id, c.kind, c.message, c.output_tail)
+    # A failure is recorded whatever it says, so its text is made storable rather than the
+    # report refused (the attempt would wait for its timeout): U+FFFD, the replacement
+    # character, stands for each NUL, as a decoder marks what it cannot represent.
+    message, tail = (t.replace("\x00", "\ufffd") for t in (c.message, c.output_tail))
+    fail_attempt(d, c.step_id, c.kind, message, tail)
     advance(d)
 
 
@@ -408,6 +440,13 @@ _HANDLERS: dict[type, Callable[[Draft, Any], None]] = {
 }
 
 
+# Fields a report's rule makes storable itself (see _report_succeeded and _report_failed).
+_JUDGED_BY_THEIR_RULE: dict[type, frozenset[str]] = {
+    ReportAttemptSucceeded: frozenset({"outputs"}),
+    ReportAttemptFailed: frozenset({"message", "output_tail"}),
+}
+
+
 def decide(
     state: InstanceState | None, command: Command, now: int, caused_at: int | None = None
 ) -> list[Event]:
@@ -437,6 +476,9 @@ def decide_instance(
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise TypeError(f"no rule for {type(command).__name__}")
+    nul = nul_field(command, _JUDGED_BY_THEIR_RULE.get(type(command), frozenset()))
+    if nul is not None:
+        raise Rejected(f"{nul}: {NUL_MESSAGE}")
     d = Draft(state, command.instance_id, now, caused_at)
     handler(d, command)
     if d.events:

@@ -24,9 +24,10 @@ from services.domain.commands import (
     Rejected,
     SignalCommand,
     TriggerInstance,
+    nul_field,
     signal_key,
 )
-from services.domain.documents import load_json
+from services.domain.documents import NUL_MESSAGE, load_json
 from services.domain.events import (
     Event,
     EventPayload,
@@ -209,6 +210,9 @@ def decide_for_signal(
     handler = _RULES.get(type(command))
     if handler is None:
         raise TypeError(f"no signal rule for {type(command).__name__}")
+    nul = nul_field(command)
+    if nul is not None:
+        raise Rejected(f"{nul}: {NUL_MESSAGE}")
     d = SignalDraft(state, command.signal_name, now, caused_at)
     handler(d, command)
     return d

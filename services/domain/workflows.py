@@ -37,6 +37,7 @@ from services.domain.commands import (
     TriggerInstance,
     UnblockWorkflow,
     WorkflowCommand,
+    nul_field,
 )
 from services.domain.definition import (
     RunStrategy,
@@ -44,7 +45,7 @@ from services.domain.definition import (
     load_workflow,
     parse_workflow,
 )
-from services.domain.documents import load_json
+from services.domain.documents import NUL_MESSAGE, load_json
 from services.domain.evaluation import check_overrides
 from services.domain.events import (
     Event,
@@ -458,6 +459,9 @@ def decide_for_workflow(
     handler = _RULES.get(type(command))
     if handler is None:
         raise TypeError(f"no workflow rule for {type(command).__name__}")
+    nul = nul_field(command)
+    if nul is not None:
+        raise Rejected(f"{nul}: {NUL_MESSAGE}")
     d = WorkflowDraft(state, command.workflow_id, now, caused_at)
     handler(d, command)
     return d

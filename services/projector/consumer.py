@@ -7,7 +7,15 @@ never committed to Kafka: on every assignment each partition is sought to its st
 (or the beginning). The projections are also idempotent per event (belt and braces).
 
 A record that cannot be decoded goes to the dead-letter topic with the reason and its source
-coordinates, and is skipped: its offset advances with the batch.
+coordinates, and is skipped: its offset advances with the batch. So does a poison event, one
+that decodes but that PostgreSQL refuses to hold (`is_poison`: a NUL character, a value out
+of a column's range, a broken constraint): when a batch fails so, it is rolled back and its
+events are applied again one at a time, each under a savepoint in a transaction that is then
+rolled back too, to find the ones refused; those are dead-lettered (logged once at ERROR), and
+the batch is applied again without them, with the positions past them. The dead letters are on
+the broker before those positions are committed: a send waits out a broker outage, retried
+with back-off, and gives up only when the projector is stopping (nothing is then committed,
+and the batch is read again by the next start).
 
 PostgreSQL going away (a restart, a failover) is waited out, never fatal: the batch in flight
 is dropped, the pool is closed (and made anew by `reconnect` once the database answers), and
@@ -26,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from projections import apply_batch
@@ -39,7 +47,8 @@ from services.adapters.kafka import (
     new_consumer,
     new_producer,
 )
-from services.adapters.postgres import is_unavailable, retry_delay
+from services.adapters.logs import kafka_loss
+from services.adapters.postgres import is_poison, is_unavailable, retry_delay
 from services.domain.events import Event
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,11 @@ SELECT partition, next_offset FROM projector_offsets WHERE projector = $1 AND to
 async def stored_offsets(conn: Conn, projector: str, topic: str) -> dict[int, int]:
     rows = await conn.fetch(_LOAD_OFFSETS, projector, topic)
     return {r["partition"]: r["next_offset"] for r in rows}
+
+
+class _Stopped(Exception):
+    """The projector was asked to stop while a batch waited on the broker: nothing of it is
+    committed, and the next start reads it again."""
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -178,6 +192,11 @@ class Projector:
                         await self._apply(fetched, positions)
                     self._applied.update(positions)
                     self._database_back()
+            except _Stopped as err:
+                log.warning(
+                    "projector %s: %s; the batch is read again at the next start", self._name, err
+                )
+                return
             except Exception as err:
                 if not is_unavailable(err):
                     raise
@@ -245,7 +264,7 @@ class Projector:
         fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         positions: Mapping[TopicPartition, int],
     ) -> None:
-        events: list[Event] = []
+        decoded: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         next_offsets: dict[int, int] = {tp.partition: pos for tp, pos in positions.items()}
         for tp, records in fetched.items():
@@ -255,12 +274,39 @@ class Projector:
                 try:
                     if record.value is None:
                         raise DecodeError("record has no value")
-                    events.append(self._codec.decode_event(record.value))
+                    decoded.append((record, self._codec.decode_event(record.value)))
                 except DecodeError as err:
                     dead.append((record, str(err) or type(err).__name__))
             next_offsets[tp.partition] = max(records[-1].offset + 1, positions.get(tp, 0))
         if dead:
             await self._dead_letter(dead)
+        poisoned = 0
+        while True:
+            try:
+                applied = await self._commit([e for _, e in decoded], next_offsets)
+                break
+            except Exception as err:
+                if not is_poison(err):
+                    raise
+                # Some event of the batch cannot be held: find which (the database's answer
+                # to each alone, after the ones before it), dead-letter them, and apply the
+                # rest. A batch that fails while no event alone does is not one event's
+                # fault, and raises.
+                found = await self._find_poison(decoded)
+                if not found:
+                    raise
+                await self._dead_letter(
+                    [(record, reason) for record, _, reason in found], poison=True
+                )
+                refused = {id(event) for _, event, _ in found}
+                decoded = [(r, e) for r, e in decoded if id(e) not in refused]
+                poisoned += len(found)
+        self.applied_events += applied
+        log.debug("applied %d new events from %s", applied, _ranges(fetched))
+        self.dead_lettered += len(dead) + poisoned
+
+    async def _commit(self, events: Sequence[Event], next_offsets: Mapping[int, int]) -> int:
+        """Apply `events` and store the positions, in one transaction; returns how many were new."""
         pool = await self._current_pool()
         async with pool.acquire() as conn, conn.transaction():
             applied = await apply_batch(conn, events)
@@ -271,29 +317,88 @@ class Projector:
                 list(next_offsets),
                 list(next_offsets.values()),
             )
-        self.applied_events += applied
-        log.debug("applied %d new events from %s", applied, _ranges(fetched))
-        self.dead_lettered += len(dead)
+        return applied
 
-    async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]) -> None:
-        assert self._producer is not None
-        sent = []
+    async def _find_poison(
+        self, decoded: Sequence[tuple[ConsumerRecord[bytes, bytes], Event]]
+    ) -> list[tuple[ConsumerRecord[bytes, bytes], Event, str]]:
+        """The events of a batch PostgreSQL refuses, each applied alone after the ones before
+        it (as in the batch: one transaction, a savepoint each), then all rolled back.
+
+        Deterministic, as the rebuild needs: whether an event is refused depends on the event
+        and the rows the events before it made, not on where a batch begins; every event's
+        whole payload is in `events` (the history), so a value it cannot hold is refused there
+        whatever the batch. Costs one round trip per event, and only for a batch that failed."""
+        found: list[tuple[ConsumerRecord[bytes, bytes], Event, str]] = []
+        pool = await self._current_pool()
+        async with pool.acquire() as conn:
+            outer = conn.transaction()
+            await outer.start()
+            try:
+                for record, event in decoded:
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            await apply_batch(conn, [event])
+                    except Exception as err:
+                        if not is_poison(err):
+                            raise
+                        reason = f"event {event.event_id} ({event.type}) cannot be projected: "
+                        found.append((record, event, f"{reason}{type(err).__name__}: {err}"))
+            finally:
+                await outer.rollback()
+        return found
+
+    async def _dead_letter(
+        self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]], *, poison: bool = False
+    ) -> None:
+        """Send each record to the dead-letter topic with its reason; returns once every one is
+        on the broker. Logged once per record (at ERROR for a poison event: the log holds an
+        event the read models will never show)."""
         for record, reason in dead:
-            log.warning(
+            log.log(
+                logging.ERROR if poison else logging.WARNING,
                 "dead-lettering %s[%d]@%d: %s",
                 record.topic,
                 record.partition,
                 record.offset,
                 reason,
             )
-            headers = dead_letter_headers(record, reason)
-            sent.append(
-                await self._producer.send(
-                    TOPIC_DEADLETTER, record.value, key=record.key, headers=headers
+        await self._until_sent(dead)
+
+    async def _until_sent(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]) -> None:
+        # Durable on the broker before the offsets that skip these records are committed, so
+        # a broker outage is waited out like a database one (a copy sent twice, when an
+        # answer was lost, is harmless: dead letters are read by people). Hand-written as
+        # the worker's `_retrying` is: the stop event decides when to give up.
+        assert self._producer is not None
+        retries = 0
+        while True:
+            try:
+                sent = [
+                    await self._producer.send(
+                        TOPIC_DEADLETTER,
+                        record.value,
+                        key=record.key,
+                        headers=dead_letter_headers(record, reason),
+                    )
+                    for record, reason in dead
+                ]
+                await asyncio.gather(*sent)
+                return
+            except KafkaError as err:
+                if self._stopping.is_set():
+                    raise _Stopped(f"dead letters not sent while stopping: {err!r}") from err
+                delay = retry_delay(retries)
+                retries += 1
+                log.warning(
+                    "projector %s: dead letters not sent, retrying in %.1f s: %r",
+                    self._name,
+                    delay,
+                    err,
+                    extra=kafka_loss(err),
                 )
-            )
-        # Durable on the broker before the offsets that skip these records are committed.
-        await asyncio.gather(*sent)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _invalidate(self) -> None:
         async with self._lock:

@@ -97,5 +97,7 @@ async def run_process(
         for helper in (reader, feeder):
             if helper is not None and not helper.done():
                 helper.cancel()
-    text = tail.decode("utf-8", errors="replace")
+    # Bytes that are not UTF-8 become U+FFFD, and so does a NUL (printf '\0'): it is valid
+    # UTF-8, but PostgreSQL's text cannot hold it, and the tail is stored with the attempt.
+    text = tail.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return ChildExit(returncode, timed_out, text[-OUTPUT_TAIL_CHARS:])

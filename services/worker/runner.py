@@ -31,6 +31,7 @@ from services.domain.commands import (
     ReportAttemptStarted,
     ReportAttemptSucceeded,
 )
+from services.domain.documents import json_may_hold_unstorable
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
 from services.worker.offsets import PartitionOffsets
@@ -39,6 +40,7 @@ from services.worker.runtimes import (
     StepRuntime,
     StepSuccess,
     failure,
+    reportable,
     runtime_for,
 )
 
@@ -308,12 +310,16 @@ class Worker:
                         FailureKind.USER,
                         f"outputs are {len(outputs.encode())} bytes; at most {MAX_OUTPUTS_BYTES}",
                     )
+                elif json_may_hold_unstorable(outputs):
+                    # Found in the JSON by a substring search (2 µs); `reportable` walks the
+                    # outputs (2 ms for 8,000 values) only to name the path.
+                    outcome = reportable(outcome)
         if isinstance(outcome, StepSuccess):
             report: Command = ReportAttemptSucceeded(
                 task.instance_id, task.step_id, task.attempt, outputs
             )
         else:
-            bounded = failure(outcome.kind, outcome.message, outcome.output_tail)
+            bounded = failure(outcome.kind, outcome.message, outcome.output_tail)  # storable too
             report = ReportAttemptFailed(
                 task.instance_id,
                 task.step_id,

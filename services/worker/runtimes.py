@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from services.domain.documents import unstorable_path
 from services.domain.environment import reserved_env_fault
 from services.domain.statuses import FailureKind
 from services.domain.tasks import Task
@@ -67,10 +68,28 @@ class StepRuntime(Protocol):
 
 
 def failure(kind: FailureKind, message: str, output_tail: str = "") -> StepFailure:
-    """A failure with its message and output tail bounded to what a report may carry."""
+    """A failure with its message and output tail bounded to what a report may carry, and
+    storable: PostgreSQL's text cannot hold a NUL character (a step printed one, an http
+    body or an error held one), so each becomes U+FFFD, the replacement character, as the
+    UTF-8 decoding of the output already marks what it cannot read."""
+    message, output_tail = (t.replace("\x00", "\ufffd") for t in (message, output_tail))
     if len(message) > MESSAGE_CHARS:
         message = message[: MESSAGE_CHARS - 1] + "…"
     return StepFailure(kind, message, output_tail[-OUTPUT_TAIL_CHARS:])
+
+
+def reportable(outcome: StepOutcome) -> StepOutcome:
+    """The outcome as the worker may report it, whatever the runtime: outputs holding a NUL
+    character or a lone surrogate in any string or key (a shell step's `$BATON_OUTPUTS`, a python step's return
+    value, an http response body, a sql row) are a USER failure naming the path — they are
+    the step's data, and no event may carry what the read models cannot hold; a failure is
+    bounded and made storable by `failure`."""
+    if isinstance(outcome, StepFailure):
+        return failure(outcome.kind, outcome.message, outcome.output_tail)
+    found = unstorable_path(dict(outcome.outputs), ("outputs",))
+    if found is not None:
+        return failure(FailureKind.USER, f"{found[0]}: {found[1]}")
+    return outcome
 
 
 class NoopRuntime:

@@ -80,18 +80,22 @@ async def produce(kafka: str, codec: Codec, events: list[Event]) -> None:
         await producer.stop()
 
 
-async def produce_garbage(kafka: str, key: str) -> tuple[int, int]:
+async def produce_garbage(kafka: str, key: str, value: bytes = b"garbage") -> tuple[int, int]:
+    """`value` as one record keyed by `key`; returns its partition and offset."""
     producer = new_producer(kafka)
     await producer.start()
     try:
-        meta = await producer.send_and_wait(EVENTS, b"garbage", key=key.encode())
+        meta = await producer.send_and_wait(EVENTS, value, key=key.encode())
         return meta.partition, meta.offset
     finally:
         await producer.stop()
 
 
-async def dead_letters(kafka: str, partition: int, offset: int) -> list[dict[str, bytes]]:
-    """The headers of every dead-lettered copy of events[partition]@offset, read to the end."""
+async def dead_letters(
+    kafka: str, partition: int, offset: int, value: bytes = b"garbage"
+) -> list[dict[str, bytes]]:
+    """The headers of every dead-lettered copy of events[partition]@offset (whose value must
+    be `value`), read to the end."""
     consumer = new_consumer(kafka, None)
     await consumer.start()
     try:
@@ -109,7 +113,7 @@ async def dead_letters(kafka: str, partition: int, offset: int) -> list[dict[str
                         and headers.get("source_partition") == str(partition).encode()
                         and headers.get("source_offset") == str(offset).encode()
                     ):
-                        assert record.value == b"garbage"
+                        assert record.value == value
                         found.append(headers)
         return found
     finally:
