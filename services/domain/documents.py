@@ -154,6 +154,10 @@ def load_yaml(text: str | bytes) -> Any:
         return loader.get_single_data()
     except yaml.YAMLError as err:
         raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
+    except DefinitionError:
+        raise
+    except ValueError as err:  # an integer past Python's digit limit, as the constructor reads it
+        raise DefinitionError([("", f"not valid JSON or YAML: {err}")]) from None
     finally:
         loader.dispose()
 
@@ -179,12 +183,23 @@ def load_json(text: str | bytes) -> Any:
     (without saying where); the YAML loader, which reads JSON too, then finds the path of
     the first value nested too deep, and stops there."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int)
     except RecursionError:
         load_yaml(text)  # raises DefinitionError with the path, or for not being YAML
         raise _too_deep([]) from None  # not reached: YAML composes JSON as deep as JSON
     check_shape(data)
     return data
+
+
+# Python's own limit on converting digits to an int (sys.int_info.default_max_str_digits):
+# past it `int()` raises a bare ValueError, which JSON's decoder lets through.
+MAX_INT_DIGITS = 4300
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) - digits.startswith("-") > MAX_INT_DIGITS:
+        raise DefinitionError([("", f"a number may have at most {MAX_INT_DIGITS} digits")])
+    return int(digits)
 
 
 def check_shape(data: Any) -> None:

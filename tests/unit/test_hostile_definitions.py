@@ -155,3 +155,19 @@ def test_characters_yaml_refuses_are_one_fault_at_the_document(text: str | bytes
     ((path, message),) = err.value.faults
     assert path == ""
     assert message.startswith("not valid JSON or YAML")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": "wf", "steps": [{"id": "a", "type": "noop", "timeout": ' + "1" * 5000 + "}]}",
+        "id: wf\nsteps:\n- {id: a, type: noop, timeout: " + "1" * 5000 + "}\n",
+    ],
+)
+def test_a_number_past_pythons_digit_limit_is_a_fault_not_a_crash(text: str) -> None:
+    # int() raises a bare ValueError past 4,300 digits: that was a 500 at push.
+    with pytest.raises(DefinitionError) as err:
+        parse_workflow_text(text)
+    ((path, message),) = err.value.faults
+    assert path == ""
+    assert "4300 digits" in message
