@@ -77,7 +77,8 @@ async def test_a_poison_event_is_dead_lettered_and_the_projector_keeps_going(
             instances_final, PROJECTION_TIMEOUT_S, message=f"instances reach {expected}"
         )
         await wait_caught_up(projector)
-        assert projector.dead_lettered == 1
+    # The topic is shared with test_projector.py, whose garbage record is dead-lettered too:
+    # exactly one dead letter names the poison event's position.
     [headers] = await dead_letters(kafka, bad_partition, bad_offset, value)
     reason = headers["reason"].decode()
     assert poison.event_id in reason
