@@ -18,9 +18,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from projections import ALL_TABLES
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_DEADLETTER, new_consumer, new_producer
+from services.adapters.postgres import apply_migrations, connect_pool
 from services.domain.events import Event
 from services.projector.consumer import PROJECTOR_NAME, Projector
-from tests.helpers import wait_until_async
+from tests.helpers import own_database, wait_until_async
 
 PROJECTION_TIMEOUT_S = 60.0
 
@@ -145,3 +146,16 @@ async def instance_statuses(pool: asyncpg.Pool, ids: list[str]) -> dict[str, str
         "SELECT instance_id, status, last_seq FROM instances WHERE instance_id = ANY($1)", ids
     )
     return {r["instance_id"]: f"{r['status']}@{r['last_seq']}" for r in rows}
+
+
+@asynccontextmanager
+async def migrated_pool(postgres: str, prefix: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh database of its own (`<prefix>_<suffix>`), migrated: a projector
+    test's read models start empty, whatever other tests wrote."""
+    url = await asyncio.to_thread(own_database, postgres, f"{prefix}_{suffix()}")
+    pool = await connect_pool(url)
+    try:
+        await apply_migrations(pool)
+        yield pool
+    finally:
+        await pool.close()

@@ -7,7 +7,6 @@ to that topic on purpose, and the engines of later tests fold the real one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,21 +15,20 @@ import pytest
 from projections import ALL_TABLES, apply_batch
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
-from services.adapters.postgres import apply_migrations, connect_pool
 from services.adapters.settings import Settings
 from services.domain.commands import ReportAttemptStarted
-from tests.helpers import own_database, wait_until_async
+from tests.helpers import wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,
     PROJECTION_TIMEOUT_S,
     create_topic,
     dead_letters,
     instance_statuses,
+    migrated_pool,
     produce,
     produce_garbage,
     running,
     snapshot,
-    suffix,
     wait_caught_up,
 )
 from tests.integration.projector_scenario import assert_rows, build_scenario
@@ -40,13 +38,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
-    url = await asyncio.to_thread(own_database, postgres, f"baton_projector_{suffix()}")
-    pool = await connect_pool(url)
-    try:
-        await apply_migrations(pool)
+    async with migrated_pool(postgres, "baton_projector") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def test_projection_from_the_log_and_its_rebuild(

@@ -6,7 +6,6 @@ projected, and a rebuild from offset 0 does exactly the same (issue 14, poison e
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -16,16 +15,16 @@ import pytest
 from projections import ALL_TABLES
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
-from services.adapters.postgres import apply_migrations, connect_pool
 from services.adapters.settings import Settings
 from services.domain.events import InstanceStarted
-from tests.helpers import own_database, wait_until_async
+from tests.helpers import wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,
     PROJECTION_TIMEOUT_S,
     create_topic,
     dead_letters,
     instance_statuses,
+    migrated_pool,
     produce,
     produce_garbage,
     running,
@@ -40,13 +39,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
-    url = await asyncio.to_thread(own_database, postgres, f"baton_poison_{suffix()}")
-    pool = await connect_pool(url)
-    try:
-        await apply_migrations(pool)
+    async with migrated_pool(postgres, "baton_poison") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def test_a_poison_event_is_dead_lettered_and_the_projector_keeps_going(
