@@ -18,7 +18,8 @@ from typing import Any
 
 from bench.workloads import CHAIN_STEPS, chain20
 from services.adapters.avro import Codec
-from services.domain.commands import (
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     Command,
     CommandEnvelope,
     PushWorkflow,
@@ -26,7 +27,6 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     StartInstance,
 )
-from services.domain.definition import parse_workflow
 from services.engine.shard import Shard
 
 

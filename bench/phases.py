@@ -37,7 +37,7 @@ from bench.tap import EventTap
 from bench.workloads import CHAIN_STEPS, Client, chain20, fanout100, hold, now_us
 from services.adapters.settings import Settings
 from services.cli.stack import Stack, api_url
-from services.domain.events import (
+from services.domain.protocol.events import (
     Event,
     InstanceStarted,
     StepAttemptCreated,

@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import TOPIC_EVENTS, new_consumer
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 
 TERMINAL = frozenset({"InstanceSucceeded", "InstanceFailed", "InstanceStopped", "InstanceTimedOut"})
 

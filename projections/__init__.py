@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from projections import attempts, history, instances, signals, steps, workflows
 from projections.tables import Batch, Conn, Handler, Table, load, write
-from services.domain.events import EVENT_TYPES, Event, EventPayload
+from services.domain.protocol.events import EVENT_TYPES, Event, EventPayload
 
 # history first: its table is the idempotence guard for all the others.
 MODULES = (history, workflows, instances, steps, attempts, signals)

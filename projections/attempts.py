@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from projections.tables import Batch, Handler, Key, Table, ts, ts_or_none
-from services.domain.events import (
+from services.domain.kernel.statuses import AttemptStatus
+from services.domain.protocol.events import (
     Event,
     EventPayload,
     StepAttemptCreated,
@@ -16,7 +17,6 @@ from services.domain.events import (
     StepSkipped,
     StepStopped,
 )
-from services.domain.statuses import AttemptStatus
 
 
 def _attempt_keys(e: Event) -> Iterator[Key]:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from projections.tables import Batch, Handler, Table, ts
-from services.domain.events import EVENT_TYPES, Event, EventPayload
+from services.domain.protocol.events import EVENT_TYPES, Event, EventPayload
 
 EVENTS = Table(
     "events",

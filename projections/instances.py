@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from projections.tables import Batch, Handler, Key, Table, ts
-from services.domain.events import (
+from services.domain.kernel.statuses import InstanceStatus
+from services.domain.protocol.events import (
     BreakpointSet,
     Event,
     EventPayload,
@@ -37,7 +38,6 @@ from services.domain.events import (
     StepStopped,
     StepUnsatisfied,
 )
-from services.domain.statuses import InstanceStatus
 
 
 def _instance_keys(e: Event) -> Iterator[Key]:

@@ -10,11 +10,7 @@ import json
 from typing import Any
 
 from projections.tables import Batch, Handler, Table, ts
-from services.domain.events import (
-    Event,
-    EventPayload,
-)
-from services.domain.signal_events import SignalReceived
+from services.domain.protocol.events import Event, EventPayload, SignalReceived
 
 SIGNALS = Table(
     "signals",

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from projections.tables import Batch, Handler, Key, Table, json_column, ts
-from services.domain.definition import load_workflow
-from services.domain.events import (
+from services.domain.kernel.statuses import StepStatus
+from services.domain.language.workflow import load_workflow
+from services.domain.protocol.events import (
     BreakpointSet,
     Event,
     EventPayload,
@@ -36,7 +37,6 @@ from services.domain.events import (
     StepUnsatisfied,
     StepWaitingForSignals,
 )
-from services.domain.statuses import StepStatus
 
 
 def _step_keys(e: Event) -> Iterator[Key]:

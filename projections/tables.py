@@ -18,7 +18,7 @@ from typing import Any
 from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from projections.tables import Batch, Handler, Key, Table, json_column, ts
-from services.domain.events import (
+from services.domain.language.params import iso_timestamp
+from services.domain.protocol.events import (
     Event,
     EventPayload,
     TimeTriggerFired,
@@ -17,7 +18,6 @@ from services.domain.events import (
     WorkflowDeactivated,
     WorkflowVersionCreated,
 )
-from services.domain.params import iso_timestamp
 
 
 def _workflow_keys(e: Event) -> Iterator[Key]:

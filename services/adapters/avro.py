@@ -34,9 +34,9 @@ from typing import Any, TypeAlias
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import load_schema, to_parsing_canonical_form
 
-from services.domain.commands import WIRE_COMMANDS, CommandEnvelope
-from services.domain.events import EVENT_TYPES, Event
-from services.domain.tasks import Task
+from services.domain.protocol.commands import WIRE_COMMANDS, CommandEnvelope
+from services.domain.protocol.events import EVENT_TYPES, Event
+from services.domain.protocol.tasks import Task
 
 DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 

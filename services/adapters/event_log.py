@@ -6,7 +6,7 @@ import contextlib
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import TOPIC_EVENTS, new_consumer
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 
 
 async def read_all_events(bootstrap: str, codec: Codec | None = None) -> list[Event]:

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from services.domain.commands import route_key
+from services.domain.protocol.routing import route_key
 
 log = logging.getLogger(__name__)
 

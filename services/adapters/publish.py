@@ -11,7 +11,8 @@ from aiokafka.structs import RecordMetadata
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_COMMANDS
-from services.domain.commands import Command, CommandEnvelope, command_key
+from services.domain.protocol.commands import Command, CommandEnvelope
+from services.domain.protocol.routing import command_key
 
 
 def now_micros() -> int:

@@ -35,8 +35,8 @@ from services.api import problems
 from services.api.body_rules import NUL_MESSAGE, may_hold_nul, nul_paths
 from services.api.origins import WRITE_METHODS
 from services.api.problems import Problem, ProblemResponse
-from services.domain.documents import load_json, render_path
-from services.domain.fields import DefinitionError
+from services.domain.kernel.documents import load_json, render_path
+from services.domain.kernel.errors import DefinitionError
 
 # Far above any body Baton accepts (start params are bounded per value, a signal's payload at
 # 64 KiB), and small enough to hold.

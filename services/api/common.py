@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from services.adapters import avro
 from services.adapters.publish import send_command
 from services.api.problems import Problem
-from services.domain.commands import Command
+from services.domain.protocol.commands import Command
 
 T = TypeVar("T")
 

@@ -29,19 +29,19 @@ from services.api.body_rules import (
     integral_float,
     params_size,
 )
-from services.domain.fields import ID_PATTERN
-from services.domain.params import LONG_MAX, LONG_MIN
-from services.domain.signal_specs import (
-    MAX_SIGNAL_PARAMS,
-    MAX_SIGNAL_STRING_CHARS,
-    SIGNAL_PARAM_PATTERN,
-)
-from services.domain.statuses import (
+from services.domain.kernel.statuses import (
     AttemptStatus,
     FailureKind,
     InstanceStatus,
     RestartMode,
     StepStatus,
+)
+from services.domain.language.fields import ID_PATTERN
+from services.domain.language.params import LONG_MAX, LONG_MIN
+from services.domain.language.signal_specs import (
+    MAX_SIGNAL_PARAMS,
+    MAX_SIGNAL_STRING_CHARS,
+    SIGNAL_PARAM_PATTERN,
 )
 
 T = TypeVar("T")

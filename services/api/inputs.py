@@ -15,7 +15,7 @@ from fastapi import Path, Query
 
 from services.api.body_rules import INT4_MAX
 from services.api.dto import MAX_PAGE
-from services.domain.fields import ID_PATTERN
+from services.domain.language.fields import ID_PATTERN
 
 MAX_OFFSET = 10_000_000
 

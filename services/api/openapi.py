@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from services.api.body_rules import JSON_VALUE, NO_NUL_PATTERN
 from services.api.origins import WRITE_METHODS
 from services.api.problems import PROBLEM_SCHEMA, problem_response
-from services.domain.params import LONG_MAX, LONG_MIN
+from services.domain.language.params import LONG_MAX, LONG_MIN
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")

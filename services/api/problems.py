@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from services.adapters import postgres
-from services.domain.fields import DefinitionError
+from services.domain.kernel.errors import DefinitionError
 
 _log = logging.getLogger(__name__)
 

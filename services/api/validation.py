@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from services.domain.definition import Workflow, parse_workflow_text
+from services.domain.language.parse import parse_workflow_text
+from services.domain.language.workflow import Workflow
 
 # Two cores on the reference machine: one validating thread per core at most, the event loop
 # keeps its share through the GIL's switch interval.

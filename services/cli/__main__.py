@@ -36,8 +36,8 @@ from services.cli.client import ApiError, Client, Unreachable, print_problem
 from services.cli.push import PUSH_WAIT_S, media_type, push_files, workflow_id_of
 from services.cli.stack import ChildFailing, HangWatch, Stack, api_url, prepare
 from services.cli.watch import TERMINAL, render, watch
-from services.domain.documents import load_json
-from services.domain.fields import DefinitionError
+from services.domain.kernel.documents import load_json
+from services.domain.kernel.errors import DefinitionError
 
 EXAMPLES = REPO_ROOT / "examples"
 SAMPLE = "hello_diamond.yaml"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.cli.client import ApiError, Client, print_problem
-from services.domain.documents import load_text
+from services.domain.kernel.documents import load_text
 
 PUSH_WAIT_S = 30.0
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from services.domain.events import Event
-from services.domain.tasks import Task
+from services.domain.protocol.events import Event
+from services.domain.protocol.tasks import Task
 
 
 @dataclass

@@ -33,29 +33,26 @@ from services.adapters.kafka import (
     task_topic,
     track_topics,
 )
-from services.domain.commands import (
+from services.domain.decider import (
+    AGGREGATES,
+    ENGINE_WORKER,
+    INSTANCE,
+    Aggregate,
+    Decision,
+    aggregate_of,
+    aggregate_of_event,
+    running_on_workers,
+)
+from services.domain.instance.state import InstanceState
+from services.domain.kernel.errors import CorruptLog, Rejected
+from services.domain.protocol.commands import (
     Command,
     CommandEnvelope,
     ExpireHeartbeat,
-    FireTimers,
-    FireWorkflowTimers,
-    InstanceCommand,
-    Rejected,
     ReportAttemptHeartbeat,
-    command_key,
-    is_signal_command,
-    is_workflow_command,
 )
-from services.domain.decide import decide_instance
-from services.domain.dispatch import cancellations, tasks_for
-from services.domain.events import Event, StepAttemptStarted
-from services.domain.evolve import CorruptLog, evolve, evolve_signal, evolve_workflow
-from services.domain.progress import ENGINE_WORKER, next_deadline
-from services.domain.signals import decide_for_signal
-from services.domain.state import InstanceState, SignalState, WorkflowState
-from services.domain.statuses import StepStatus
-from services.domain.steps import ENGINE_STEP_TYPES
-from services.domain.workflows import decide_for_workflow, next_workflow_deadline
+from services.domain.protocol.events import Event, StepAttemptStarted
+from services.domain.protocol.routing import command_key
 from services.engine.outbox import Outbox
 from services.engine.timers import Timers
 
@@ -105,12 +102,11 @@ class Shard:
         self.group_id = group_id
         self.heartbeat_timeout_us = int(heartbeat_timeout_s * 1_000_000)
         self.ensure_queue = ensure_queue
-        self.instances: dict[str, InstanceState] = {}
-        self.workflows: dict[str, WorkflowState] = {}
-        self.signals: dict[str, SignalState] = {}
-        # Timers: each instance's next deadline, and each workflow's next trigger time.
-        self._timers = Timers()
-        self._workflow_timers = Timers()
+        # Every aggregate of the partition, by aggregate type, then by key; and each one's
+        # next deadline (an instance's timeouts, a workflow's next trigger time).
+        self.states: dict[str, dict[str, Any]] = {a.name: {} for a in AGGREGATES}
+        self._timers: dict[str, Timers] = {a.name: Timers() for a in AGGREGATES}
+        self.instances: dict[str, InstanceState] = self.states[INSTANCE.name]
         # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
         # so after recovery every running attempt gets a full timeout of grace).
         self.last_seen: dict[AttemptKey, int] = {}
@@ -186,36 +182,28 @@ class Shard:
                         slice_end = time.monotonic() + FOLD_SLICE_S
         finally:
             await consumer.stop()
-        for wid, wstate in self.workflows.items():
-            self._workflow_timers.schedule(wid, next_workflow_deadline(wstate))
+        for aggregate in AGGREGATES:
+            for key, state in self.states[aggregate.name].items():
+                self._schedule(aggregate, key, state)
         for iid, state in self.instances.items():
-            self._schedule(iid, state)
-            steps = state.workflow.dag.steps
-            for sid, st in state.steps.items():
-                if st.status is StepStatus.RUNNING and steps[sid].type not in ENGINE_STEP_TYPES:
-                    self.last_seen[(iid, sid, st.attempt)] = now
+            for sid, attempt in running_on_workers(state):
+                self.last_seen[(iid, sid, attempt)] = now
         return count
 
     # --- the fold, kept in memory ----------------------------------------------------------
 
     def _apply(self, event: Event) -> None:
-        if event.signal_name is not None:
-            name = event.signal_name
-            self.signals[name] = evolve_signal(self.signals.get(name), event)
-            return
-        if event.instance_id is None:
-            wid = event.workflow_id
-            self.workflows[wid] = evolve_workflow(self.workflows.get(wid), event)
-            return
-        assert event.instance_id is not None
-        iid = event.instance_id
-        self.instances[iid] = evolve(self.instances.get(iid), event)
+        aggregate = aggregate_of_event(event)
+        states = self.states[aggregate.name]
+        key = aggregate.event_key(event)
+        states[key] = aggregate.evolve(states.get(key), event)
 
-    def _schedule(self, iid: str, state: InstanceState) -> None:
-        self._timers.schedule(iid, next_deadline(state))
+    def _schedule(self, aggregate: Aggregate[Any], key: str, state: Any) -> None:
+        if aggregate.timer is not None:
+            self._timers[aggregate.name].schedule(key, aggregate.deadline(state))
 
     def next_due(self) -> int | None:
-        dues = (self._timers.next_due(), self._workflow_timers.next_due())
+        dues = (t.next_due() for t in self._timers.values())
         return min((d for d in dues if d is not None), default=None)
 
     # --- deciding ------------------------------------------------------------------------
@@ -250,50 +238,29 @@ class Shard:
         """Decide one command; returns the commands it sends to aggregates of this partition.
         Memory changes only once everything it produces is encoded, so a command that fails
         anywhere leaves the shard exactly as it was."""
-        if is_workflow_command(cmd):
-            wd = decide_for_workflow(self.workflows.get(cmd.workflow_id), cmd, now, caused_at)
-            encoded, local, remote = self._outputs(wd.events, wd.sent, now, caused_at)
-            if wd.state is not None:
-                self.workflows[wd.state.workflow_id] = wd.state
-                if wd.events:
-                    due = next_workflow_deadline(wd.state)
-                    self._workflow_timers.schedule(wd.state.workflow_id, due)
-        elif is_signal_command(cmd):
-            sd = decide_for_signal(self.signals.get(cmd.signal_name), cmd, now, caused_at)
-            encoded, local, remote = self._outputs(sd.events, sd.sent, now, caused_at)
-            if sd.state is not None:
-                self.signals[sd.state.name] = sd.state
-        else:
-            return self._decide_instance(cmd, now, out, caused_at)
-        out.events.extend(encoded)
-        out.commands.extend(remote)
-        return local
-
-    def _decide_instance(
-        self, cmd: InstanceCommand, now: int, out: Outbox, caused_at: int | None
-    ) -> list[Command]:
-        iid = cmd.instance_id
         if isinstance(cmd, ReportAttemptHeartbeat):
-            key = (iid, cmd.step_id, cmd.attempt)
-            if key in self.last_seen:
-                self.last_seen[key] = now
+            # Liveness only: noted outside the fold, no transition (see last_seen).
+            attempt = (cmd.instance_id, cmd.step_id, cmd.attempt)
+            if attempt in self.last_seen:
+                self.last_seen[attempt] = now
             return []
-        d = decide_instance(self.instances.get(iid), cmd, now, caused_at)
+        aggregate = aggregate_of(cmd)
+        states = self.states[aggregate.name]
+        key = aggregate.command_key(cmd)
+        d: Decision[Any] = aggregate.decide(states.get(key), cmd, now, caused_at)
         if not d.events:
             local, remote = self._route(d.sent, now, caused_at)
             out.commands.extend(remote)
             return local
-        assert d.state is not None
-        state = d.state
-        events = d.events
-        encoded, local, remote = self._outputs(events, d.sent, now, caused_at)
-        tasks = [(t, self._encode(self.codec.encode_task, t)) for t in tasks_for(state, events)]
-        cancelled = {id(e) for e in cancellations(events)}
+        encoded, local, remote = self._outputs(d.events, d.sent, now, caused_at)
+        tasks = [(t, self._encode(self.codec.encode_task, t)) for t in d.tasks]
+        cancelled = {id(e) for e in d.cancellations}
         # Nothing below may fail: memory now moves to the decided state.
-        self.instances[iid] = state
-        for e in events:
-            self._track_liveness(iid, e, now)
-        self._schedule(iid, state)
+        states[key] = d.state
+        for e in d.events:
+            if e.instance_id is not None:
+                self._track_liveness(e.instance_id, e, now)
+        self._schedule(aggregate, key, d.state)
         out.events.extend(encoded)
         out.cancellations.extend(pair for pair in encoded if id(pair[0]) in cancelled)
         out.tasks.extend(tasks)
@@ -363,8 +330,11 @@ class Shard:
             self.last_seen.pop(key, None)
 
     def _due_commands(self, now: int, lagging: bool) -> list[Command]:
-        cmds: list[Command] = [FireWorkflowTimers(w) for w in self._workflow_timers.pop_due(now)]
-        cmds.extend(FireTimers(iid) for iid in self._timers.pop_due(now))
+        cmds: list[Command] = []
+        for aggregate in AGGREGATES:
+            if aggregate.timer is not None:
+                due = self._timers[aggregate.name].pop_due(now)
+                cmds.extend(aggregate.timer(key) for key in due)
         if lagging:
             # Heartbeats may be waiting in the unread input: silence is not evidence yet.
             return cmds

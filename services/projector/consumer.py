@@ -49,7 +49,7 @@ from services.adapters.kafka import (
 )
 from services.adapters.logs import kafka_loss
 from services.adapters.postgres import is_poison, is_unavailable, retry_delay
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 
 log = logging.getLogger(__name__)
 

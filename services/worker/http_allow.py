@@ -28,7 +28,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from services.domain.http_urls import ipv4_spelling_fault
+from services.domain.language.http_urls import ipv4_spelling_fault
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from services.domain.evaluation import fill_templates
-from services.domain.expressions import ExpressionError
-from services.domain.http_urls import url_fault
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.errors import ExpressionError
+from services.domain.kernel.statuses import FailureKind
+from services.domain.language.evaluation import fill_templates
+from services.domain.language.http_urls import url_fault
+from services.domain.protocol.tasks import Task
 from services.worker.http_allow import HostAllowList, HttpRefused, Resolver
 from services.worker.runtimes import StepOutcome, StepSuccess, failure
 

@@ -23,7 +23,9 @@ from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import TOPIC_DEADLETTER, dead_letter_headers, task_topic
 from services.adapters.logs import kafka_loss
 from services.adapters.publish import envelope, send_command, send_envelopes
-from services.domain.commands import (
+from services.domain.kernel.documents import json_may_hold_unstorable
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.commands import (
     Command,
     CommandEnvelope,
     ReportAttemptFailed,
@@ -31,9 +33,7 @@ from services.domain.commands import (
     ReportAttemptStarted,
     ReportAttemptSucceeded,
 )
-from services.domain.documents import json_may_hold_unstorable
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.protocol.tasks import Task
 from services.worker.offsets import PartitionOffsets
 from services.worker.runtimes import (
     StepOutcome,

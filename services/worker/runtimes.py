@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.domain.documents import unstorable_path
-from services.domain.environment import reserved_env_fault
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.documents import unstorable_path
+from services.domain.kernel.statuses import FailureKind
+from services.domain.language.environment import reserved_env_fault
+from services.domain.protocol.tasks import Task
 from services.worker.child_process import OUTPUT_TAIL_CHARS as OUTPUT_TAIL_CHARS
 from services.worker.child_process import ChildExit, run_process
 from services.worker.step_env import EnvAllowList, StepUser

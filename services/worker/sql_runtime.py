@@ -20,10 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from services.domain.evaluation import fill_templates
-from services.domain.expressions import ExpressionError
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.errors import ExpressionError
+from services.domain.kernel.statuses import FailureKind
+from services.domain.language.evaluation import fill_templates
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import StepOutcome, StepSuccess, failure
 from services.worker.sql_roles import read_powers, redact, refusal
 

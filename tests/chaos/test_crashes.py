@@ -23,7 +23,7 @@ from services.adapters.event_log import read_all_events
 from services.adapters.kafka import TOPIC_EVENTS, new_consumer
 from services.adapters.settings import Settings
 from services.cli.stack import Stack
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 from tests.e2e.client import Baton, unique
 from tests.helpers import wait_until_async
 

@@ -21,9 +21,9 @@ import pytest
 
 from services.adapters.event_log import read_all_events
 from services.cli.stack import Stack
-from services.domain.events import InstanceStarted, TimeTriggerFired
-from services.domain.triggers import TimeTrigger, jitter_of
-from services.domain.workflows import derived_instance_id
+from services.domain.language.triggers import TimeTrigger, jitter_of
+from services.domain.protocol.events import InstanceStarted, TimeTriggerFired
+from services.domain.protocol.routing import derived_instance_id
 from tests.e2e.client import Baton, unique
 from tests.helpers import wait_until_async
 

@@ -24,7 +24,7 @@ from services.adapters.event_log import read_all_events
 from services.adapters.settings import Settings
 from services.api.problems import MEDIA_TYPE
 from services.cli.stack import Stack
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 from tests.chaos.test_crashes import assert_rebuild_matches, projector_caught_up
 from tests.e2e.client import Baton, unique
 from tests.helpers import wait_until_async

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.domain.commands import Command, CommandEnvelope
-from services.domain.events import Event, EventPayload
+from services.domain.protocol.commands import Command, CommandEnvelope
+from services.domain.protocol.events import Event, EventPayload
 
 WORKFLOW = "etl.daily-sales"
 INSTANCE = "etl.daily-sales:7f3c2a9e"

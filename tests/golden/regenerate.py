@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from services.adapters.avro import Codec
-from services.domain.commands import CommandEnvelope
-from services.domain.events import Event
-from services.domain.tasks import Task
+from services.domain.protocol.commands import CommandEnvelope
+from services.domain.protocol.events import Event
+from services.domain.protocol.tasks import Task
 from tests.golden.samples import golden
 
 WIRE_DIR = Path(__file__).resolve().parent / "wire"

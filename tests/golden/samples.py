@@ -7,7 +7,8 @@ Never edit a sample whose .bin exists: add a new sample instead.
 
 from __future__ import annotations
 
-from services.domain.commands import (
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.commands import (
     ActivateWorkflow,
     CommandEnvelope,
     DeactivateWorkflow,
@@ -34,7 +35,7 @@ from services.domain.commands import (
     StopStep,
     UnblockWorkflow,
 )
-from services.domain.events import (
+from services.domain.protocol.events import (
     BreakpointSet,
     Event,
     InstanceAdmitted,
@@ -68,8 +69,7 @@ from services.domain.events import (
     WorkflowUnblocked,
     WorkflowVersionCreated,
 )
-from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
-from services.domain.tasks import Task
+from services.domain.protocol.tasks import Task
 from tests.golden.common import (
     DEFINITION,
     INSTANCE,

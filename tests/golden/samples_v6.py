@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from services.domain.commands import BypassSignals, CommandEnvelope, DeliverSignal, TriggerInstance
-from services.domain.events import (
+from services.domain.protocol.commands import (
+    AwaitSignal,
+    BypassSignals,
+    CancelSignalWait,
+    CommandEnvelope,
+    DeliverSignal,
+    SendSignal,
+    SetSignalTriggers,
+    TriggerInstance,
+)
+from services.domain.protocol.events import (
     Event,
+    SignalAwaited,
+    SignalReceived,
+    SignalTriggersSet,
+    SignalWaitCancelled,
     StepSignalMatched,
     StepSignalsBypassed,
     StepWaitingForSignals,
     TimeTriggerFired,
     TimeTriggerScheduled,
-)
-from services.domain.signal_commands import (
-    AwaitSignal,
-    CancelSignalWait,
-    SendSignal,
-    SetSignalTriggers,
-)
-from services.domain.signal_events import (
-    SignalAwaited,
-    SignalReceived,
-    SignalTriggersSet,
-    SignalWaitCancelled,
 )
 from tests.golden.common import INSTANCE, SECOND, T0, WORKFLOW, command, event
 

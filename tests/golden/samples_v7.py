@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from services.domain.commands import (
+from services.domain.protocol.commands import (
     ApplyWorkflowBreakpoints,
     CommandEnvelope,
     SetWorkflowBreakpoint,
     StartInstance,
 )
-from services.domain.events import BreakpointSet, Event, WorkflowBreakpointSet
+from services.domain.protocol.events import BreakpointSet, Event, WorkflowBreakpointSet
 from tests.golden.common import DEFINITION, INSTANCE, PARAMS, WORKFLOW, command, event
 
 EVENTS_V7: tuple[Event, ...] = (

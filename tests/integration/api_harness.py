@@ -19,8 +19,8 @@ import httpx
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_COMMANDS, new_consumer
 from services.api.problems import MEDIA_TYPE
-from services.domain.commands import CommandEnvelope
-from services.domain.definition import parse_workflow_text
+from services.domain.language.parse import parse_workflow_text
+from services.domain.protocol.commands import CommandEnvelope
 from tests.helpers import wait_until_async
 
 V1 = "/api/v1"

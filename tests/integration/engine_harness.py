@@ -23,7 +23,10 @@ from services.adapters.kafka import (
     task_topic,
 )
 from services.adapters.publish import send_command
-from services.domain.commands import (
+from services.domain.instance.decide import decide_instance
+from services.domain.kernel.statuses import FailureKind
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     Command,
     PushWorkflow,
     ReportAttemptFailed,
@@ -31,11 +34,8 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     StartInstance,
 )
-from services.domain.decide import decide_instance
-from services.domain.definition import parse_workflow
-from services.domain.events import Event
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.protocol.events import Event
+from services.domain.protocol.tasks import Task
 from services.engine.engine import Engine
 
 PARTITIONS = 8

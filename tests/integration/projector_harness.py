@@ -19,7 +19,7 @@ from projections import ALL_TABLES
 from services.adapters.avro import Codec
 from services.adapters.kafka import TOPIC_DEADLETTER, new_consumer, new_producer
 from services.adapters.postgres import apply_migrations, connect_pool
-from services.domain.events import Event
+from services.domain.protocol.events import Event
 from services.projector.consumer import PROJECTOR_NAME, Projector
 from tests.helpers import own_database, wait_until_async
 

@@ -13,7 +13,12 @@ from typing import Any
 import asyncpg
 
 from projections.tables import ts
-from services.domain.commands import (
+from services.domain.decider import decide
+from services.domain.instance.evolve import evolve_instance as evolve
+from services.domain.instance.state import InstanceState
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     FireTimers,
     InstanceCommand,
     PushWorkflow,
@@ -24,17 +29,15 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
 )
-from services.domain.decide import decide, decide_workflow
-from services.domain.definition import parse_workflow
-from services.domain.events import (
+from services.domain.protocol.events import (
     Event,
     InstanceStarted,
     StepAttemptFailed,
     WorkflowVersionCreated,
 )
-from services.domain.evolve import evolve, evolve_workflow
-from services.domain.state import InstanceState, WorkflowState
-from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.workflow.decide import decide_workflow
+from services.domain.workflow.evolve import evolve_workflow
+from services.domain.workflow.state import WorkflowState
 from tests.integration.projector_harness import suffix
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in UTC micros
@@ -87,7 +90,7 @@ class Run:
         reported = isinstance(
             command, ReportAttemptStarted | ReportAttemptSucceeded | ReportAttemptFailed
         )
-        new = decide(self.state, command, self.now, self.now - 300 if reported else None)
+        new = decide(self.state, command, self.now, self.now - 300 if reported else None).events
         for e in new:
             self.state = evolve(self.state, e)
         self.events += new
@@ -126,7 +129,7 @@ def push_versions(workflow_id: str, definitions: list[dict[str, Any]]) -> list[E
     events = []
     for i, definition in enumerate(definitions):
         cmd = PushWorkflow(workflow_id, json.dumps(definition))
-        for e in decide_workflow(state, cmd, T0 + i * 1_000_000):
+        for e in decide_workflow(state, cmd, T0 + i * 1_000_000).events:
             state = evolve_workflow(state, e)
             events.append(e)
     return events

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.documents import MAX_DEPTH
+from services.domain.kernel.documents import MAX_DEPTH
 from tests.integration.api_harness import V1, Api, definition, insert_version, unique
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from services.adapters.kafka import new_producer
 from services.api import problems
 from services.api.common import publish
 from services.api.problems import MEDIA_TYPE, Problem
-from services.domain.signal_commands import SendSignal
+from services.domain.protocol.commands import SendSignal
 from tests.integration.api_harness import (
     V1,
     Api,

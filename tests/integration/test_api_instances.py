@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.domain.commands import StartInstance, StopInstance
+from services.domain.protocol.commands import StartInstance, StopInstance
 from tests.integration.api_harness import (
     V1,
     Api,

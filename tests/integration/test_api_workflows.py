@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import PushWorkflow
-from services.domain.definition import parse_workflow_text
-from services.domain.fields import MAX_DEFINITION_BYTES
+from services.domain.language.fields import MAX_DEFINITION_BYTES
+from services.domain.language.parse import parse_workflow_text
+from services.domain.protocol.commands import PushWorkflow
 from tests.integration.api_harness import (
     V1,
     Api,

@@ -19,10 +19,10 @@ from services.adapters.kafka import (
     partition_for,
 )
 from services.adapters.publish import send_command
-from services.domain.commands import StartInstance
-from services.domain.events import StepAttemptStarted, StepAttemptSucceeded
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.commands import StartInstance
+from services.domain.protocol.events import StepAttemptStarted, StepAttemptSucceeded
+from services.domain.protocol.tasks import Task
 from services.engine import shard as shard_module
 from services.engine.engine import GROUP_ID
 from services.engine.outbox import Outbox

@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import new_transactional_producer
-from services.domain.commands import StartInstance
-from services.domain.decide import decide_instance
+from services.domain.instance.decide import decide_instance
+from services.domain.protocol.commands import StartInstance
 from services.engine.engine import GROUP_ID, _fenced, quiet_fenced_leftovers
 from services.engine.outbox import Outbox
 from services.engine.shard import Shard

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.kafka import new_producer, partition_for
-from services.domain.events import StepAttemptCreated
+from services.domain.protocol.events import StepAttemptCreated
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     PARTITIONS,

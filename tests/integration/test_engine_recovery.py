@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from services.adapters.avro import Codec
 from services.adapters.kafka import new_producer
 from services.adapters.publish import send_command
-from services.domain.commands import StartInstance
+from services.domain.protocol.commands import StartInstance
 from services.engine import shard as shard_module
 from services.engine.engine import STOP_FLUSH_TIMEOUT_S, Engine
 from services.engine.outbox import Outbox

@@ -16,7 +16,7 @@ from projections import ALL_TABLES, apply_batch
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
 from services.adapters.settings import Settings
-from services.domain.commands import ReportAttemptStarted
+from services.domain.protocol.commands import ReportAttemptStarted
 from tests.helpers import wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,

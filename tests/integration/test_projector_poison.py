@@ -16,7 +16,7 @@ from projections import ALL_TABLES
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
 from services.adapters.settings import Settings
-from services.domain.events import InstanceStarted
+from services.domain.protocol.events import InstanceStarted
 from tests.helpers import wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,

@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from services.adapters.settings import REPO_ROOT
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import StepFailure, StepSuccess
 from services.worker.sql_roles import check_connections
 from services.worker.sql_runtime import SqlRuntime

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import trustme
 
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.tasks import Task
 from services.worker.http_runtime import HostAllowList, HttpRuntime
 from services.worker.runtimes import StepFailure, StepSuccess
 from services.worker.sql_runtime import SqlRuntime

@@ -25,15 +25,15 @@ from services.adapters.kafka import (
 )
 from services.adapters.publish import send_command
 from services.adapters.settings import REPO_ROOT, Settings
-from services.domain.commands import (
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.commands import (
     Command,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
 )
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.protocol.tasks import Task
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepOutcome, StepRuntime, default_runtimes
 from tests.helpers import wait_until_async

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from services.domain.commands import (
+from services.domain.decider import AGGREGATES, INSTANCE, SIGNAL, WORKFLOW, aggregate_of, decide
+from services.domain.instance.evolve import fold
+from services.domain.instance.state import InstanceState
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     Command,
     StartInstance,
-    is_signal_command,
-    is_workflow_command,
 )
-from services.domain.decide import decide, decide_instance
-from services.domain.definition import parse_workflow
-from services.domain.events import Event, EventPayload
-from services.domain.evolve import fold
-from services.domain.signals import decide_for_signal
-from services.domain.state import InstanceState, SignalState, WorkflowState
-from services.domain.workflows import decide_for_workflow
+from services.domain.protocol.events import Event, EventPayload
+from services.domain.signal.state import SignalState
+from services.domain.workflow.state import WorkflowState
 
 IID = "i-1"
 S = 1_000_000  # one second in microseconds
@@ -54,7 +52,7 @@ class History:
         return fold(self.events)
 
     def when(self, command: Command, at: int = 0) -> list[EventPayload]:
-        new = decide(self.state, command, at)
+        new = decide(self.state, command, at).events
         self.events.extend(new)
         return [e.payload for e in new]
 
@@ -63,39 +61,42 @@ class History:
 
 
 class World:
-    """Every aggregate, of every workflow: a command is decided on its aggregate, then the
-    commands that decision sends, in order, as a shard does for its own partition. `log`
-    holds `<aggregate id> <event type>` lines in decision order."""
+    """Every aggregate, of every workflow, decided through the decider's one door: a command
+    is decided on its aggregate, then the commands that decision sends, in order, as a shard
+    does for its own partition. `log` holds `<aggregate id> <event type>` lines in decision
+    order."""
 
     def __init__(self) -> None:
-        self.workflows: dict[str, WorkflowState] = {}
-        self.instances: dict[str, InstanceState] = {}
-        self.signals: dict[str, SignalState] = {}
+        self.states: dict[str, dict[str, Any]] = {a.name: {} for a in AGGREGATES}
         self.events: dict[str, list[Event]] = {}  # by instance id
         self.log: list[str] = []
+
+    @property
+    def workflows(self) -> dict[str, WorkflowState]:
+        return self.states[WORKFLOW.name]
+
+    @property
+    def instances(self) -> dict[str, InstanceState]:
+        return self.states[INSTANCE.name]
+
+    @property
+    def signals(self) -> dict[str, SignalState]:
+        return self.states[SIGNAL.name]
 
     def when(self, command: Command) -> list[str]:
         start = len(self.log)
         queue: deque[Command] = deque([command])
         while queue:
             c = queue.popleft()
-            if is_workflow_command(c):
-                wd = decide_for_workflow(self.workflows.get(c.workflow_id), c, 0)
-                if wd.state is not None:
-                    self.workflows[c.workflow_id] = wd.state
-                self.log += [f"{c.workflow_id} {e.type}" for e in wd.events]
-                queue.extend(wd.sent)
-            elif is_signal_command(c):
-                sd = decide_for_signal(self.signals.get(c.signal_name), c, 0)
-                if sd.state is not None:
-                    self.signals[c.signal_name] = sd.state
-                self.log += [f"signal:{c.signal_name} {e.type}" for e in sd.events]
-                queue.extend(sd.sent)
-            else:
-                d = decide_instance(self.instances.get(c.instance_id), c, 0)
-                if d.state is not None:
-                    self.instances[c.instance_id] = d.state
-                self.events.setdefault(c.instance_id, []).extend(d.events)
-                self.log += [f"{c.instance_id} {e.type}" for e in d.events]
-                queue.extend(d.sent)
+            aggregate = aggregate_of(c)
+            states = self.states[aggregate.name]
+            key = aggregate.command_key(c)
+            d = decide(states.get(key), c, 0)
+            if d.state is not None:
+                states[key] = d.state
+            for e in d.events:
+                if e.instance_id is not None:
+                    self.events.setdefault(e.instance_id, []).append(e)
+            self.log += [f"{e.key} {e.type}" for e in d.events]
+            queue.extend(d.sent)
         return self.log[start:]

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from services.domain.tasks import Task
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import ShellRuntime, StepSuccess
 from services.worker.step_env import StepUser, hide_worker_process
 

@@ -34,9 +34,9 @@ from services.adapters.avro import (
     EncodeError,
     schema_id,
 )
-from services.domain.commands import WIRE_COMMANDS, CommandEnvelope, FireTimers
-from services.domain.events import EVENT_TYPES, Event, StepAttemptFailed
-from services.domain.tasks import Task
+from services.domain.protocol.commands import WIRE_COMMANDS, CommandEnvelope, FireTimers
+from services.domain.protocol.events import EVENT_TYPES, Event, StepAttemptFailed
+from services.domain.protocol.tasks import Task
 from tests.golden.regenerate import WIRE_DIR, encode
 from tests.golden.samples import (
     COMMAND_VARIANTS,

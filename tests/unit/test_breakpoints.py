@@ -8,20 +8,20 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import (
+from services.domain.instance.evolve import fold
+from services.domain.kernel.errors import Rejected
+from services.domain.kernel.statuses import InstanceStatus, RestartMode, StepStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     PauseStep,
     PushWorkflow,
-    Rejected,
     ReportAttemptSucceeded,
     RestartInstance,
     ResumeStep,
     SetWorkflowBreakpoint,
     StartInstance,
 )
-from services.domain.definition import parse_workflow
-from services.domain.evolve import fold
-from services.domain.progress import iteration_id
-from services.domain.statuses import InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.routing import iteration_id
 from tests.unit import domain_fixtures
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.commands import (
+from services.domain.decider import decide
+from services.domain.instance.scheduler import next_deadline
+from services.domain.instance.tasks import cancellations, tasks_for
+from services.domain.kernel.errors import Rejected
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.commands import (
     ExpireHeartbeat,
     FireTimers,
     KillInstance,
-    Rejected,
     ReportAttemptFailed,
     ReportAttemptHeartbeat,
     ReportAttemptStarted,
@@ -17,9 +21,7 @@ from services.domain.commands import (
     StartInstance,
     StopInstance,
 )
-from services.domain.decide import decide
-from services.domain.dispatch import cancellations, tasks_for
-from services.domain.events import (
+from services.domain.protocol.events import (
     InstanceFailed,
     InstanceRestarted,
     InstanceStarted,
@@ -27,13 +29,6 @@ from services.domain.events import (
     StepAttemptFailed,
     StepAttemptStarted,
     StepStopped,
-)
-from services.domain.progress import next_deadline
-from services.domain.statuses import (
-    FailureKind,
-    InstanceStatus,
-    RestartMode,
-    StepStatus,
 )
 from tests.unit.domain_fixtures import IID, History, S, diamond, start, workflow_json
 
@@ -47,7 +42,7 @@ def succeed(h: History, step: str, attempt: int = 1, at: int = 0) -> list[str]:
 
 def test_start_creates_root_attempts_and_their_tasks() -> None:
     h = History()
-    events = decide(None, start(diamond()), 0)
+    events = decide(None, start(diamond()), 0).events
     assert [e.type for e in events] == ["InstanceStarted", "StepAttemptCreated"]
     assert [e.seq for e in events] == [1, 2]
     assert [e.event_id for e in events] == [f"{IID}:1", f"{IID}:2"]
@@ -296,15 +291,15 @@ def test_cancellations_are_the_ends_a_worker_did_not_report() -> None:
     succeed(h, "a")
     h.when(ReportAttemptStarted(IID, "b", 1, "w"), 0)
     h.when(ReportAttemptStarted(IID, "c", 1, "w"), 0)
-    timed_out = decide(h.state, FireTimers(IID), 5 * S)  # b's timeout fires in the engine
+    timed_out = decide(h.state, FireTimers(IID), 5 * S).events  # b's timeout fires in the engine
     assert [e.type for e in cancellations(timed_out)] == ["StepAttemptFailed"]
     user = History()
     user.when(start(diamond(retry_policy={"user_limit": 0})))
     user.when(ReportAttemptStarted(IID, "a", 1, "w"))
-    reported = decide(user.state, ReportAttemptFailed(IID, "a", 1, FailureKind.USER, "x"), 0)
+    reported = decide(user.state, ReportAttemptFailed(IID, "a", 1, FailureKind.USER, "x"), 0).events
     assert cancellations(reported) == []  # the worker reported it: nothing to cancel
     user.events.extend(reported)  # a now waits for its retry
-    stopped = decide(user.state, StopInstance(IID), 0)
+    stopped = decide(user.state, StopInstance(IID), 0).events
     assert [e.type for e in cancellations(stopped)] == ["StepStopped"]
 
 
@@ -331,9 +326,11 @@ def test_events_carry_the_issue_time_of_the_command_that_caused_them() -> None:
     h = History()
     h.when(start(diamond()))
     assert h.state is not None
-    reported = decide(h.state, ReportAttemptSucceeded(IID, "a", 1, "{}"), 5_000, caused_at=4_200)
+    reported = decide(
+        h.state, ReportAttemptSucceeded(IID, "a", 1, "{}"), 5_000, caused_at=4_200
+    ).events
     h.events.extend(reported)
     assert {e.caused_at for e in reported} == {4_200}  # the result and the attempts it creates
     assert {e.occurred_at for e in reported} == {5_000}
-    timers = decide(h.state, FireTimers(IID), 10**15)  # the engine's own decision
+    timers = decide(h.state, FireTimers(IID), 10**15).events  # the engine's own decision
     assert timers and {e.caused_at for e in timers} == {None}

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.commands import (
+from services.domain.instance.scheduler import next_deadline
+from services.domain.instance.tasks import cancellations
+from services.domain.kernel.errors import Rejected
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.commands import (
     FireTimers,
     PauseInstance,
     PauseStep,
-    Rejected,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
@@ -20,10 +23,7 @@ from services.domain.commands import (
     SkipStep,
     StopStep,
 )
-from services.domain.dispatch import cancellations
-from services.domain.events import InstanceRestarted, InstanceStopped, StepSkipped
-from services.domain.progress import next_deadline
-from services.domain.statuses import FailureKind, InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.events import InstanceRestarted, InstanceStopped, StepSkipped
 from tests.unit.domain_fixtures import IID, History, S, start, workflow_json
 
 NO_RETRY = {"user_limit": 0}
@@ -227,6 +227,6 @@ def test_stopping_an_instance_stops_a_step_paused_at_its_breakpoint() -> None:
     definition = workflow_json([{"id": "a", "type": "noop", "breakpoint": True}])
     h = History()
     assert h.types(start(definition)) == ["InstanceStarted", "StepPaused"]
-    from services.domain.commands import StopInstance
+    from services.domain.protocol.commands import StopInstance
 
     assert h.types(StopInstance(IID)) == ["StepStopped", "InstanceStopped"]

@@ -7,14 +7,16 @@ import json
 
 import pytest
 
-from services.domain.commands import (
-    Rejected,
+from services.domain.instance.evolve import fold
+from services.domain.kernel.errors import Rejected
+from services.domain.kernel.statuses import InstanceStatus, RestartMode, StepStatus
+from services.domain.protocol.commands import (
     ReportAttemptStarted,
     ReportAttemptSucceeded,
     RestartInstance,
     StartInstance,
 )
-from services.domain.events import (
+from services.domain.protocol.events import (
     InstanceFailed,
     InstanceRestarted,
     InstanceStarted,
@@ -22,8 +24,6 @@ from services.domain.events import (
     StepEvaluationFailed,
     StepUnsatisfied,
 )
-from services.domain.evolve import fold
-from services.domain.statuses import InstanceStatus, RestartMode, StepStatus
 from tests.unit.domain_fixtures import IID, History, S, start, workflow_json
 
 
@@ -230,8 +230,8 @@ def test_a_restart_from_incomplete_keeps_unsatisfied_steps() -> None:
     h = History()
     h.when(start(definition))
     succeed(h, "a")
-    from services.domain.commands import ReportAttemptFailed
-    from services.domain.statuses import FailureKind
+    from services.domain.kernel.statuses import FailureKind
+    from services.domain.protocol.commands import ReportAttemptFailed
 
     h.when(ReportAttemptStarted(IID, "c", 1, "w1"))
     h.when(ReportAttemptFailed(IID, "c", 1, FailureKind.USER, "boom"))

@@ -5,12 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.domain.commands import (
+from services.domain.decider import decide
+from services.domain.instance.evolve import fold
+from services.domain.kernel.errors import Rejected
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, RestartMode
+from services.domain.protocol.commands import (
     Command,
     FireTimers,
     KillInstance,
     PauseInstance,
-    Rejected,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
@@ -21,10 +24,7 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
 )
-from services.domain.decide import decide
-from services.domain.events import Event
-from services.domain.evolve import fold
-from services.domain.statuses import FailureKind, InstanceStatus, RestartMode
+from services.domain.protocol.events import Event
 from tests.unit.domain_fixtures import IID, S, diamond, start
 
 FIXED = {"type": "fixed", "user_seconds": 1, "platform_seconds": 1, "timeout_seconds": 1}
@@ -69,13 +69,13 @@ commands: st.SearchStrategy[Command] = st.one_of(
 
 
 def run(cmds: list[Command], gaps: list[int]) -> list[Event]:
-    events = decide(None, start(DEFINITION), 0)
+    events = decide(None, start(DEFINITION), 0).events
     state = fold(events)
     now = 0
     for cmd, gap in zip(cmds, gaps, strict=False):
         now += gap
         try:
-            new = decide(state, cmd, now)
+            new = decide(state, cmd, now).events
         except Rejected:
             continue  # a command that can never apply (a restart from a blocked step)
         state = fold(new, state)

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from services.domain.definition import load_workflow, parse_workflow, parse_workflow_text
-from services.domain.evaluation import check_overrides, start_params
-from services.domain.fields import MAX_STEPS, DefinitionError, parse_duration
-from services.domain.params import ParamType
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.evaluation import check_overrides, start_params
+from services.domain.language.fields import MAX_STEPS, parse_duration
+from services.domain.language.params import ParamType
+from services.domain.language.parse import parse_workflow, parse_workflow_text
+from services.domain.language.workflow import load_workflow
 
 
 def faults(data: Any) -> dict[str, str]:

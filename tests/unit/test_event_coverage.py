@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from services.domain.commands import WIRE_COMMANDS
-from services.domain.decide import handled_command_types
-from services.domain.events import EVENT_TYPES
-from services.domain.evolve import handled_event_types
+from services.domain.decider import handled_command_types, handled_event_types
+from services.domain.protocol.commands import WIRE_COMMANDS
+from services.domain.protocol.events import EVENT_TYPES
 
 
 def test_every_event_type_has_an_evolve_case() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.expressions import (
+from services.domain.kernel.errors import ExpressionError
+from services.domain.language.expressions import (
     MAX_COMPREHENSIONS,
     MAX_MAPPED_ITEMS,
     MAX_NESTING,
     MAX_SOURCE_CHARS,
-    ExpressionError,
     compile_expression,
     interpolate,
     member_paths,

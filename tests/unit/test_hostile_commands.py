@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.commands import PushWorkflow, Rejected, StartInstance
-from services.domain.decide import decide
-from services.domain.documents import MAX_DEPTH
-from services.domain.signal_commands import SendSignal
-from services.domain.signals import decide_for_signal
-from services.domain.workflows import decide_for_workflow
+from services.domain.decider import decide
+from services.domain.kernel.documents import MAX_DEPTH
+from services.domain.kernel.errors import Rejected
+from services.domain.protocol.commands import PushWorkflow, SendSignal, StartInstance
+from services.domain.signal.decide import decide_signal
+from services.domain.workflow.decide import decide_workflow
 from tests.unit.domain_fixtures import IID, workflow_json
 
 
@@ -25,7 +25,7 @@ def nested(depth: int) -> str:
 def test_a_signal_payload_nested_too_deep_is_rejected(depth: int) -> None:
     command = SendSignal("s", "r1", "{}", nested(depth), "api:test")
     with pytest.raises(Rejected, match="nested more than 64 levels"):
-        decide_for_signal(None, command, 0)
+        decide_signal(None, command, 0)
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100_000])
@@ -39,4 +39,4 @@ def test_start_params_nested_too_deep_are_rejected(depth: int) -> None:
 def test_a_pushed_definition_nested_too_deep_is_rejected() -> None:
     definition = '{"id":"wf","tags":' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(Rejected, match="nested more than 64 levels"):
-        decide_for_workflow(None, PushWorkflow("wf", definition), 0)
+        decide_workflow(None, PushWorkflow("wf", definition), 0)

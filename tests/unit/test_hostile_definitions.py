@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from services.domain import documents
-from services.domain.definition import parse_workflow_text
-from services.domain.documents import MAX_DEPTH, MAX_NODES, check_shape, load_text, load_yaml
-from services.domain.fields import DefinitionError
+from services.domain.kernel import documents
+from services.domain.kernel.documents import MAX_DEPTH, MAX_NODES, check_shape, load_text, load_yaml
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.parse import parse_workflow_text
 
 # Nine levels of nine: 9**9 (387 million) strings once expanded, from about 400 bytes.
 BILLION_LAUGHS = """\

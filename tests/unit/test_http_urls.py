@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.domain.definition import Workflow, load_workflow, parse_workflow
-from services.domain.fields import DefinitionError
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.parse import parse_workflow
+from services.domain.language.workflow import Workflow, load_workflow
 
 PARAMS = {"host": "h", "port": 80, "path": "p", "base_url": "https://x", "id": 1}
 

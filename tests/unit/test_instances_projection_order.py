@@ -8,7 +8,7 @@ from itertools import permutations
 
 from projections import instances
 from projections.tables import Batch
-from services.domain.events import (
+from services.domain.protocol.events import (
     Event,
     EventPayload,
     InstanceDequeued,

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.domain.commands import (
+from services.domain.kernel.errors import DefinitionError
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     PauseInstance,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -14,10 +17,7 @@ from services.domain.commands import (
     ResumeInstance,
     StopInstance,
 )
-from services.domain.definition import parse_workflow
-from services.domain.fields import DefinitionError
-from services.domain.progress import iteration_id
-from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.protocol.routing import iteration_id
 from tests.unit.test_subworkflows import World
 
 P = "p~1"

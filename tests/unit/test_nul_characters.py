@@ -11,24 +11,23 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import (
+from services.domain.decider import decide
+from services.domain.kernel.documents import check_shape
+from services.domain.kernel.errors import DefinitionError, Rejected
+from services.domain.kernel.statuses import FailureKind
+from services.domain.language.parse import parse_workflow_text
+from services.domain.protocol.commands import (
     PushWorkflow,
-    Rejected,
     ReportAttemptFailed,
     ReportAttemptStarted,
     ReportAttemptSucceeded,
+    SendSignal,
     StartInstance,
     StopInstance,
 )
-from services.domain.decide import decide
-from services.domain.definition import parse_workflow_text
-from services.domain.documents import check_shape
-from services.domain.events import StepAttemptFailed, StepAttemptSucceeded
-from services.domain.fields import DefinitionError
-from services.domain.signal_commands import SendSignal
-from services.domain.signals import decide_for_signal
-from services.domain.statuses import FailureKind
-from services.domain.workflows import decide_for_workflow
+from services.domain.protocol.events import StepAttemptFailed, StepAttemptSucceeded
+from services.domain.signal.decide import decide_signal
+from services.domain.workflow.decide import decide_workflow
 from tests.unit.domain_fixtures import IID, History, start, workflow_json
 
 NUL = "\x00"
@@ -100,7 +99,7 @@ def test_a_backslash_u0000_that_is_text_is_no_nul() -> None:
 def test_a_pushed_definition_holding_a_nul_is_rejected() -> None:
     command = PushWorkflow("wf", json.dumps(with_nul(base(), ("description",))))
     with pytest.raises(Rejected, match="description: a string may not hold a NUL"):
-        decide_for_workflow(None, command, 0)
+        decide_workflow(None, command, 0)
 
 
 def test_a_start_whose_definition_holds_a_nul_is_rejected() -> None:
@@ -133,7 +132,7 @@ def test_a_start_holding_a_nul_is_rejected(command: StartInstance) -> None:
 )
 def test_a_signal_holding_a_nul_is_rejected(command: SendSignal) -> None:
     with pytest.raises(Rejected, match="NUL"):
-        decide_for_signal(None, command, 0)
+        decide_signal(None, command, 0)
 
 
 def started() -> History:
@@ -195,4 +194,4 @@ def test_a_surrogate_pair_is_a_character_like_any_other() -> None:
 
 def test_a_signal_payload_holding_a_lone_surrogate_is_rejected() -> None:
     with pytest.raises(Rejected, match="lone surrogate"):
-        decide_for_signal(None, SendSignal("s", "r1", "{}", '{"a": "\\ud800"}', "api"), 0)
+        decide_signal(None, SendSignal("s", "r1", "{}", '{"a": "\\ud800"}', "api"), 0)

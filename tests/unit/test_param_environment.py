@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from services.domain.definition import parse_workflow
-from services.domain.environment import reserved_env_fault, reserved_env_name
-from services.domain.evaluation import check_overrides
-from services.domain.fields import DefinitionError
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.environment import reserved_env_fault, reserved_env_name
+from services.domain.language.evaluation import check_overrides
+from services.domain.language.parse import parse_workflow
 
 
 def faults_of(data: dict[str, Any]) -> dict[str, str]:

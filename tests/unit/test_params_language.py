@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from services.domain.definition import parse_workflow
-from services.domain.evaluation import (
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.evaluation import (
     builtins,
     check_overrides,
     restart_params,
     start_params,
 )
-from services.domain.fields import DefinitionError
-from services.domain.params import ParamMode
+from services.domain.language.params import ParamMode
+from services.domain.language.parse import parse_workflow
 
 
 def wf(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -291,7 +291,7 @@ def test_http_and_sql_fields_may_template_params_only() -> None:
 
 
 def test_a_worker_fills_whole_templates_with_values_and_others_with_text() -> None:
-    from services.domain.evaluation import fill_templates
+    from services.domain.language.evaluation import fill_templates
 
     params = {"n": 2, "day": "2024-01-01", "m": {"k": [1]}}
     assert fill_templates(["${n}", "x${n}", "${m}", "$${n}", {"d": "${day}"}], params) == [

@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from services.api import problems
 from services.api.problems import MEDIA_TYPE, Problem, ProblemResponse, json_path
-from services.domain.definition import parse_workflow_text
-from services.domain.fields import DefinitionError
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.parse import parse_workflow_text
 
 BAD_RETRY = """
 id: wf

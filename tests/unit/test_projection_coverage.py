@@ -8,14 +8,14 @@ import pytest
 
 from projections import ALL_HANDLERS, ALL_TABLES, MODULES, SKIPPED, history
 from projections.tables import Batch, ts
-from services.domain.events import (
+from services.domain.kernel.statuses import FailureKind, StepStatus
+from services.domain.protocol.events import (
     EVENT_TYPES,
     Event,
     EventPayload,
     InstanceFailed,
     StepAttemptFailed,
 )
-from services.domain.statuses import FailureKind, StepStatus
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.__name__)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.domain.commands import (
+from services.domain.kernel.statuses import FailureKind, InstanceStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     DequeueInstance,
     PushWorkflow,
     ReportAttemptFailed,
@@ -18,9 +20,7 @@ from services.domain.commands import (
     StopInstance,
     UnblockWorkflow,
 )
-from services.domain.definition import parse_workflow
-from services.domain.state import WorkflowState
-from services.domain.statuses import FailureKind, InstanceStatus
+from services.domain.workflow.state import WorkflowState
 from tests.unit import domain_fixtures
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from services.adapters.settings import REPO_ROOT
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import (
     MESSAGE_CHARS,
     OUTPUT_TAIL_CHARS,

@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import BypassSignals, Rejected, ReportAttemptSucceeded, StopStep
-from services.domain.definition import parse_workflow
-from services.domain.fields import DefinitionError
-from services.domain.signal_commands import AwaitSignal, SendSignal
-from services.domain.signal_specs import SignalOperator, satisfies
-from services.domain.statuses import InstanceStatus, StepStatus
+from services.domain.kernel.errors import DefinitionError, Rejected
+from services.domain.kernel.statuses import InstanceStatus, StepStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.language.signal_specs import SignalOperator, satisfies
+from services.domain.protocol.commands import (
+    AwaitSignal,
+    BypassSignals,
+    ReportAttemptSucceeded,
+    SendSignal,
+    StopStep,
+)
 from tests.unit.test_subworkflows import World
 
 P = "waits~1"
@@ -137,7 +142,7 @@ def test_stopping_a_waiting_step_withdraws_its_wait() -> None:
 
 
 def test_a_paused_instance_records_the_match_and_starts_the_step_on_resume() -> None:
-    from services.domain.commands import PauseInstance, ResumeInstance
+    from services.domain.protocol.commands import PauseInstance, ResumeInstance
 
     w = World()
     started(w, waiter())

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from services.domain.statuses import FailureKind
-from services.domain.tasks import Task
+from services.domain.kernel.statuses import FailureKind
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import StepFailure
 from services.worker.sql_roles import redact
 from services.worker.sql_runtime import SqlRuntime

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from services.adapters.settings import REPO_ROOT
-from services.domain.tasks import Task
+from services.domain.protocol.tasks import Task
 from services.worker.runtimes import PythonRuntime, StepSuccess
 from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList, StepUser
 from tests.unit import step_user_worker

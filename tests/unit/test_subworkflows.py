@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.domain.commands import (
+from services.domain.kernel.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.language.parse import parse_workflow
+from services.domain.protocol.commands import (
     PushWorkflow,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     StartInstance,
     StopInstance,
 )
-from services.domain.definition import parse_workflow
-from services.domain.progress import child_id
-from services.domain.statuses import FailureKind, InstanceStatus, StepStatus
+from services.domain.protocol.routing import child_id
 from tests.unit import domain_fixtures
 
 

@@ -11,18 +11,19 @@ from typing import Any
 
 import pytest
 
-from services.domain.commands import (
+from services.domain.kernel.errors import DefinitionError
+from services.domain.language.parse import parse_workflow
+from services.domain.language.triggers import jitter_of, next_time
+from services.domain.protocol.commands import (
     ActivateWorkflow,
     DeactivateWorkflow,
     FireWorkflowTimers,
     PushWorkflow,
+    SendSignal,
 )
-from services.domain.definition import parse_workflow
-from services.domain.fields import DefinitionError
-from services.domain.signal_commands import SendSignal
-from services.domain.signals import decide_for_signal
-from services.domain.triggers import jitter_of, next_time
-from services.domain.workflows import decide_for_workflow, next_workflow_deadline
+from services.domain.signal.decide import decide_signal
+from services.domain.workflow.decide import decide_workflow
+from services.domain.workflow.timers import next_workflow_deadline
 from tests.unit.test_subworkflows import World
 
 
@@ -54,7 +55,7 @@ class Clock(World):
         self.now = T0
 
     def decide_workflow(self, c: Any) -> list[str]:
-        wd = decide_for_workflow(self.workflows.get(c.workflow_id), c, self.now)
+        wd = decide_workflow(self.workflows.get(c.workflow_id), c, self.now)
         if wd.state is not None:
             self.workflows[c.workflow_id] = wd.state
         log = [f"{c.workflow_id} {e.type}" for e in wd.events]
@@ -174,12 +175,12 @@ def test_a_signal_triggers_match_values_are_literals() -> None:
 
 
 def test_set_triggers_twice_records_once() -> None:
-    from services.domain.signal_commands import SetSignalTriggers
+    from services.domain.protocol.commands import SetSignalTriggers
 
     c = SetSignalTriggers("s", "wf", '[[0,[["a","=",1]],[]]]')
-    first = decide_for_signal(None, c, 0)
+    first = decide_signal(None, c, 0)
     assert [e.type for e in first.events] == ["SignalTriggersSet"]
-    assert decide_for_signal(first.state, c, 0).events == []
+    assert decide_signal(first.state, c, 0).events == []
 
 
 def test_a_long_signal_value_starts_a_declared_string_param_as_its_digits() -> None:
@@ -195,14 +196,15 @@ def test_a_long_signal_value_starts_a_declared_string_param_as_its_digits() -> N
 
 
 def test_a_signal_value_that_fits_no_declared_param_is_still_rejected() -> None:
-    from services.domain.commands import Rejected, TriggerInstance
+    from services.domain.kernel.errors import Rejected
+    from services.domain.protocol.commands import TriggerInstance
 
     w = Clock()
     wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL], params={"rows": 1})
     w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
     trigger = TriggerInstance("nightly", "n-1", json.dumps({"rows": "many"}), "signal:s#1")
     with pytest.raises(Rejected, match=r"params\.rows: expected a long"):
-        decide_for_workflow(w.workflows["nightly"], trigger, T0)
+        decide_workflow(w.workflows["nightly"], trigger, T0)
 
 
 def test_a_trigger_matching_a_declared_param_with_a_value_it_cannot_take_is_refused() -> None:

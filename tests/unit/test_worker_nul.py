@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.adapters.settings import REPO_ROOT
-from services.domain.statuses import FailureKind
+from services.domain.kernel.statuses import FailureKind
 from services.worker.runtimes import (
     PythonRuntime,
     ShellRuntime,

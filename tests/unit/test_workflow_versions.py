@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from services.domain.commands import ActivateWorkflow, DeactivateWorkflow, PushWorkflow, Rejected
-from services.domain.decide import decide_workflow
-from services.domain.events import Event, WorkflowActivated, WorkflowVersionCreated
-from services.domain.evolve import evolve_workflow
-from services.domain.state import WorkflowState
+from services.domain.kernel.errors import Rejected
+from services.domain.protocol.commands import ActivateWorkflow, DeactivateWorkflow, PushWorkflow
+from services.domain.protocol.events import Event, WorkflowActivated, WorkflowVersionCreated
+from services.domain.workflow.decide import decide_workflow
+from services.domain.workflow.evolve import evolve_workflow
+from services.domain.workflow.state import WorkflowState
 
 DEFINITION = json.dumps({"id": "wf", "steps": [{"id": "a", "type": "noop"}]})
 
@@ -21,7 +22,7 @@ class Workflow:
         self.state: WorkflowState | None = None
 
     def when(self, command: PushWorkflow | ActivateWorkflow | DeactivateWorkflow) -> list[str]:
-        new = decide_workflow(self.state, command, 0)
+        new = decide_workflow(self.state, command, 0).events
         for e in new:
             self.state = evolve_workflow(self.state, e)
         self.events += new

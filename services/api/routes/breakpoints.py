@@ -10,8 +10,8 @@ from services.api.common import canonical_json, json_value, publish
 from services.api.deps import Codec, Pool, Producer
 from services.api.dto import BreakpointAccepted
 from services.api.inputs import StepId, WorkflowId
-from services.domain.commands import SetWorkflowBreakpoint
-from services.domain.definition import any_version_has_step
+from services.domain.language.workflow import any_version_has_step
+from services.domain.protocol.commands import SetWorkflowBreakpoint
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 

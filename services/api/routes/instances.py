@@ -34,7 +34,17 @@ from services.api.inputs import (
     StepId,
     WorkflowIdFilter,
 )
-from services.domain.commands import (
+from services.domain.kernel.errors import DefinitionError
+from services.domain.kernel.statuses import (
+    INSTANCE_ACTIONS,
+    STEP_ACTIONS,
+    InstanceStatus,
+    RestartMode,
+    StepStatus,
+)
+from services.domain.language.evaluation import check_overrides
+from services.domain.language.workflow import Workflow, load_workflow
+from services.domain.protocol.commands import (
     BypassSignals,
     Command,
     DequeueInstance,
@@ -49,16 +59,6 @@ from services.domain.commands import (
     StopInstance,
     StopStep,
     UnblockWorkflow,
-)
-from services.domain.definition import Workflow, load_workflow
-from services.domain.evaluation import check_overrides
-from services.domain.fields import DefinitionError
-from services.domain.statuses import (
-    INSTANCE_ACTIONS,
-    STEP_ACTIONS,
-    InstanceStatus,
-    RestartMode,
-    StepStatus,
 )
 
 MAX_WAIT_SECONDS = 30.0

@@ -18,8 +18,8 @@ from services.api.dto import (
     SignalPublic,
 )
 from services.api.inputs import Limit, Offset, SignalNameFilter
-from services.domain.signal_commands import SendSignal
-from services.domain.signal_specs import MAX_SIGNAL_PAYLOAD_BYTES
+from services.domain.language.signal_specs import MAX_SIGNAL_PAYLOAD_BYTES
+from services.domain.protocol.commands import SendSignal
 
 router = APIRouter(prefix="/signals", tags=["signals"])
 

@@ -27,17 +27,17 @@ from services.api.dto import (
 from services.api.inputs import Limit, Offset, VersionRef, WorkflowId
 from services.api.problems import Problem
 from services.api.validation import DefinitionValidator, ValidationBusy
-from services.domain.commands import (
-    ROUTE_SEPARATOR,
+from services.domain.kernel.errors import DefinitionError, ExpressionError
+from services.domain.language.evaluation import builtins, check_overrides, start_params
+from services.domain.language.fields import ID_PATTERN, MAX_DEFINITION_BYTES, MAX_STEPS
+from services.domain.language.workflow import Workflow, load_workflow
+from services.domain.protocol.commands import (
     ActivateWorkflow,
     DeactivateWorkflow,
     PushWorkflow,
     StartInstance,
 )
-from services.domain.definition import Workflow, load_workflow
-from services.domain.evaluation import builtins, check_overrides, start_params
-from services.domain.expressions import ExpressionError
-from services.domain.fields import ID_PATTERN, MAX_DEFINITION_BYTES, MAX_STEPS, DefinitionError
+from services.domain.protocol.routing import ROUTE_SEPARATOR
 
 # Instance ids of keyed starts: uuid5(BATON_NS, f"{workflow_id}\0{idempotency_key}"), so the
 # same key twice names the same instance and the engine drops the second StartInstance.
