@@ -43,6 +43,7 @@ __all__ = [
     "WORKFLOW",
     "Aggregate",
     "Decision",
+    "InstanceState",
     "aggregate_of",
     "aggregate_of_event",
     "decide",

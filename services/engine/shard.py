@@ -39,11 +39,11 @@ from services.domain.decider import (
     INSTANCE,
     Aggregate,
     Decision,
+    InstanceState,
     aggregate_of,
     aggregate_of_event,
     running_on_workers,
 )
-from services.domain.instance.state import InstanceState
 from services.domain.kernel.errors import CorruptLog, Rejected
 from services.domain.protocol.commands import (
     Command,
