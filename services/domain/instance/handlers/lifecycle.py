@@ -32,7 +32,7 @@ from services.domain.language.evaluation import (
     evaluate_start_params,
     restart_params,
 )
-from services.domain.language.workflow import load_workflow
+from services.domain.language.workflow import Workflow, load_workflow
 from services.domain.protocol.commands import (
     KillInstance,
     PauseInstance,
@@ -55,22 +55,9 @@ from services.domain.protocol.events import (
 def _start(d: Draft, c: StartInstance) -> None:
     if d.state is not None:
         return  # idempotent: the instance id is derived from the idempotency key
-    if json_holds_nul(c.definition):
-        # load_workflow decodes without `check_shape`; the read models would refuse it.
-        raise Rejected(f"definition: {NUL_MESSAGE}")
-    try:
-        wf = load_workflow(c.definition)
-        overrides = load_json(c.params)
-        if not isinstance(overrides, dict):
-            raise Rejected("params must be a JSON object")
-        # A loop's iteration starts with the params its parent evaluated for it.
-        given = overrides if c.loop is not None else check_overrides(wf, overrides)
-    except DefinitionError as err:
-        raise Rejected(str(err)) from None
-    except json.JSONDecodeError as err:
-        raise Rejected(f"definition or params are not JSON: {err}") from None
+    wf, given = _judged_start(c)
     if not c.admitted:
-        # Checked first, so only a start that can run takes a place in the queue.
+        # Judged first, so only a start that can run takes a place in the queue.
         d.send(
             QueueInstance(
                 workflow_id=c.workflow_id,
@@ -83,21 +70,7 @@ def _start(d: Draft, c: StartInstance) -> None:
             )
         )
         return
-    base = builtins(
-        workflow_id=c.workflow_id,
-        version=c.version,
-        time_zone=wf.time_zone,
-        instance_id=c.instance_id,
-        run=1,
-        initiator=c.initiator,
-        started_at=d.now,
-        run_started_at=d.now,
-    )
-    failure = None
-    try:
-        params = given if c.loop is not None else evaluate_start_params(wf, given, base)
-    except ExpressionError as err:
-        params, failure = given, str(err)
+    params, failure = _start_params(d, c, wf, given)
     d.emit(
         InstanceStarted(
             version=c.version,
@@ -119,6 +92,47 @@ def _start(d: Draft, c: StartInstance) -> None:
         d.emit(InstanceFailed(1, f"params could not be evaluated: {failure}", (), killed=False))
         return
     advance(d)
+
+
+def _judged_start(c: StartInstance) -> tuple[Workflow, dict[str, Any]]:
+    """The start's definition and given params, or Rejected saying why it can never run."""
+    if json_holds_nul(c.definition):
+        # load_workflow decodes without `check_shape`; the read models would refuse it.
+        raise Rejected(f"definition: {NUL_MESSAGE}")
+    try:
+        wf = load_workflow(c.definition)
+        overrides = load_json(c.params)
+        if not isinstance(overrides, dict):
+            raise Rejected("params must be a JSON object")
+        # A loop's iteration starts with the params its parent evaluated for it.
+        given = overrides if c.loop is not None else check_overrides(wf, overrides)
+    except DefinitionError as err:
+        raise Rejected(str(err)) from None
+    except json.JSONDecodeError as err:
+        raise Rejected(f"definition or params are not JSON: {err}") from None
+    return wf, given
+
+
+def _start_params(
+    d: Draft, c: StartInstance, wf: Workflow, given: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """The first run's params, and why they could not be evaluated (None: they could)."""
+    if c.loop is not None:
+        return given, None
+    base = builtins(
+        workflow_id=c.workflow_id,
+        version=c.version,
+        time_zone=wf.time_zone,
+        instance_id=c.instance_id,
+        run=1,
+        initiator=c.initiator,
+        started_at=d.now,
+        run_started_at=d.now,
+    )
+    try:
+        return evaluate_start_params(wf, given, base), None
+    except ExpressionError as err:
+        return given, str(err)
 
 
 def _stop(d: Draft, c: StopInstance) -> None:
