@@ -224,7 +224,7 @@ class ShellRuntime:
     variables its allow-list names (step_env.py), never the worker's whole environment.
 
     A param may not replace any of that: a name a step reads from its environment
-    (services.domain.environment: ``PATH``, ``LD_PRELOAD``, ``BATON_*`` …) or one of
+    (services.domain.language.environment: ``PATH``, ``LD_PRELOAD``, ``BATON_*`` …) or one of
     ``base_env`` is a USER failure, and the command does not run.
 
     Exit code 0 succeeds; a non-zero exit or death by a signal is a USER failure; the step's

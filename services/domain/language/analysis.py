@@ -1,6 +1,6 @@
 """Checks of a definition's expressions at push time, each fault with its exact path.
 
-- Every expression compiles within the bounds (services.domain.expressions).
+- Every expression compiles within the bounds (services.domain.language.expressions).
 - Every name it reads exists: a param of its scope, or a context root; `params.x` names a
   param of its scope; `steps.x` names a step upstream of where it is evaluated (its outputs
   exist by then). Workflow params are evaluated at start, before any step: no `steps` there.
