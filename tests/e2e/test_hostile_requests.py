@@ -15,7 +15,7 @@ import yaml
 from services.adapters.settings import Settings
 from services.cli.stack import Stack, api_url
 from tests.helpers import wait_until
-from tests.unit.test_hostile_definitions import BILLION_LAUGHS
+from tests.unit.domain.language.test_hostile_definitions import BILLION_LAUGHS
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from services.domain.protocol.commands import (
     SendSignal,
     StopStep,
 )
-from tests.unit.test_subworkflows import World
+from tests.unit.domain.instance.test_subworkflows import World
 
 P = "waits~1"
 

@@ -22,7 +22,7 @@ from services.domain.protocol.commands import (
     StartInstance,
 )
 from services.domain.protocol.routing import iteration_id
-from tests.unit import domain_fixtures
+from tests.unit.domain import given
 
 
 def _shell(step_id: str, **fields: Any) -> dict[str, Any]:
@@ -56,7 +56,7 @@ LOOP = {
 }
 
 
-class World(domain_fixtures.World):
+class World(given.World):
     def push(self, definition: dict[str, Any]) -> None:
         self.definition = parse_workflow(definition).to_json()
         self.when(PushWorkflow(definition["id"], self.definition))

@@ -21,7 +21,7 @@ from services.api.body_rules import may_hold_nul, nul_paths
 from services.api.common import OrjsonResponse
 from services.api.dto import ActivateBody, InstanceCreate, SignalCreate
 from services.api.problems import MEDIA_TYPE
-from tests.unit.api_app import (
+from tests.unit.api.api_app import (
     DOCUMENT,
     HTTP_METHODS,
     OPERATIONS,
@@ -30,7 +30,7 @@ from tests.unit.api_app import (
     app_over,
     client_without_io,
 )
-from tests.unit.api_app import member_schemas as _schemas
+from tests.unit.api.api_app import member_schemas as _schemas
 
 _ENCODINGS = ("utf-8", "utf-16", "utf-16-le", "utf-32", "utf-32-be")
 _NO_DB = Failing(ConnectionRefusedError(111, "Connection refused"))

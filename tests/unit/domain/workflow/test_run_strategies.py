@@ -21,7 +21,7 @@ from services.domain.protocol.commands import (
     UnblockWorkflow,
 )
 from services.domain.workflow.state import WorkflowState
-from tests.unit import domain_fixtures
+from tests.unit.domain import given
 
 
 def definition(strategy: Any) -> str:
@@ -41,7 +41,7 @@ def definition(strategy: Any) -> str:
     ).to_json()
 
 
-class World(domain_fixtures.World):
+class World(given.World):
     """One workflow, `wf`, with the given run strategy."""
 
     def __init__(self, strategy: Any) -> None:

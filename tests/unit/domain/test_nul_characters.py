@@ -28,7 +28,7 @@ from services.domain.protocol.commands import (
 from services.domain.protocol.events import StepAttemptFailed, StepAttemptSucceeded
 from services.domain.signal.decide import decide_signal
 from services.domain.workflow.decide import decide_workflow
-from tests.unit.domain_fixtures import IID, History, start, workflow_json
+from tests.unit.domain.given import IID, History, start, workflow_json
 
 NUL = "\x00"
 

@@ -1,5 +1,5 @@
 """A stand-in worker for test_step_env:
-`python -m tests.unit.step_user_worker USER|self [--hidden]`.
+`python -m tests.unit.worker.step_user_worker USER|self [--hidden]`.
 
 Started with a secret in its environment (hidden from its own user with --hidden, as the
 worker hides itself), it runs one shell step (as USER, or as itself)

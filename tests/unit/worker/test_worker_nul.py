@@ -20,7 +20,7 @@ from services.worker.runtimes import (
     failure,
     reportable,
 )
-from tests.unit.test_runtimes import failed, python, shell
+from tests.unit.worker.test_runtimes import failed, python, shell
 
 NUL = "\x00"
 

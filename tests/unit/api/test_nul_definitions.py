@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.unit.api_app import client_without_io
+from tests.unit.api.api_app import client_without_io
 
 
 @pytest.fixture

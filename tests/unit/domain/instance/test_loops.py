@@ -18,7 +18,7 @@ from services.domain.protocol.commands import (
     StopInstance,
 )
 from services.domain.protocol.routing import iteration_id
-from tests.unit.test_subworkflows import World
+from tests.unit.domain.instance.test_subworkflows import World
 
 P = "p~1"
 

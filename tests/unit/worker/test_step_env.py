@@ -15,7 +15,7 @@ from services.adapters.settings import REPO_ROOT
 from services.domain.protocol.tasks import Task
 from services.worker.runtimes import PythonRuntime, StepSuccess
 from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList, StepUser
-from tests.unit import step_user_worker
+from tests.unit.worker import step_user_worker
 
 WORKER_ENV = {
     "PATH": "/usr/bin:/bin",
@@ -87,7 +87,7 @@ needs_root = pytest.mark.skipif(
 
 def _run_worker(user: str, *flags: str, worker_as: str | None = None) -> dict[str, str]:
     secret = json.dumps({"wh": f"postgresql://u:{step_user_worker.SECRET}@db/wh"})
-    argv = [sys.executable, "-m", "tests.unit.step_user_worker", user, *flags]
+    argv = [sys.executable, "-m", "tests.unit.worker.step_user_worker", user, *flags]
     if worker_as is not None:
         worker_user = StepUser.parse(worker_as)
         assert worker_user is not None
@@ -174,7 +174,7 @@ def test_the_start_probe_says_why_the_step_user_cannot_run_python_steps() -> Non
 async def test_a_python_step_runs_as_the_step_user_too() -> None:
     nobody = pwd.getpwnam("nobody")
     runtime = PythonRuntime(cwd=str(REPO_ROOT), step_user=StepUser.parse("nobody"))
-    config = json.dumps({"function": "tests.unit.step_user_worker:whoami"})
+    config = json.dumps({"function": "tests.unit.worker.step_user_worker:whoami"})
     task = Task("i", "w", "s", 1, 1, "python", "default", config, "{}", 30.0, 0)
     outcome = await runtime.run(task)
     assert isinstance(outcome, StepSuccess), outcome

@@ -9,7 +9,7 @@ import pytest
 from services.api.app import ApiOptions
 from services.api.origins import host_name, normalise_origin, own_hosts, own_origins
 from services.api.problems import MEDIA_TYPE
-from tests.unit.api_app import Failing, app_over
+from tests.unit.api.api_app import Failing, app_over
 
 
 def test_the_default_address_owns_its_loopback_names() -> None:

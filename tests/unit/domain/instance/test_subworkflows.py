@@ -16,10 +16,10 @@ from services.domain.protocol.commands import (
     StopInstance,
 )
 from services.domain.protocol.routing import child_id
-from tests.unit import domain_fixtures
+from tests.unit.domain import given
 
 
-class World(domain_fixtures.World):
+class World(given.World):
     def push(self, definition: dict[str, Any]) -> str:
         text = parse_workflow(definition).to_json()
         self.when(PushWorkflow(definition["id"], text))

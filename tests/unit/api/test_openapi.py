@@ -19,8 +19,8 @@ from services.api.app import ApiOptions
 from services.api.bodies import MAX_JSON_BODY_BYTES
 from services.api.problems import MEDIA_TYPE
 from services.api.validation import DefinitionValidator
-from tests.unit.api_app import DOCUMENT, IDS, OPERATIONS, PATH_SAMPLES, Failing, app_over
-from tests.unit.api_app import member_schemas as _schemas
+from tests.unit.api.api_app import DOCUMENT, IDS, OPERATIONS, PATH_SAMPLES, Failing, app_over
+from tests.unit.api.api_app import member_schemas as _schemas
 
 INT32_MAX = 2**31 - 1
 

@@ -24,7 +24,7 @@ from services.domain.protocol.commands import (
     StopStep,
 )
 from services.domain.protocol.events import InstanceRestarted, InstanceStopped, StepSkipped
-from tests.unit.domain_fixtures import IID, History, S, start, workflow_json
+from tests.unit.domain.given import IID, History, S, start, workflow_json
 
 NO_RETRY = {"user_limit": 0}
 

@@ -25,7 +25,7 @@ from services.domain.protocol.commands import (
     StopStep,
 )
 from services.domain.protocol.events import Event
-from tests.unit.domain_fixtures import IID, S, diamond, start
+from tests.unit.domain.given import IID, S, diamond, start
 
 FIXED = {"type": "fixed", "user_seconds": 1, "platform_seconds": 1, "timeout_seconds": 1}
 DEFINITION = diamond(

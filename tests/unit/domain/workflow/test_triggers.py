@@ -24,7 +24,7 @@ from services.domain.protocol.commands import (
 from services.domain.signal.decide import decide_signal
 from services.domain.workflow.decide import decide_workflow
 from services.domain.workflow.timers import next_workflow_deadline
-from tests.unit.test_subworkflows import World
+from tests.unit.domain.instance.test_subworkflows import World
 
 
 def micros(text: str) -> int:

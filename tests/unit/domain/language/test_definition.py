@@ -171,7 +171,9 @@ def test_the_canonical_form_is_bounded() -> None:
 def test_definitions_stored_by_the_first_dsl_still_load() -> None:
     """InstanceStarted events carry the canonical definition and evolve loads it on replay:
     a DSL change that cannot load this file would make old instances unreplayable."""
-    stored = (Path(__file__).parents[1] / "golden" / "definitions" / "v1.json").read_text()
+    stored = (
+        Path(__file__).parents[4] / "tests" / "golden" / "definitions" / "v1.json"
+    ).read_text()
     wf = load_workflow(stored.strip())
     assert wf.dag.roots == ("root",)
     assert wf.dag.predecessors["join"] == ("shell", "nap", "py")

@@ -30,7 +30,7 @@ from services.domain.protocol.events import (
     StepAttemptStarted,
     StepStopped,
 )
-from tests.unit.domain_fixtures import IID, History, S, diamond, start, workflow_json
+from tests.unit.domain.given import IID, History, S, diamond, start, workflow_json
 
 FIXED_1S = {"type": "fixed", "user_seconds": 1, "platform_seconds": 1, "timeout_seconds": 1}
 

@@ -12,7 +12,7 @@ from services.domain.kernel.errors import Rejected
 from services.domain.protocol.commands import PushWorkflow, SendSignal, StartInstance
 from services.domain.signal.decide import decide_signal
 from services.domain.workflow.decide import decide_workflow
-from tests.unit.domain_fixtures import IID, workflow_json
+from tests.unit.domain.given import IID, workflow_json
 
 
 def nested(depth: int) -> str:

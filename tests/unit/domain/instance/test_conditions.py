@@ -24,7 +24,7 @@ from services.domain.protocol.events import (
     StepEvaluationFailed,
     StepUnsatisfied,
 )
-from tests.unit.domain_fixtures import IID, History, S, start, workflow_json
+from tests.unit.domain.given import IID, History, S, start, workflow_json
 
 
 def succeed(
