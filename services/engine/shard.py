@@ -108,7 +108,7 @@ class Shard:
         self.group_position: int | None = None
         self._group_committed_at = time.monotonic()
         self._committed_at = -math.inf
-        # Decided but not yet committed (see Engine._enqueue): the outbox the next transaction
+        # Decided but not yet committed (see Committers.enqueue): the outbox the next transaction
         # writes, the input position it commits, and the task committing the one before.
         self.pending: Outbox | None = None
         self.pending_offset: int | None = None
