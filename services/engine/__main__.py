@@ -11,7 +11,8 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
 from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings
-from services.engine.engine import Engine, quiet_fenced_leftovers
+from services.engine.engine import Engine
+from services.engine.fencing import quiet_fenced_leftovers
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -4,6 +4,10 @@ The shard owns the instances and workflows whose keys hash to partition p. For e
 it runs the pure decider, then writes the decided events (events partition p), the tasks
 they imply and the consumed input offsets in ONE Kafka transaction. Its transactional id is
 fixed per partition, so a new owner's `init_transactions` fences any zombie of the old one.
+
+Here: the state, deciding, and the transaction's bookkeeping (`commit`, `checkpoint`). Beside
+it: the recovery fold (fold.py), attempts' liveness (liveness.py), outputs as bytes
+(encoding.py) and the transaction's records (transaction.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,19 +26,13 @@ from aiokafka.structs import ConsumerRecord
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
-    TOPIC_CONTROL,
-    TOPIC_DEADLETTER,
     TOPIC_EVENTS,
-    dead_letter_headers,
-    derived_dead_letter_headers,
-    new_consumer,
     partition_for,
     task_topic,
     track_topics,
 )
 from services.domain.decider import (
     AGGREGATES,
-    ENGINE_WORKER,
     INSTANCE,
     Aggregate,
     Decision,
@@ -44,44 +41,27 @@ from services.domain.decider import (
     aggregate_of_event,
     running_on_workers,
 )
-from services.domain.kernel.errors import CorruptLog, Rejected
+from services.domain.kernel.errors import Rejected
 from services.domain.protocol.commands import (
     Command,
-    CommandEnvelope,
-    ExpireHeartbeat,
     ReportAttemptHeartbeat,
 )
-from services.domain.protocol.events import Event, StepAttemptStarted
+from services.domain.protocol.events import Event
 from services.domain.protocol.routing import command_key
+from services.engine.encoding import dead_letter_derived, encode_bounded, envelope
+from services.engine.fold import fold_events
+from services.engine.liveness import Liveness
 from services.engine.outbox import Outbox
 from services.engine.timers import Timers
+from services.engine.transaction import BASE_TOPICS, send_outbox
 
 log = logging.getLogger(__name__)
 
-# Header on an event: every commands offset below this value was decided in (or before) the
-# transaction that wrote the event.
-INPUT_OFFSET_HEADER = "baton-input-offset"
-# How often the running attempts are checked for a missed heartbeat (timeouts are seconds).
-LIVENESS_SCAN_INTERVAL_US = 500_000
 # How far behind the engine's real position the consumer group's committed offset may fall
 # (it is for operators: recovery reads the position from the events).
 GROUP_COMMIT_INTERVAL_S = 1.0
 # A shard idle this long gets a checkpoint transaction of its own when its group offset trails.
 IDLE_AFTER_S = 0.2
-# The longest a fold runs before it lets the loop serve the rest (heartbeats, signals, the
-# partitions already recovered); checked every FOLD_CHECK_EVERY events.
-FOLD_SLICE_S = 0.002
-FOLD_CHECK_EVERY = 64
-
-AttemptKey = tuple[str, str, int]
-
-# Every topic a transaction may write besides the task topics.
-BASE_TOPICS = frozenset({TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER})
-
-
-# The largest record the engine writes; above it the command is rejected (dead-lettered)
-# instead of making Kafka refuse the whole transaction again and again.
-MAX_RECORD_BYTES = 3 * 1024 * 1024
 
 
 class Shard:
@@ -100,17 +80,16 @@ class Shard:
         self.producer = producer
         self.codec = codec
         self.group_id = group_id
-        self.heartbeat_timeout_us = int(heartbeat_timeout_s * 1_000_000)
         self.ensure_queue = ensure_queue
         # Every aggregate of the partition, by aggregate type, then by key; and each one's
         # next deadline (an instance's timeouts, a workflow's next trigger time).
         self.states: dict[str, dict[str, Any]] = {a.name: {} for a in AGGREGATES}
         self._timers: dict[str, Timers] = {a.name: Timers() for a in AGGREGATES}
         self.instances: dict[str, InstanceState] = self.states[INSTANCE.name]
-        # Liveness of attempts running on workers: last report or heartbeat (not in the fold,
-        # so after recovery every running attempt gets a full timeout of grace).
-        self.last_seen: dict[AttemptKey, int] = {}
-        self._liveness_scan_at = 0
+        # Liveness of attempts running on workers (see liveness.py); `last_seen` is its table
+        # of last reports and heartbeats, which deciding a heartbeat refreshes directly.
+        self.liveness = Liveness(heartbeat_timeout_s)
+        self.last_seen = self.liveness.last_seen
         # The next commands offset to decide: the offset the last successful transaction
         # committed (we are its only writer while we hold the transactional id), or None
         # when the group has none yet. The consumer's own committed-offset cache does not
@@ -124,7 +103,7 @@ class Shard:
         self.group_position: int | None = None
         self._group_committed_at = time.monotonic()
         self._committed_at = -math.inf
-        # Decided but not yet committed (see Engine._enqueue): the outbox the next transaction
+        # Decided but not yet committed (see Committers.enqueue): the outbox the next transaction
         # writes, the input position it commits, and the task committing the one before.
         self.pending: Outbox | None = None
         self.pending_offset: int | None = None
@@ -147,41 +126,13 @@ class Shard:
     # --- recovery ------------------------------------------------------------------------
 
     async def load(self, bootstrap: str, now: int) -> int:
-        """Fold every committed event of events partition p. Returns the number folded.
-
-        The fold is CPU-bound and a partition's history can take seconds: it yields to the
-        loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
-        (cancelling this, which has written nothing) and the other shards keep deciding."""
-        consumer = new_consumer(bootstrap, None)
-        await consumer.start()
-        count = 0
-        slice_end = time.monotonic() + FOLD_SLICE_S
-        try:
-            consumer.assign([self.events_tp])
-            end = (await consumer.end_offsets([self.events_tp]))[self.events_tp]
-            await consumer.seek_to_beginning(self.events_tp)
-            while await consumer.position(self.events_tp) < end:
-                batch = await consumer.getmany(self.events_tp, timeout_ms=500, max_records=5000)
-                for record in batch.get(self.events_tp, []):
-                    try:
-                        event = self.codec.decode_event(record.value)
-                    except DecodeError as err:
-                        # Skipping it would put memory one event behind the log, and the next
-                        # decision would reuse its sequence number. Refuse to own p instead.
-                        raise CorruptLog(
-                            f"events[{self.partition}]@{record.offset} is undecodable: {err}"
-                        ) from err
-                    self._apply(event)
-                    count += 1
-                    logged = _input_offset(record.headers)
-                    if logged is not None:
-                        self.logged_position = max(self.logged_position or 0, logged)
-                    if count % FOLD_CHECK_EVERY == 0 and time.monotonic() >= slice_end:
-                        # A fetch whose records are buffered returns without suspending.
-                        await asyncio.sleep(0)
-                        slice_end = time.monotonic() + FOLD_SLICE_S
-        finally:
-            await consumer.stop()
+        """Fold every committed event of events partition p (see fold_events: it yields to
+        the loop, and a stop cancels it, having written nothing), then set the timers and
+        give every attempt running on a worker a full heartbeat timeout of grace. Returns
+        the number of events folded."""
+        count, self.logged_position = await fold_events(
+            bootstrap, self.events_tp, self.codec, self._apply
+        )
         for aggregate in AGGREGATES:
             for key, state in self.states[aggregate.name].items():
                 self._schedule(aggregate, key, state)
@@ -292,42 +243,17 @@ class Shard:
                 remote.append((partition, key.encode(), data))
         return local, remote
 
-    @staticmethod
-    def _envelope(c: Command, now: int, caused_at: int | None) -> CommandEnvelope:
-        # Issued "when the cause was": latency measured downstream spans the whole chain.
-        return CommandEnvelope(uuid.uuid4().hex, caused_at if caused_at is not None else now, c)
+    # How a decision's outputs become records (see encoding.py).
+    _encode = staticmethod(encode_bounded)
+    _envelope = staticmethod(envelope)
 
     def _dead_derived(
         self, c: Command, now: int, caused_at: int | None, out: Outbox, reason: str
     ) -> None:
-        log.warning("p%d: derived %s dead-lettered: %s", self.partition, type(c).__name__, reason)
-        try:
-            data = self.codec.encode_command(self._envelope(c, now, caused_at))
-        except Exception as err:  # not even encodable: the log line above is all there is
-            log.error("p%d: derived %r could not be encoded: %s", self.partition, c, err)
-            return
-        out.dead_derived.append((command_key(c).encode(), data, f"derived command: {reason}"))
-
-    @staticmethod
-    def _encode(encode: Callable[[Any], bytes], value: Any) -> bytes:
-        data = encode(value)
-        if len(data) > MAX_RECORD_BYTES:
-            raise Rejected(
-                f"{type(value).__name__} would be {len(data)} bytes; at most {MAX_RECORD_BYTES}"
-            )
-        return data
+        dead_letter_derived(self.codec, self.partition, c, now, caused_at, out, reason)
 
     def _track_liveness(self, iid: str, e: Event, now: int) -> None:
-        p = e.payload
-        step_id = getattr(p, "step_id", None)
-        attempt = getattr(p, "attempt", None)
-        if step_id is None or attempt is None:
-            return  # not about an attempt (a step that ends without one)
-        key = (iid, step_id, attempt)
-        if isinstance(p, StepAttemptStarted) and p.worker_id != ENGINE_WORKER:
-            self.last_seen[key] = now
-        elif not isinstance(p, StepAttemptStarted):
-            self.last_seen.pop(key, None)
+        self.liveness.track(iid, e, now)
 
     def _due_commands(self, now: int, lagging: bool) -> list[Command]:
         cmds: list[Command] = []
@@ -338,14 +264,7 @@ class Shard:
         if lagging:
             # Heartbeats may be waiting in the unread input: silence is not evidence yet.
             return cmds
-        if now < self._liveness_scan_at:
-            return cmds  # a scan visits every running attempt: not on every batch
-        self._liveness_scan_at = now + LIVENESS_SCAN_INTERVAL_US
-        limit = self.heartbeat_timeout_us
-        for (iid, sid, attempt), seen in list(self.last_seen.items()):
-            if now - seen > limit:
-                del self.last_seen[(iid, sid, attempt)]
-                cmds.append(ExpireHeartbeat(iid, sid, attempt, (now - seen) / 1_000_000))
+        cmds.extend(self.liveness.expired(now))
         return cmds
 
     def decide_batch(
@@ -389,15 +308,7 @@ class Shard:
         (an older version, a rollback) would not decide anything twice."""
         if not out and next_offset is None:
             return
-        queues = {t.queue for t, _ in out.tasks}
-        for queue in queues:
-            await self.ensure_queue(queue)
-        untracked = ({task_topic(q) for q in queues} | BASE_TOPICS) - self._tracked
-        if untracked:
-            # Before the transaction, while no batch of this producer is pending.
-            await track_topics(self.producer, sorted(untracked))
-            self._tracked |= untracked
-        p = self.partition
+        await self._track_topics(out)
         clock = time.monotonic()
         to_group = next_offset is not None and (
             not out.events
@@ -406,53 +317,8 @@ class Shard:
                 and clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
             )
         )
-        last = len(out.events) - 1
         async with self.producer.transaction():
-            futures = _Deliveries()
-            for i, (e, data) in enumerate(out.events):
-                headers = None
-                if i == last and next_offset is not None:
-                    headers = [(INPUT_OFFSET_HEADER, str(next_offset).encode())]
-                futures.append(
-                    await self.producer.send(
-                        TOPIC_EVENTS,
-                        data,
-                        key=e.key.encode(),
-                        partition=p,
-                        timestamp_ms=e.occurred_at // 1000,
-                        headers=headers,
-                    )
-                )
-            for e, data in out.cancellations:
-                futures.append(await self.producer.send(TOPIC_CONTROL, data, key=e.key.encode()))
-            for t, data in out.tasks:
-                futures.append(
-                    await self.producer.send(task_topic(t.queue), data, key=t.instance_id.encode())
-                )
-            for partition, key, data in out.commands:
-                futures.append(
-                    await self.producer.send(TOPIC_COMMANDS, data, key=key, partition=partition)
-                )
-            for key, data, reason in out.dead_derived:
-                futures.append(
-                    await self.producer.send(
-                        TOPIC_DEADLETTER,
-                        data,
-                        key=key,
-                        headers=derived_dead_letter_headers(p, reason),
-                    )
-                )
-            for record, reason in out.dead:
-                log.warning("p%d offset %d dead-lettered: %s", p, record.offset, reason)
-                futures.append(
-                    await self.producer.send(
-                        TOPIC_DEADLETTER,
-                        record.value,
-                        key=record.key,
-                        headers=dead_letter_headers(record, reason),
-                    )
-                )
-            await futures.wait()
+            await send_outbox(self.producer, self.partition, out, next_offset)
             if to_group:
                 await self.producer.send_offsets_to_transaction(
                     {self.commands_tp: next_offset}, self.group_id
@@ -463,6 +329,17 @@ class Shard:
         if to_group:
             self.group_position = next_offset
             self._group_committed_at = clock
+
+    async def _track_topics(self, out: Outbox) -> None:
+        """Every topic `out` writes exists (a new queue's is created) and is in the producer's
+        metadata: before the transaction, while no batch of this producer is pending."""
+        queues = {t.queue for t, _ in out.tasks}
+        for queue in queues:
+            await self.ensure_queue(queue)
+        untracked = ({task_topic(q) for q in queues} | BASE_TOPICS) - self._tracked
+        if untracked:
+            await track_topics(self.producer, sorted(untracked))
+            self._tracked |= untracked
 
     def checkpoint_due(self, clock: float) -> bool:
         """The group's offset trails, has not moved for a while, and the shard is idle."""
@@ -484,34 +361,6 @@ class Shard:
             )
         self.group_position = position
         self._group_committed_at = self._committed_at = time.monotonic()
-
-
-class _Deliveries(list["asyncio.Future[Any]"]):
-    """The delivery futures of one transaction's records. When one fails (the producer was
-    fenced, the transaction aborted) the others fail too, after the commit has given up on
-    them: each one's exception is retrieved as it lands, or asyncio would log every one of
-    them ("Future exception was never retrieved", a flood at each rebalance)."""
-
-    def append(self, future: asyncio.Future[Any]) -> None:
-        future.add_done_callback(_retrieve)
-        super().append(future)
-
-    async def wait(self) -> None:
-        """Until every record is delivered; raises the first failure."""
-        for future in self:
-            await future
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _input_offset(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
-    for key, value in headers or ():
-        if key == INPUT_OFFSET_HEADER:
-            return int(value)
-    return None
 
 
 def now_micros() -> int:

@@ -15,7 +15,8 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import new_transactional_producer
 from services.domain.instance.decide import decide_instance
 from services.domain.protocol.commands import StartInstance
-from services.engine.engine import GROUP_ID, _fenced, quiet_fenced_leftovers
+from services.engine.engine import GROUP_ID
+from services.engine.fencing import is_fenced, quiet_fenced_leftovers
 from services.engine.outbox import Outbox
 from services.engine.shard import Shard
 from tests.integration.engine_harness import PARTITIONS, definition, prepare_topics
@@ -45,7 +46,7 @@ async def test_a_fenced_transaction_leaves_no_unretrieved_delivery_failure(kafka
         shard = Shard(0, zombie, codec, GROUP_ID, 30.0, lambda _queue: None, PARTITIONS)
         with pytest.raises(KafkaError) as failed:
             await shard.commit(out, 1)
-        assert _fenced(failed.value)
+        assert is_fenced(failed.value)
         await zombie.stop()
         del shard, failed
         gc.collect()

@@ -93,7 +93,7 @@ async def test_a_partition_decides_as_soon_as_it_is_recovered_while_a_long_one_f
             assert LONG not in engine.shards, "the short partition waited for the long fold"
             await wait_until_async(lambda: LONG in engine.shards, timeout=120, message="folded")
             folded = time.monotonic() - started
-            assert engine._generation == 1  # taken once: never evicted, never refolded
+            assert engine.ownership.generation == 1  # taken once: never evicted, never refolded
             print(
                 f"short partition decided after {decided:.2f} s; {written} events folded in "
                 f"{folded:.2f} s ({written / folded:,.0f} events/s); longest loop stall "

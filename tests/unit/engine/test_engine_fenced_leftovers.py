@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, ProducerFenced
 
-from services.engine.engine import quiet_fenced_leftovers
+from services.engine.fencing import quiet_fenced_leftovers
 
 
 def reports_after(contexts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,65 @@
+"""Recovery's read: every committed event of one events partition, from the start, folded
+into a shard's memory by the shard's own `apply`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import TopicPartition
+
+from services.adapters.avro import Codec, DecodeError
+from services.adapters.kafka import new_consumer
+from services.domain.kernel.errors import CorruptLog
+from services.domain.protocol.events import Event
+from services.engine.transaction import input_offset
+
+# The longest a fold runs before it lets the loop serve the rest (heartbeats, signals, the
+# partitions already recovered); checked every FOLD_CHECK_EVERY events.
+FOLD_SLICE_S = 0.002
+FOLD_CHECK_EVERY = 64
+
+
+async def fold_events(
+    bootstrap: str, events_tp: TopicPartition, codec: Codec, apply: Callable[[Event], None]
+) -> tuple[int, int | None]:
+    """Hand every committed event of `events_tp`, in order, to `apply`. Returns how many, and
+    the highest input position their headers record (INPUT_OFFSET_HEADER; None: none does).
+
+    An undecodable event raises CorruptLog: skipping it would put memory one event behind the
+    log. The fold is CPU-bound and a partition's history can take seconds: it yields to the
+    loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
+    (cancelling this, which has written nothing) and the other shards keep deciding."""
+    consumer = new_consumer(bootstrap, None)
+    await consumer.start()
+    count = 0
+    logged_position: int | None = None
+    slice_end = time.monotonic() + FOLD_SLICE_S
+    try:
+        consumer.assign([events_tp])
+        end = (await consumer.end_offsets([events_tp]))[events_tp]
+        await consumer.seek_to_beginning(events_tp)
+        while await consumer.position(events_tp) < end:
+            batch = await consumer.getmany(events_tp, timeout_ms=500, max_records=5000)
+            for record in batch.get(events_tp, []):
+                try:
+                    event = codec.decode_event(record.value)
+                except DecodeError as err:
+                    # Skipping it would put memory one event behind the log, and the next
+                    # decision would reuse its sequence number. Refuse to own p instead.
+                    raise CorruptLog(
+                        f"events[{events_tp.partition}]@{record.offset} is undecodable: {err}"
+                    ) from err
+                apply(event)
+                count += 1
+                logged = input_offset(record.headers)
+                if logged is not None:
+                    logged_position = max(logged_position or 0, logged)
+                if count % FOLD_CHECK_EVERY == 0 and time.monotonic() >= slice_end:
+                    # A fetch whose records are buffered returns without suspending.
+                    await asyncio.sleep(0)
+                    slice_end = time.monotonic() + FOLD_SLICE_S
+    finally:
+        await consumer.stop()
+    return count, logged_position

@@ -1,0 +1,55 @@
+"""Liveness of the attempts a shard's instances run on workers: when each was last heard of
+(a report or a heartbeat), and which have been silent longer than the heartbeat timeout.
+
+Not part of the fold: after a recovery every running attempt gets a full timeout of grace
+(see `Shard.load`), as the worker's heartbeats were not logged.
+"""
+
+from __future__ import annotations
+
+from services.domain.decider import ENGINE_WORKER
+from services.domain.protocol.commands import ExpireHeartbeat
+from services.domain.protocol.events import Event, StepAttemptStarted
+
+# How often the running attempts are checked for a missed heartbeat (timeouts are seconds).
+LIVENESS_SCAN_INTERVAL_US = 500_000
+
+# (instance id, step id, attempt)
+AttemptKey = tuple[str, str, int]
+
+
+class Liveness:
+    def __init__(self, heartbeat_timeout_s: float) -> None:
+        self.heartbeat_timeout_us = int(heartbeat_timeout_s * 1_000_000)
+        # Each running attempt's last report or heartbeat, in microseconds.
+        self.last_seen: dict[AttemptKey, int] = {}
+        self._scan_at = 0
+
+    def track(self, iid: str, e: Event, now: int) -> None:
+        """An event of instance `iid` decided at `now`: an attempt started on a worker is
+        watched from now on, an attempt's other events end the watch."""
+        p = e.payload
+        step_id = getattr(p, "step_id", None)
+        attempt = getattr(p, "attempt", None)
+        if step_id is None or attempt is None:
+            return  # not about an attempt (a step that ends without one)
+        key = (iid, step_id, attempt)
+        if isinstance(p, StepAttemptStarted) and p.worker_id != ENGINE_WORKER:
+            self.last_seen[key] = now
+        elif not isinstance(p, StepAttemptStarted):
+            self.last_seen.pop(key, None)
+
+    def expired(self, now: int) -> list[ExpireHeartbeat]:
+        """The attempts silent longer than the timeout, each returned once (it is no longer
+        watched). Scans at most every LIVENESS_SCAN_INTERVAL_US: a scan visits every running
+        attempt, so not on every batch."""
+        if now < self._scan_at:
+            return []
+        self._scan_at = now + LIVENESS_SCAN_INTERVAL_US
+        limit = self.heartbeat_timeout_us
+        expired: list[ExpireHeartbeat] = []
+        for (iid, sid, attempt), seen in list(self.last_seen.items()):
+            if now - seen > limit:
+                del self.last_seen[(iid, sid, attempt)]
+                expired.append(ExpireHeartbeat(iid, sid, attempt, (now - seen) / 1_000_000))
+        return expired
