@@ -36,6 +36,7 @@ from services.adapters.avro import Codec
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
     ensure_topics,
+    new_admin,
     new_consumer,
     new_transactional_producer,
     task_topic,
@@ -289,7 +290,7 @@ class Engine:
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         await self.consumer.start()
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self.admin = new_admin(self.bootstrap)
         await self.admin.start()
         self.consumer.subscribe([TOPIC_COMMANDS], listener=_Rebalance(self))
 
