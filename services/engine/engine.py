@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -50,7 +49,7 @@ log = logging.getLogger(__name__)
 GROUP_ID = "baton-engine"
 IDLE_POLL_MS = 100
 # Under sustained load only, how long a shard's committer waits to gather a larger transaction.
-TRANSACTION_LINGER_S = float(os.environ.get("BATON_TRANSACTION_LINGER_MS", "5")) / 1000
+TRANSACTION_LINGER_S = 0.005  # the default of BATON_TRANSACTION_LINGER_MS (EngineSettings)
 # A shard's decided-but-uncommitted records beyond which deciding waits for its transaction.
 MAX_PENDING_RECORDS = 20_000
 SESSION_TIMEOUT_MS = 10_000
@@ -87,6 +86,7 @@ class Engine:
         engine_id: str = "engine-1",
         heartbeat_timeout_s: float = 30.0,
         max_batch: int = 2000,
+        transaction_linger_s: float = TRANSACTION_LINGER_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.partition_count = partition_count
@@ -94,6 +94,7 @@ class Engine:
         self.engine_id = engine_id
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.max_batch = max_batch
+        self.transaction_linger_s = transaction_linger_s
         self.shards: dict[int, Shard] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -436,11 +437,11 @@ class Engine:
         while shard.failed is None and (
             shard.pending is not None or shard.pending_offset is not None
         ):
-            if backlog and TRANSACTION_LINGER_S > 0:
+            if backlog and self.transaction_linger_s > 0:
                 # Input kept arriving while the last transaction was in flight: the shard is
                 # under sustained load. A moment more gathers a larger transaction, and the
                 # broker's cost is per transaction. A lone command never waits here.
-                await asyncio.sleep(TRANSACTION_LINGER_S)
+                await asyncio.sleep(self.transaction_linger_s)
             out, next_offset = shard.pending or Outbox(), shard.pending_offset
             shard.pending, shard.pending_offset = None, None
             t0 = time.monotonic()
