@@ -8,7 +8,6 @@ fixtures and so start no servers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -73,12 +72,13 @@ def history_kafka(settings: Settings) -> Iterator[str]:
     if not settings.kafka_managed:
         yield settings.kafka_bootstrap
         return
-    own = dataclasses.replace(
-        settings,
-        home=settings.home / "history",
-        kafka_port=settings.kafka_port + 4,
-        kafka_controller_port=settings.kafka_controller_port + 4,
-        kafka_bootstrap=f"127.0.0.1:{settings.kafka_port + 4}",
+    # Its bootstrap follows from the port (a managed broker listens on 127.0.0.1).
+    own = settings.model_copy(
+        update={
+            "home": settings.home / "history",
+            "kafka_port": settings.kafka_port + 4,
+            "kafka_controller_port": settings.kafka_controller_port + 4,
+        }
     )
     infra.stop_kafka(own)
     shutil.rmtree(own.home / "kafka", ignore_errors=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
@@ -25,7 +24,7 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request
 
-from services.adapters.kafka import new_consumer
+from services.adapters.kafka import new_admin, new_consumer
 
 # The group of each process kind. The processes own these names (engine.GROUP_ID,
 # projector.consumer.GROUP_ID, worker.runner.group_id); tests/unit pins that they agree.
@@ -88,9 +87,7 @@ class ClusterProbe:
 
     def __init__(self, bootstrap: str, timeout_s: float = 2.0) -> None:
         self._timeout_s = timeout_s
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-        )
+        self._admin = new_admin(bootstrap, request_timeout_ms=int(timeout_s * 1000))
         self._consumer: AIOKafkaConsumer = new_consumer(
             bootstrap, None, request_timeout_ms=int(timeout_s * 1000) + 1000
         )

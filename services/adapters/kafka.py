@@ -1,4 +1,9 @@
-"""Kafka: topic names and settings, and the clients every process builds the same way."""
+"""Kafka: topic names and settings, and the clients every process builds the same way.
+
+Every Kafka client of Baton is built here (`new_producer`, `new_transactional_producer`,
+`new_consumer`, `new_admin`) from the keyword sets named below; a caller passes only what is
+its own (a group member id, a poll size) as overrides.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 import aiokafka.producer.sender
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -58,7 +63,7 @@ async def ensure_topics(
     bootstrap: str, partitions: int, queues: Iterable[str] = (DEFAULT_QUEUE,)
 ) -> None:
     """Create Baton's topics if missing (idempotent, safe to race with other processes)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(bootstrap)
     await admin.start()
     try:
         specs = _topic_specs(partitions, queues)
@@ -132,19 +137,20 @@ def route_partitioner(key: bytes | None, all_partitions: list[int], available: l
     return all_partitions[partition_for(key.decode(), len(all_partitions))]
 
 
+# Idempotent, acks=all. Linger is short: latency matters more than batch size here.
+PRODUCER_SETTINGS: Final[Mapping[str, Any]] = {
+    "partitioner": route_partitioner,
+    "enable_idempotence": True,
+    "acks": "all",
+    "linger_ms": 0,
+    "max_batch_size": 1 << 20,
+    "max_request_size": 4 << 20,
+}
+
+
 def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    """Idempotent, acks=all. Linger is short: latency matters more than batch size here."""
-    kw: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
-        "partitioner": route_partitioner,
-        "enable_idempotence": True,
-        "acks": "all",
-        "linger_ms": 0,
-        "max_batch_size": 1 << 20,
-        "max_request_size": 4 << 20,
-    }
-    kw.update(overrides)
-    return AIOKafkaProducer(**kw)
+    """A producer with `PRODUCER_SETTINGS`, `overrides` on top; not started."""
+    return AIOKafkaProducer(**{"bootstrap_servers": bootstrap, **PRODUCER_SETTINGS, **overrides})
 
 
 # Back-to-back transactions (KAFKA-5477). The coordinator answers EndTxn before it has written
@@ -169,43 +175,54 @@ def _shorten_concurrent_transactions_backoff() -> None:
     aiokafka.producer.sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_S
 
 
+# What the engine's producers add to `PRODUCER_SETTINGS` (besides their transactional id).
+TRANSACTIONAL_SETTINGS: Final[Mapping[str, Any]] = {
+    "transaction_timeout_ms": 30000,
+    "retry_backoff_ms": TRANSACTIONAL_RETRY_BACKOFF_MS,
+}
+
+
 def new_transactional_producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
+    """A producer of `TRANSACTIONAL_SETTINGS`; shortens aiokafka's back-off between
+    back-to-back transactions for the whole process (see above). Not started."""
     _shorten_concurrent_transactions_backoff()
-    return new_producer(
-        bootstrap,
-        transactional_id=transactional_id,
-        transaction_timeout_ms=30000,
-        retry_backoff_ms=TRANSACTIONAL_RETRY_BACKOFF_MS,
-    )
+    return new_producer(bootstrap, transactional_id=transactional_id, **TRANSACTIONAL_SETTINGS)
+
+
+# read_committed: aborted engine transactions are never seen. Offsets are committed
+# explicitly by each process after its effect is durable (never automatically).
+CONSUMER_SETTINGS: Final[Mapping[str, Any]] = {
+    "isolation_level": "read_committed",
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "fetch_max_wait_ms": 10,
+    "max_partition_fetch_bytes": 4 << 20,
+    "session_timeout_ms": 10000,
+    "heartbeat_interval_ms": 1000,
+    # Subscriptions notice new topics (and their partitions) within seconds, not minutes.
+    "metadata_max_age_ms": 5000,
+}
 
 
 def new_consumer(
     bootstrap: str, group_id: str | None, *topics: str, **overrides: Any
 ) -> AIOKafkaConsumer:
-    """read_committed: aborted engine transactions are never seen. Offsets are committed
-    explicitly by each process after its effect is durable."""
-    kw: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
-        "group_id": group_id,
-        "isolation_level": "read_committed",
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "fetch_max_wait_ms": 10,
-        "max_partition_fetch_bytes": 4 << 20,
-        "session_timeout_ms": 10000,
-        "heartbeat_interval_ms": 1000,
-        # Subscriptions notice new topics (and their partitions) within seconds, not minutes.
-        "metadata_max_age_ms": 5000,
-    }
-    kw.update(overrides)
+    """A consumer with `CONSUMER_SETTINGS`, `overrides` on top, in group `group_id` (None: no
+    group, partitions assigned by hand or every partition of `topics`); not started."""
+    kw = {"bootstrap_servers": bootstrap, "group_id": group_id, **CONSUMER_SETTINGS, **overrides}
     return AIOKafkaConsumer(*topics, **kw)
+
+
+def new_admin(bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client with aiokafka's defaults, `overrides` on top; not started."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **overrides)
 
 
 async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
     """Until the broker answers a metadata request, or raise TimeoutError."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = new_admin(bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()

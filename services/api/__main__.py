@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from types import FrameType
 
@@ -71,9 +70,7 @@ def main() -> None:
     # pool. This one unwinds `serve` instead (and stops a start-up that is still connecting).
     signal.signal(signal.SIGTERM, _exit)
     settings = Settings.from_env()
-    setup_logging(
-        "api", os.environ.get("BATON_LOG_LEVEL", "INFO"), kafka_bootstrap=settings.kafka_bootstrap
-    )
+    setup_logging("api", settings.log_level, kafka_bootstrap=settings.kafka_bootstrap)
     try:
         import uvloop
     except ImportError:  # not on Linux: the stock event loop

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics, wait_for_kafka
 from services.adapters.logs import setup_logging
-from services.adapters.settings import Settings
+from services.adapters.settings import EngineSettings, Settings
 from services.engine.engine import Engine
 from services.engine.fencing import quiet_fenced_leftovers
 
 
-async def main(args: argparse.Namespace) -> None:
-    settings = Settings.from_env()
+async def main(
+    args: argparse.Namespace, settings: Settings, engine_settings: EngineSettings
+) -> None:
     await wait_for_kafka(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
     engine = Engine(
@@ -24,7 +24,8 @@ async def main(args: argparse.Namespace) -> None:
         settings.partitions,
         Codec(),
         engine_id=args.id,
-        heartbeat_timeout_s=float(os.environ.get("BATON_HEARTBEAT_TIMEOUT", "30")),
+        heartbeat_timeout_s=engine_settings.heartbeat_timeout_s,
+        transaction_linger_s=engine_settings.transaction_linger_ms / 1000,
     )
     loop = asyncio.get_running_loop()
     quiet_fenced_leftovers(loop)
@@ -38,25 +39,23 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def run() -> None:
+    settings = Settings.from_env()
+    engine_settings = EngineSettings.from_env()
     parser = argparse.ArgumentParser(prog="python -m services.engine")
     parser.add_argument(
         "--id",
-        default=os.environ.get("BATON_ENGINE_ID", "engine-1"),
+        default=engine_settings.engine_id,
         help="this engine's static group member id; a restart with the same id takes its "
         "partitions back at once (default: $BATON_ENGINE_ID or engine-1)",
     )
     args = parser.parse_args()
-    setup_logging(
-        "engine",
-        os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        kafka_bootstrap=Settings.from_env().kafka_bootstrap,
-    )
+    setup_logging("engine", settings.log_level, kafka_bootstrap=settings.kafka_bootstrap)
     try:
         import uvloop
 
-        uvloop.run(main(args))
+        uvloop.run(main(args, settings, engine_settings))
     except ImportError:
-        asyncio.run(main(args))
+        asyncio.run(main(args, settings, engine_settings))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 
@@ -25,12 +24,16 @@ from services.engine.stats import LoopStats
 log = logging.getLogger("services.engine.engine")
 
 # Under sustained load only, how long a shard's committer waits to gather a larger transaction.
-TRANSACTION_LINGER_S = float(os.environ.get("BATON_TRANSACTION_LINGER_MS", "5")) / 1000
+TRANSACTION_LINGER_S = 0.005  # the default of BATON_TRANSACTION_LINGER_MS (EngineSettings)
 
 
 class Committers:
-    def __init__(self, stats: LoopStats) -> None:
+    def __init__(
+        self, stats: LoopStats, transaction_linger_s: float = TRANSACTION_LINGER_S
+    ) -> None:
         self.stats = stats
+        # Under sustained load only, how long a committer waits to gather a larger transaction.
+        self.transaction_linger_s = transaction_linger_s
         # Transactions failed in a row, by partition: the rebuild's back-off grows with it.
         self.failures: dict[int, int] = {}
 
@@ -53,11 +56,11 @@ class Committers:
         while shard.failed is None and (
             shard.pending is not None or shard.pending_offset is not None
         ):
-            if backlog and TRANSACTION_LINGER_S > 0:
+            if backlog and self.transaction_linger_s > 0:
                 # Input kept arriving while the last transaction was in flight: the shard is
                 # under sustained load. A moment more gathers a larger transaction, and the
                 # broker's cost is per transaction. A lone command never waits here.
-                await asyncio.sleep(TRANSACTION_LINGER_S)
+                await asyncio.sleep(self.transaction_linger_s)
             out, next_offset = shard.pending or Outbox(), shard.pending_offset
             shard.pending, shard.pending_offset = None, None
             t0 = time.monotonic()

@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.avro import Codec
-from services.adapters.kafka import TOPIC_COMMANDS, new_consumer
-from services.engine.committer import Committers
+from services.adapters.kafka import TOPIC_COMMANDS, new_admin, new_consumer
+from services.engine.committer import TRANSACTION_LINGER_S, Committers
 from services.engine.ownership import Ownership
 from services.engine.shard import Shard, now_micros
 from services.engine.stats import LoopStats
@@ -52,6 +52,7 @@ class Engine:
         engine_id: str = "engine-1",
         heartbeat_timeout_s: float = 30.0,
         max_batch: int = 2000,
+        transaction_linger_s: float = TRANSACTION_LINGER_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.partition_count = partition_count
@@ -64,7 +65,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self.stats = LoopStats()
-        self.committers = Committers(self.stats)
+        self.committers = Committers(self.stats, transaction_linger_s)
         self.ownership = Ownership(
             bootstrap,
             partition_count,
@@ -103,7 +104,7 @@ class Engine:
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         await self.consumer.start()
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self.admin = new_admin(self.bootstrap)
         await self.admin.start()
         self.ownership.bind(self.consumer, self.admin)
         self.consumer.subscribe([TOPIC_COMMANDS], listener=self.ownership.listener())

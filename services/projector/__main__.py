@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 from services.adapters.avro import Codec
@@ -14,8 +13,7 @@ from services.adapters.settings import Settings
 from services.projector.consumer import Projector
 
 
-async def main() -> None:
-    settings = Settings.from_env()
+async def main(settings: Settings) -> None:
     await wait_for_kafka(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
     # Started beside a database that is still booting or restarting, the projector waits.
@@ -39,17 +37,14 @@ async def main() -> None:
 
 
 def run() -> None:
-    setup_logging(
-        "projector",
-        os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        kafka_bootstrap=Settings.from_env().kafka_bootstrap,
-    )
+    settings = Settings.from_env()
+    setup_logging("projector", settings.log_level, kafka_bootstrap=settings.kafka_bootstrap)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main())
+        asyncio.run(main(settings))
     else:
-        uvloop.run(main())
+        uvloop.run(main(settings))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from services.adapters.kafka import (
     wait_for_kafka,
 )
 from services.adapters.logs import setup_logging
-from services.adapters.settings import Settings
+from services.adapters.settings import Settings, WorkerSettings
 from services.worker.runner import Worker, WorkerOptions, group_id
 from services.worker.runtimes import StepRuntime, default_runtimes
 from services.worker.sql_roles import check_connections
@@ -42,19 +42,6 @@ from services.worker.step_env import EnvAllowList, StepUser, hide_worker_process
 log = logging.getLogger("services.worker")
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SystemExit(f"{name} must be > 0, got {raw!r}")
-    return value
-
-
 def step_environment(env: Mapping[str, str]) -> dict[str, str]:
     """What a step's process starts with of the worker's environment: the variables
     ``BATON_STEP_ENV_ALLOW`` names (step_env.py), never the worker's secrets. ValueError
@@ -62,17 +49,19 @@ def step_environment(env: Mapping[str, str]) -> dict[str, str]:
     return EnvAllowList.parse(env.get("BATON_STEP_ENV_ALLOW")).select(env)
 
 
-async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
+async def _runtimes(
+    worker_settings: WorkerSettings, env: Mapping[str, str]
+) -> dict[str, StepRuntime]:
     """The step runtimes from the environment; exits with the reason on a bad setting, or
     when a sql connection's role is a superuser the operator did not allow (sql_roles.py)."""
     try:
-        step_user = StepUser.parse(env.get("BATON_STEP_USER"))
+        step_user = StepUser.parse(worker_settings.step_user)
         runtimes = default_runtimes(
             base_env=step_environment(env),
-            http_allowed_hosts=env.get("BATON_HTTP_ALLOWED_HOSTS"),
-            sql_connections=env.get("BATON_SQL_CONNECTIONS"),
+            http_allowed_hosts=worker_settings.http_allowed_hosts,
+            sql_connections=worker_settings.sql_connections,
             python_path=env.get("PYTHONPATH"),
-            sql_allow_superuser=env.get("BATON_SQL_ALLOW_SUPERUSER"),
+            sql_allow_superuser=worker_settings.sql_allow_superuser,
             step_user=step_user,
         )
     except ValueError as err:
@@ -105,7 +94,7 @@ async def _runtimes(env: Mapping[str, str]) -> dict[str, StepRuntime]:
     return runtimes
 
 
-def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
+def _options(argv: list[str] | None, worker_settings: WorkerSettings) -> WorkerOptions:
     parser = argparse.ArgumentParser(prog="python -m services.worker", description=__doc__)
     parser.add_argument("--queue", default=DEFAULT_QUEUE, help="the task queue to serve")
     parser.add_argument("--concurrency", type=int, default=8, help="tasks run at once (default 8)")
@@ -114,16 +103,18 @@ def _options(argv: list[str] | None, env: Mapping[str, str]) -> WorkerOptions:
         parser.error("--concurrency must be >= 1")
     return WorkerOptions(
         queue=args.queue,
-        worker_id=env.get("BATON_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        worker_id=worker_settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
         concurrency=args.concurrency,
-        heartbeat_seconds=_float(env, "BATON_HEARTBEAT_SECONDS", 5.0),
-        shutdown_grace_seconds=_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", 30.0),
+        heartbeat_seconds=worker_settings.heartbeat_seconds,
+        shutdown_grace_seconds=worker_settings.shutdown_grace_seconds,
     )
 
 
-async def serve(settings: Settings, options: WorkerOptions) -> None:
+async def serve(
+    settings: Settings, worker_settings: WorkerSettings, options: WorkerOptions
+) -> None:
     # Built and checked first: a bad setting stops the worker before it joins its group.
-    runtimes = await _runtimes(os.environ)
+    runtimes = await _runtimes(worker_settings, os.environ)
     await wait_for_kafka(settings.kafka_bootstrap)  # started beside a broker still booting
     await ensure_topics(settings.kafka_bootstrap, settings.partitions, [options.queue])
     producer = new_producer(settings.kafka_bootstrap)
@@ -158,18 +149,18 @@ async def serve(settings: Settings, options: WorkerOptions) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
-    setup_logging(
-        "worker",
-        os.environ.get("BATON_LOG_LEVEL", "INFO"),
-        kafka_bootstrap=settings.kafka_bootstrap,
-    )
-    options = _options(argv, os.environ)
+    setup_logging("worker", settings.log_level, kafka_bootstrap=settings.kafka_bootstrap)
+    try:
+        worker_settings = WorkerSettings.from_env()
+    except ValueError as err:  # a bad BATON_HEARTBEAT_SECONDS ...: the reason, no traceback
+        raise SystemExit(str(err)) from None
+    options = _options(argv, worker_settings)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, options))
+        asyncio.run(serve(settings, worker_settings, options))
     else:
-        uvloop.run(serve(settings, options))
+        uvloop.run(serve(settings, worker_settings, options))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from services.adapters import infra
 from services.adapters.avro import Codec
 from services.adapters.kafka import ensure_topics
 from services.adapters.settings import Settings
-from services.projector.consumer import PROJECTOR_NAME, Projector, stored_offsets
+from services.projector.consumer import PROJECTOR_NAME, Projector
+from services.projector.offsets import stored_offsets
 from tests.helpers import wait_until_async
 from tests.integration.projector_harness import (
     EVENTS,
