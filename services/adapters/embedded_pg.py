@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from services.adapters.errors import AdapterError
+
 with warnings.catch_warnings():
     # The wheel's package __init__ asks platformdirs for a runtime dir at import time, which
     # warns when XDG_RUNTIME_DIR is unset (CI, containers); we never use that directory.
@@ -66,7 +68,7 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
-class PostgresError(RuntimeError):
+class PostgresError(AdapterError, RuntimeError):
     """The embedded server could not be set up, started or stopped."""
 
 

@@ -19,13 +19,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.adapters.errors import AdapterError
 from services.adapters.settings import REPO_ROOT, Settings
 
 INFRA = REPO_ROOT / "infra"
 DEFAULT_KAFKA_WAIT_S = 90.0
 
 
-class InfraError(RuntimeError):
+class InfraError(AdapterError, RuntimeError):
     """An infra script failed; its output went to this process's stdout/stderr."""
 
 

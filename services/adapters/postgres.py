@@ -20,6 +20,8 @@ from importlib.resources.abc import Traversable
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.adapters.errors import AdapterError
+
 log = logging.getLogger(__name__)
 
 # Any fixed 64-bit key works; this one is "baton.mi" in ASCII.
@@ -101,7 +103,7 @@ def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
     return ceiling / 2 + (rng or _JITTER).uniform(0, ceiling / 2)
 
 
-class MigrationError(RuntimeError):
+class MigrationError(AdapterError, RuntimeError):
     """The migration files and the database disagree, or a file is malformed."""
 
 

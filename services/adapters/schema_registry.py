@@ -11,9 +11,10 @@ from typing import Any
 import asyncpg
 
 from services.adapters.avro import Codec
+from services.adapters.errors import AdapterError
 
 
-class SchemaCollisionError(RuntimeError):
+class SchemaCollisionError(AdapterError, RuntimeError):
     """A schema id or (subject, version) is already stored with a different schema."""
 
 

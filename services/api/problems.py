@@ -13,6 +13,7 @@ errors onto the same shape, and answers OPTIONS with the methods of the path
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,13 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from services.adapters import postgres
-from services.domain.kernel.errors import DefinitionError
+from services.domain.kernel.errors import (
+    CorruptLog,
+    DefinitionError,
+    DomainError,
+    ExpressionError,
+    Rejected,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -208,6 +215,35 @@ async def on_data_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    """A domain error no route caught (a route that knows which document or field catches
+    its own and says so): answered by its class, the nearest in `DOMAIN_PROBLEMS`."""
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, DefinitionError):
+        return ProblemResponse(invalid_input(exc.faults))
+    for cls, (status, title) in DOMAIN_PROBLEMS:
+        if isinstance(exc, cls):
+            if status >= 500:
+                return await _on_unexpected_logged(request, exc)
+            return ProblemResponse(Problem(status, title, str(exc), kind=_kind(cls)))
+    return await _on_unexpected_logged(request, exc)
+
+
+def _kind(cls: type) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+
+
+# The domain's errors, by class, as HTTP answers (nearest class first). The domain knows no
+# HTTP (as Maestro's exceptions carry their code, here the API's table does); a corrupt log is
+# the server's fault and says nothing to the caller.
+DOMAIN_PROBLEMS: tuple[tuple[type[DomainError], tuple[int, str]], ...] = (
+    (ExpressionError, (422, "Invalid expression")),
+    (Rejected, (422, "Rejected")),
+    (CorruptLog, (500, "Internal Server Error")),
+    (DomainError, (422, "Refused by the domain")),
+)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
     # Starlette re-raises the exception after this response, so the server logs it once.
     problem = Problem(500, "Internal Server Error", "an unexpected error occurred; see the API log")
@@ -242,6 +278,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(asyncpg.DataError, on_data_error)
     for unavailable in (*postgres.UNAVAILABLE_ERRORS, asyncpg.exceptions.InterfaceError):
         app.add_exception_handler(unavailable, _on_database_error)

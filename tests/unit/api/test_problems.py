@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 from starlette.requests import Request
 
 from services.api import problems
 from services.api.problems import MEDIA_TYPE, Problem, ProblemResponse, json_path
-from services.domain.kernel.errors import DefinitionError
+from services.domain.kernel.errors import (
+    CorruptLog,
+    DefinitionError,
+    DomainError,
+    ExpressionError,
+    Rejected,
+)
 from services.domain.language.parse import parse_workflow_text
 
 BAD_RETRY = """
@@ -111,3 +119,43 @@ async def test_an_unexpected_error_is_a_500_problem() -> None:
     body = orjson.loads(bytes(response.body))
     assert body["title"] == "Internal Server Error"
     assert "secret" not in body["detail"]
+
+
+class _Unforeseen(DomainError):
+    """A domain error no entry names: answered by its nearest class, DomainError."""
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        (DefinitionError([("steps[0].id", "bad id")]), 422, "invalid-request"),
+        (ExpressionError("no such field 'x'"), 422, "expression-error"),
+        (Rejected("the workflow has no step 'z'"), 422, "rejected"),
+        (_Unforeseen("refused"), 422, "domain-error"),
+        (CorruptLog("seq 9 after 7"), 500, None),
+    ],
+)
+async def test_a_domain_error_no_route_caught_is_answered_by_its_class(
+    error: DomainError, status: int, kind: str | None
+) -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+        response = await http.get("/boom")
+    assert response.status_code == status
+    assert response.headers["content-type"] == MEDIA_TYPE
+    body = response.json()
+    if kind is not None:
+        assert body["type"] == f"urn:baton:problem:{kind}"
+    if status == 500:
+        assert "seq 9" not in response.text  # the log's state is the server's business
+    elif isinstance(error, DefinitionError):
+        assert body["errors"] == [{"path": "steps[0].id", "message": "bad id"}]
+    else:
+        assert body["detail"] == str(error)
