@@ -35,14 +35,14 @@ from services.domain.protocol.commands import (
 )
 from services.domain.protocol.tasks import Task
 from services.worker.offsets import PartitionOffsets
-from services.worker.runtimes import (
+from services.worker.runtimes.contract import (
     StepOutcome,
     StepRuntime,
     StepSuccess,
     failure,
     reportable,
-    runtime_for,
 )
+from services.worker.runtimes.registry import runtime_for
 
 log = logging.getLogger(__name__)
 
