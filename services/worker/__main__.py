@@ -34,9 +34,10 @@ from services.adapters.kafka import (
 from services.adapters.logs import setup_logging
 from services.adapters.settings import Settings, WorkerSettings
 from services.worker.runner import Worker, WorkerOptions, group_id
-from services.worker.runtimes import StepRuntime, default_runtimes
-from services.worker.sql_roles import check_connections
-from services.worker.sql_runtime import SqlRuntime
+from services.worker.runtimes.contract import StepRuntime
+from services.worker.runtimes.registry import default_runtimes
+from services.worker.runtimes.sql import SqlRuntime
+from services.worker.runtimes.sql_roles import check_connections
 from services.worker.step_env import EnvAllowList, StepUser, hide_worker_process
 
 log = logging.getLogger("services.worker")

@@ -4,7 +4,7 @@ Reads the params (a JSON object) from stdin, calls the function with the ones it
 accepts as keyword arguments (all of them if it takes ``**kwargs``), and writes one JSON object to the file named by ``BATON_RESULT``: either
 ``{"outputs": {...}}`` or ``{"error": "..."}``. Tracebacks go to stderr, which the worker
 keeps as the attempt's output tail. Exit status: 0 on success, 1 on a reported error.
-The protocol is private to ``services.worker.runtimes.PythonRuntime``.
+The protocol is private to ``services.worker.runtimes.python.PythonRuntime``.
 """
 
 from __future__ import annotations

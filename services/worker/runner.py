@@ -4,45 +4,31 @@ Delivery is at-least-once. A task's offset is committed only after its result re
 acknowledged by Kafka, and a partition's committed offset never passes a task that has not
 finished, so a crash at any instant re-delivers every task whose result was not yet
 reported (the engine ignores duplicate reports of an attempt).
+
+This module consumes and dispatches; attempt.py runs one attempt and builds its report,
+reports.py sends it, cancellations.py follows the engine's cancellations and offsets.py
+commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.adapters.avro import Codec, DecodeError
-from services.adapters.kafka import TOPIC_DEADLETTER, dead_letter_headers, task_topic
-from services.adapters.logs import kafka_loss
-from services.adapters.publish import envelope, send_command, send_envelopes
-from services.domain.kernel.documents import json_may_hold_unstorable
-from services.domain.kernel.statuses import FailureKind
-from services.domain.protocol.commands import (
-    Command,
-    CommandEnvelope,
-    ReportAttemptFailed,
-    ReportAttemptHeartbeat,
-    ReportAttemptStarted,
-    ReportAttemptSucceeded,
-)
-from services.domain.protocol.tasks import Task
-from services.worker.offsets import PartitionOffsets
-from services.worker.runtimes import (
-    StepOutcome,
-    StepRuntime,
-    StepSuccess,
-    failure,
-    reportable,
-    runtime_for,
-)
+from services.adapters.kafka import task_topic
+from services.adapters.publish import envelope
+from services.domain.protocol.commands import ReportAttemptStarted
+from services.worker.attempt import report_for, run_attempt
+from services.worker.cancellations import AttemptKey, Cancellations
+from services.worker.offsets import CommitOnRevoke, OffsetCommits
+from services.worker.reports import GaveUp, Reporter
+from services.worker.runtimes.contract import StepRuntime
+from services.worker.runtimes.registry import runtime_for
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +37,6 @@ _POLL_MS = 100
 # While every slot is busy the loop still polls (paused) this often, so the consumer group
 # does not take a worker running long steps for a dead one (max_poll_interval_ms).
 _KEEPALIVE_SECONDS = 1.0
-_MAX_BACKOFF_SECONDS = 5.0
-MAX_OUTPUTS_BYTES = 256 * 1024
-# How long a step runs before its start is reported on its own (see _run_with_heartbeats).
-REPORT_STARTED_AFTER_SECONDS = 0.005
-
-
-class _GaveUp(Exception):
-    """A send abandoned because the worker is stopping; the task is left to be re-run."""
 
 
 def group_id(queue: str) -> str:
@@ -79,12 +57,6 @@ class WorkerOptions:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be > 0, got {self.heartbeat_seconds}")
-
-
-AttemptKey = tuple[str, str, int]
-# Attempts cancelled by the engine, remembered so a task fetched after its cancellation is
-# not started at all. Bounded: only recent ones matter.
-_CANCELLED_MEMORY = 10_000
 
 
 class Worker:
@@ -110,20 +82,18 @@ class Worker:
     ) -> None:
         self._consumer = consumer
         self._control = control
-        self._running: dict[AttemptKey, asyncio.Future[StepOutcome]] = {}
-        self._cancelled: OrderedDict[AttemptKey, None] = OrderedDict()
-        self._in_flight: set[tuple[TopicPartition, int]] = set()
-        self._producer = producer
         self._codec = codec
         self._runtimes = runtimes
         self._options = options
         self._topic = task_topic(options.queue)
+        self._stopping = asyncio.Event()
+        self._reporter = Reporter(producer, codec, options.worker_id, self._stopping)
+        self._cancellations = Cancellations()
+        self._commits = OffsetCommits(consumer)
+        self._in_flight: set[tuple[TopicPartition, int]] = set()
         self._slots = asyncio.Semaphore(options.concurrency)
-        self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
-        self._commit_wanted = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
 
     def stop(self) -> None:
@@ -135,12 +105,17 @@ class Worker:
         """Tasks fetched and not yet finished (running or waiting for a slot)."""
         return len(self._handlers)
 
+    def cancel(self, key: AttemptKey, why: str) -> None:
+        """Kill the attempt if it runs here, and never start it if it arrives later."""
+        self._cancellations.cancel(key, why)
+
     async def run(self) -> None:
-        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
-        committer = asyncio.ensure_future(self._commit_loop())
+        self._consumer.subscribe([self._topic], listener=CommitOnRevoke(self._commits))
+        committer = asyncio.ensure_future(self._commits.commit_loop())
         background = {committer}
         if self._control is not None:
-            background.add(asyncio.ensure_future(self._control_loop(self._control)))
+            follower = self._cancellations.follow(self._control, self._codec)
+            background.add(asyncio.ensure_future(follower))
         try:
             await self._fetch_loop()
             await self._drain()
@@ -150,7 +125,7 @@ class Worker:
             for handler in leftover:
                 handler.cancel()
             await asyncio.wait(leftover)
-            await self._commit()
+            await self._commits.commit()
         if self._fatal is not None:
             raise self._fatal
 
@@ -177,10 +152,7 @@ class Worker:
                     self._dispatch(tp, record)
 
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        offsets = self._offsets.get(tp)
-        if offsets is None:
-            offsets = self._offsets[tp] = PartitionOffsets()
-        offsets.start(record.offset)
+        self._commits.start(tp, record.offset)
         if (tp, record.offset) in self._in_flight:
             # Still running here from before a rebalance that gave tp back to us: eager
             # rebalancing re-delivers from the committed offset. Do not run it twice; the
@@ -224,30 +196,6 @@ class Worker:
                 handler.cancel()
             await asyncio.wait(late)
 
-    # -- cancellation -----------------------------------------------------------------------
-
-    async def _control_loop(self, control: AIOKafkaConsumer) -> None:
-        async for record in control:
-            try:
-                event = self._codec.decode_event(record.value or b"")
-            except DecodeError as err:
-                log.warning("undecodable control record at offset %d: %s", record.offset, err)
-                continue
-            step_id = getattr(event.payload, "step_id", None)
-            attempt = getattr(event.payload, "attempt", None)
-            if event.instance_id and isinstance(step_id, str) and isinstance(attempt, int):
-                self.cancel((event.instance_id, step_id, attempt), event.type)
-
-    def cancel(self, key: AttemptKey, why: str) -> None:
-        """Kill the attempt if it runs here, and never start it if it arrives later."""
-        self._cancelled[key] = None
-        while len(self._cancelled) > _CANCELLED_MEMORY:
-            self._cancelled.popitem(last=False)
-        step = self._running.get(key)
-        if step is not None and not step.done():
-            log.info("cancelling %s:%s:%d (%s)", *key, why)
-            step.cancel()  # the runtime kills the step's processes
-
     # -- one task ---------------------------------------------------------------------------
 
     async def _handle(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -260,7 +208,7 @@ class Worker:
         try:
             async with self._slots:
                 await self._process(record)
-        except _GaveUp as err:
+        except GaveUp as err:
             # Stopping with Kafka unreachable: leave the offset uncommitted; it is re-run.
             log.warning(
                 "task at %s[%d]@%d abandoned: %s",
@@ -270,10 +218,7 @@ class Worker:
                 err,
             )
             return
-        # The tracker that owns tp now (a rebalance may have replaced it, or taken tp away).
-        offsets = self._offsets.get(tp)
-        if offsets is not None and offsets.finish(record.offset):
-            self._commit_wanted.set()
+        self._commits.finish(tp, record.offset)
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -281,215 +226,32 @@ class Worker:
                 raise DecodeError("empty record (no value)")
             task = self._codec.decode_task(record.value)
         except DecodeError as err:
-            await self._dead_letter(record, str(err))
+            await self._reporter.dead_letter(record, str(err))
             return
-        if (task.instance_id, task.step_id, task.attempt) in self._cancelled:
+        if (task.instance_id, task.step_id, task.attempt) in self._cancellations:
             log.info("task %s was cancelled before it started; skipped", task.task_id)
             return
-        runtime = runtime_for(self._runtimes, task.step_type)
         worker_id = self._options.worker_id
         # Stamped now, when the attempt starts here; sent once the step has run for a moment
-        # (see _run_with_heartbeats) or together with its result.
+        # (see run_attempt) or together with its result.
         started = envelope(
             ReportAttemptStarted(task.instance_id, task.step_id, task.attempt, worker_id)
         )
-        run = await self._run_with_heartbeats(runtime, task, started)
+        run = await run_attempt(
+            runtime_for(self._runtimes, task.step_type),
+            task,
+            started,
+            reporter=self._reporter,
+            cancellations=self._cancellations,
+            heartbeat_seconds=self._options.heartbeat_seconds,
+            worker_id=worker_id,
+        )
         if run is None:
             log.info("task %s cancelled by the engine; not reported", task.task_id)
             return
         outcome, started_sent = run
-        if isinstance(outcome, StepSuccess):
-            try:
-                outputs = _outputs_json(outcome)
-            except (TypeError, ValueError) as err:
-                outcome = failure(FailureKind.USER, f"outputs are not valid JSON: {err}")
-            else:
-                if len(outputs.encode()) > MAX_OUTPUTS_BYTES:
-                    # They travel in a command and an event: bounded, like every record.
-                    outcome = failure(
-                        FailureKind.USER,
-                        f"outputs are {len(outputs.encode())} bytes; at most {MAX_OUTPUTS_BYTES}",
-                    )
-                elif json_may_hold_unstorable(outputs):
-                    # Found in the JSON by a substring search (2 µs); `reportable` walks the
-                    # outputs (2 ms for 8,000 values) only to name the path.
-                    outcome = reportable(outcome)
-        if isinstance(outcome, StepSuccess):
-            report: Command = ReportAttemptSucceeded(
-                task.instance_id, task.step_id, task.attempt, outputs
-            )
-        else:
-            bounded = failure(outcome.kind, outcome.message, outcome.output_tail)  # storable too
-            report = ReportAttemptFailed(
-                task.instance_id,
-                task.step_id,
-                task.attempt,
-                bounded.kind,
-                bounded.message,
-                bounded.output_tail,
-            )
-        await self._send(*([] if started_sent else [started]), envelope(report))
-
-    async def _run_with_heartbeats(
-        self, runtime: StepRuntime, task: Task, started: CommandEnvelope
-    ) -> tuple[StepOutcome, bool] | None:
-        """The step's outcome and whether `started` was sent, or None when the engine
-        cancelled it (see `cancel`).
-
-        A step that ends within REPORT_STARTED_AFTER_SECONDS reports its start together with
-        its result: one produce request, one engine transaction, instead of a Started
-        transaction the result would queue behind. Longer steps report their start then."""
-        key = (task.instance_id, task.step_id, task.attempt)
-        if key in self._cancelled:  # cancelled before it started
-            return None
-        step = asyncio.ensure_future(runtime.run(task))
-        self._running[key] = step
-        started_sent = False
-        try:
-            done, _ = await asyncio.wait((step,), timeout=REPORT_STARTED_AFTER_SECONDS)
-            if not done:
-                await self._send(started)
-                started_sent = True
-            while not done:
-                done, _ = await asyncio.wait((step,), timeout=self._options.heartbeat_seconds)
-                if not done:
-                    await self._heartbeat(task)
-        finally:
-            self._running.pop(key, None)
-            if not step.done():
-                step.cancel()  # the runtime kills the step's processes
-                await asyncio.wait((step,))
-        if step.cancelled() and key in self._cancelled:
-            return None
-        try:
-            return step.result(), started_sent
-        except Exception as err:
-            log.exception("runtime %s failed on task %s", type(runtime).__name__, task.task_id)
-            # The report is kept in baton.events for ever and served by the API, and an
-            # exception's message or traceback can hold what the runtime was handed (a DSN,
-            # a header): the event names the type and the worker; its log has the rest.
-            return (
-                failure(
-                    FailureKind.PLATFORM,
-                    f"worker error: {type(err).__name__} (its traceback is in the log of"
-                    f" worker {self._options.worker_id})",
-                ),
-                started_sent,
-            )
-
-    async def _heartbeat(self, task: Task) -> None:
-        hb = ReportAttemptHeartbeat(
-            task.instance_id, task.step_id, task.attempt, self._options.worker_id
-        )
-        try:
-            await send_command(self._producer, self._codec, hb)
-        except KafkaError as err:
-            # One missed heartbeat is harmless; the next one may get through.
-            log.warning("heartbeat for %s not sent: %r", task.task_id, err, extra=kafka_loss(err))
-
-    async def _send(self, *envelopes: CommandEnvelope) -> None:
-        """Reports, in order, in one produce request. A retry after a partial failure sends
-        some again: the engine ignores a report it has already decided."""
-
-        async def send() -> None:
-            await send_envelopes(self._producer, self._codec, list(envelopes))
-
-        what = " + ".join(type(e.payload).__name__ for e in envelopes)
-        await _retrying(f"report {what}", self._stopping, send)
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        log.warning(
-            "malformed task at %s[%d]@%d sent to %s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            TOPIC_DEADLETTER,
-            reason,
-        )
-        headers = dead_letter_headers(record, reason)
-
-        async def send() -> None:
-            await self._producer.send_and_wait(
-                TOPIC_DEADLETTER, record.value, key=record.key, headers=headers
-            )
-
-        await _retrying("dead-letter", self._stopping, send)
-
-    # -- offsets ----------------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        # One commit covers every partition that moved since the last one, so commits
-        # coalesce under load instead of costing a round trip per task.
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            await self._commit()
-
-    async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        assigned = self._consumer.assignment() if partitions is None else partitions
-        due = {}
-        for tp in assigned:
-            offsets = self._offsets.get(tp)
-            if offsets is None:
-                continue
-            position = offsets.committable()
-            if position > offsets.committed:
-                due[tp] = (offsets, position)
-        if not due:
-            return
-        try:
-            await self._consumer.commit({tp: position for tp, (_, position) in due.items()})
-        except (CommitFailedError, IllegalStateError) as err:
-            # Lost the partitions in a rebalance: their new owner re-runs what we did not commit.
-            log.warning("offset commit failed: %r", err)
-            return
-        except KafkaError as err:
-            log.warning(
-                "offset commit failed, will retry with the next one: %r", err, extra=kafka_loss(err)
-            )
-            return
-        for offsets, position in due.values():
-            offsets.committed = max(offsets.committed, position)
-
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._commit(revoked & self._consumer.assignment())
-        # Tasks of these partitions still running will report (harmlessly, if also re-run by
-        # the partition's next owner), but no longer move any offset.
-        for tp in revoked:
-            self._offsets.pop(tp, None)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._worker._on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
-
-
-def _outputs_json(outcome: StepSuccess) -> str:
-    return json.dumps(outcome.outputs, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-async def _retrying(
-    what: str, stopping: asyncio.Event, attempt: Callable[[], Awaitable[None]]
-) -> None:
-    """Retry a send through Kafka outages: a result lost here would be re-run, not lost, but
-    re-running a long step is costly. Gives up only when the worker is stopping."""
-    delay = 0.1
-    while True:
-        try:
-            await attempt()
-            return
-        except KafkaError as err:
-            if stopping.is_set():
-                raise _GaveUp(f"{what} failed while stopping: {err!r}") from err
-            log.warning("%s failed, retrying in %.1fs: %r", what, delay, err, extra=kafka_loss(err))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
+        report = envelope(report_for(task, outcome))
+        await self._reporter.send(*([] if started_sent else [started]), report)
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float) -> None:

@@ -4,7 +4,7 @@ A worker holds secrets in its environment (`BATON_SQL_CONNECTIONS` carries DSNs 
 passwords, and whatever else it was started with), and what a step prints is kept for ever
 in `baton.events` and served by the API as the attempt's output tail. So a step never
 inherits the worker's environment: it gets only the variables this allow-list names,
-then its params and Baton's own variables (runtimes.py). The list is
+then its params and Baton's own variables (runtimes/shell.py). The list is
 `BATON_STEP_ENV_ALLOW`, read once by the worker's composition root: comma-separated names
 (`PATH`) and prefix patterns (`LC_*`); unset or empty means `DEFAULT_ALLOW`.
 

@@ -16,9 +16,9 @@ import pytest
 from services.adapters.settings import REPO_ROOT
 from services.domain.kernel.statuses import FailureKind
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import StepFailure, StepSuccess
-from services.worker.sql_roles import check_connections
-from services.worker.sql_runtime import SqlRuntime
+from services.worker.runtimes.contract import StepFailure, StepSuccess
+from services.worker.runtimes.sql import SqlRuntime
+from services.worker.runtimes.sql_roles import check_connections
 from tests.helpers import login_role
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,10 @@ import trustme
 
 from services.domain.kernel.statuses import FailureKind
 from services.domain.protocol.tasks import Task
-from services.worker.http_runtime import HostAllowList, HttpRuntime
-from services.worker.runtimes import StepFailure, StepSuccess
-from services.worker.sql_runtime import SqlRuntime
+from services.worker.runtimes.contract import StepFailure, StepSuccess
+from services.worker.runtimes.http import HttpRuntime
+from services.worker.runtimes.http_allow import HostAllowList
+from services.worker.runtimes.sql import SqlRuntime
 
 
 def task(step_type: str, config: dict[str, Any], params: dict[str, Any] | None = None) -> Task:

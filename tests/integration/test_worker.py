@@ -35,7 +35,8 @@ from services.domain.protocol.commands import (
 )
 from services.domain.protocol.tasks import Task
 from services.worker.runner import Worker, WorkerOptions, group_id
-from services.worker.runtimes import StepOutcome, StepRuntime, default_runtimes
+from services.worker.runtimes.contract import StepOutcome, StepRuntime
+from services.worker.runtimes.registry import default_runtimes
 from tests.helpers import wait_until_async
 
 pytestmark = pytest.mark.integration

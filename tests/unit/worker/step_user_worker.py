@@ -15,7 +15,8 @@ import os
 import sys
 
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import ShellRuntime, StepSuccess
+from services.worker.runtimes.contract import StepSuccess
+from services.worker.runtimes.shell import ShellRuntime
 from services.worker.step_env import StepUser, hide_worker_process
 
 SECRET = "proc-s3cret"

@@ -9,7 +9,7 @@ import ipaddress
 
 import pytest
 
-from services.worker.http_allow import (
+from services.worker.runtimes.http_allow import (
     HostAllowList,
     HttpRefused,
     Resolver,

@@ -12,19 +12,17 @@ import pytest
 from services.adapters.settings import REPO_ROOT
 from services.domain.kernel.statuses import FailureKind
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import (
+from services.worker.runtimes.child_process import OUTPUT_TAIL_CHARS
+from services.worker.runtimes.contract import (
     MESSAGE_CHARS,
-    OUTPUT_TAIL_CHARS,
-    NoopRuntime,
-    PythonRuntime,
-    ShellRuntime,
     StepFailure,
     StepOutcome,
     StepSuccess,
-    default_runtimes,
     failure,
-    runtime_for,
 )
+from services.worker.runtimes.python import PythonRuntime
+from services.worker.runtimes.registry import NoopRuntime, default_runtimes, runtime_for
+from services.worker.runtimes.shell import ShellRuntime
 from tests.helpers import wait_until
 
 

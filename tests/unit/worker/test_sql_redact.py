@@ -9,9 +9,9 @@ import pytest
 
 from services.domain.kernel.statuses import FailureKind
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import StepFailure
-from services.worker.sql_roles import redact
-from services.worker.sql_runtime import SqlRuntime
+from services.worker.runtimes.contract import StepFailure
+from services.worker.runtimes.sql import SqlRuntime
+from services.worker.runtimes.sql_roles import redact
 
 
 @pytest.mark.parametrize(

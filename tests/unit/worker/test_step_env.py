@@ -13,7 +13,8 @@ import pytest
 
 from services.adapters.settings import REPO_ROOT
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import PythonRuntime, StepSuccess
+from services.worker.runtimes.contract import StepSuccess
+from services.worker.runtimes.python import PythonRuntime
 from services.worker.step_env import DEFAULT_ALLOW, EnvAllowList, StepUser
 from tests.unit.worker import step_user_worker
 

@@ -12,14 +12,9 @@ import pytest
 
 from services.adapters.settings import REPO_ROOT
 from services.domain.kernel.statuses import FailureKind
-from services.worker.runtimes import (
-    PythonRuntime,
-    ShellRuntime,
-    StepFailure,
-    StepSuccess,
-    failure,
-    reportable,
-)
+from services.worker.runtimes.contract import StepFailure, StepSuccess, failure, reportable
+from services.worker.runtimes.python import PythonRuntime
+from services.worker.runtimes.shell import ShellRuntime
 from tests.unit.worker.test_runtimes import failed, python, shell
 
 NUL = "\x00"

@@ -24,8 +24,8 @@ from services.domain.kernel.errors import ExpressionError
 from services.domain.kernel.statuses import FailureKind
 from services.domain.language.evaluation import fill_templates
 from services.domain.protocol.tasks import Task
-from services.worker.runtimes import StepOutcome, StepSuccess, failure
-from services.worker.sql_roles import read_powers, redact, refusal
+from services.worker.runtimes.contract import StepOutcome, StepSuccess, failure
+from services.worker.runtimes.sql_roles import read_powers, redact, refusal
 
 DEFAULT_TIMEOUT_S = 60.0
 # The rows kept in outputs, as JSON: a step's outputs may be at most 256 KiB.
