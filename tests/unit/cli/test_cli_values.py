@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import _param, main
+from services.cli.__main__ import main
+from services.cli.parser import parse_param
 from services.cli.push import media_type, workflow_id_of
 
 DEEP = "[" * 5_000 + "]" * 5_000
@@ -29,9 +30,9 @@ def test_a_deep_payload_is_an_error_before_any_request(capsys: pytest.CaptureFix
 
 
 def test_ordinary_values_still_parse() -> None:
-    assert _param("rows=10") == ("rows", 10)
-    assert _param('m={"a":[1,2]}') == ("m", {"a": [1, 2]})
-    assert _param("day=monday") == ("day", "monday")
+    assert parse_param("rows=10") == ("rows", 10)
+    assert parse_param('m={"a":[1,2]}') == ("m", {"a": [1, 2]})
+    assert parse_param("day=monday") == ("day", "monday")
 
 
 def test_the_id_of_a_hostile_file_is_unknown_not_a_traceback() -> None:
