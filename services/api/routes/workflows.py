@@ -269,40 +269,9 @@ async def start_instance(
     `GET /instances/{id}?wait_seconds=5` to read the instance once it is projected."""
     req = body or InstanceCreate()
     row = await load_version(pool, workflow_id, req.version)
-    # The definition exactly as stored, re-serialised canonically (jsonb re-spaces it).
-    definition = canonical_json(json_value(row["definition"]))
-    try:
-        wf = load_workflow(definition)
-    except DefinitionError as err:
-        raise Problem(
-            500,
-            "Internal Server Error",
-            f"stored version {row['version']} of {workflow_id!r} no longer validates: {err}",
-        ) from None
+    definition, wf = _stored_definition(workflow_id, row)
     instance_id = instance_id_for(workflow_id, req.idempotency_key)
-    try:
-        given = check_overrides(wf, req.params)
-        params = canonical_json(req.params)
-        # Evaluated here only to refuse what cannot start (the engine evaluates for the record,
-        # at its own start time): an override can break an expression that reads it.
-        now = time.time_ns() // 1000
-        base = builtins(
-            workflow_id=workflow_id,
-            version=row["version"],
-            time_zone=wf.time_zone,
-            instance_id=instance_id,
-            run=1,
-            initiator=req.initiator,
-            started_at=now,
-            run_started_at=now,
-        )
-        start_params(wf, req.params, base)
-    except DefinitionError as err:
-        raise problems.from_definition_error(err, "params") from None
-    except ExpressionError as err:
-        raise problems.invalid_input([("params", str(err))], "params") from None
-    except ValueError as err:  # NaN or infinity: not JSON
-        raise problems.invalid_input([("params", str(err))], "params") from None
+    given, params = _checked_params(wf, req, workflow_id, instance_id, row["version"])
     if req.idempotency_key is not None:
         await _same_request_or_conflict(pool, instance_id, row["version"], given, req)
     command = StartInstance(
@@ -322,6 +291,51 @@ async def start_instance(
         version=row["version"],
         command_id=command_id,
     )
+
+
+def _stored_definition(workflow_id: str, row: dict[str, Any]) -> tuple[str, Workflow]:
+    """The version's definition exactly as stored, re-serialised canonically (jsonb
+    re-spaces it), and its model. One that no longer validates is the server's fault."""
+    definition = canonical_json(json_value(row["definition"]))
+    try:
+        return definition, load_workflow(definition)
+    except DefinitionError as err:
+        raise Problem(
+            500,
+            "Internal Server Error",
+            f"stored version {row['version']} of {workflow_id!r} no longer validates: {err}",
+        ) from None
+
+
+def _checked_params(
+    wf: Workflow, req: InstanceCreate, workflow_id: str, instance_id: str, version: int
+) -> tuple[dict[str, Any], str]:
+    """The overrides the request gives (checked against the definition) and the params as
+    the command carries them; a 422 naming `params` for what cannot start."""
+    try:
+        given = check_overrides(wf, req.params)
+        params = canonical_json(req.params)
+        # Evaluated here only to refuse what cannot start (the engine evaluates for the record,
+        # at its own start time): an override can break an expression that reads it.
+        now = time.time_ns() // 1000
+        base = builtins(
+            workflow_id=workflow_id,
+            version=version,
+            time_zone=wf.time_zone,
+            instance_id=instance_id,
+            run=1,
+            initiator=req.initiator,
+            started_at=now,
+            run_started_at=now,
+        )
+        start_params(wf, req.params, base)
+    except DefinitionError as err:
+        raise problems.from_definition_error(err, "params") from None
+    except ExpressionError as err:
+        raise problems.invalid_input([("params", str(err))], "params") from None
+    except ValueError as err:  # NaN or infinity: not JSON
+        raise problems.invalid_input([("params", str(err))], "params") from None
+    return given, params
 
 
 async def _same_request_or_conflict(
