@@ -15,6 +15,7 @@ from services.domain.instance.decide import decide_instance
 from services.domain.instance.draft import ENGINE_WORKER
 from services.domain.instance.evolve import FOLDS, evolve_instance, fold
 from services.domain.instance.scheduler import next_deadline
+from services.domain.instance.snapshot import restore_instance, snapshot_instance
 from services.domain.instance.state import InstanceState
 from services.domain.kernel.statuses import StepStatus
 from services.domain.language.steps import ENGINE_STEP_TYPES
@@ -29,9 +30,11 @@ from services.domain.protocol.commands import (
 from services.domain.protocol.events import SIGNAL_EVENT_TYPES, WORKFLOW_EVENT_TYPES, Event
 from services.domain.signal.decide import decide_signal
 from services.domain.signal.evolve import evolve_signal
+from services.domain.signal.snapshot import restore_signal, snapshot_signal
 from services.domain.signal.state import SignalState
 from services.domain.workflow.decide import decide_workflow
 from services.domain.workflow.evolve import evolve_workflow
+from services.domain.workflow.snapshot import restore_workflow, snapshot_workflow
 from services.domain.workflow.state import WorkflowState
 from services.domain.workflow.timers import next_workflow_deadline
 
@@ -75,6 +78,8 @@ WORKFLOW: Aggregate[WorkflowState] = Aggregate(
     decide=decide_workflow,
     evolve=evolve_workflow,
     deadline=next_workflow_deadline,
+    snapshot=snapshot_workflow,
+    restore=restore_workflow,
     timer=FireWorkflowTimers,
 )
 INSTANCE: Aggregate[InstanceState] = Aggregate(
@@ -86,6 +91,8 @@ INSTANCE: Aggregate[InstanceState] = Aggregate(
     decide=decide_instance,
     evolve=evolve_instance,
     deadline=next_deadline,
+    snapshot=snapshot_instance,
+    restore=restore_instance,
     timer=FireTimers,
 )
 SIGNAL: Aggregate[SignalState] = Aggregate(
@@ -97,6 +104,8 @@ SIGNAL: Aggregate[SignalState] = Aggregate(
     decide=decide_signal,
     evolve=evolve_signal,
     deadline=lambda s: None,  # a signal keeps no timer
+    snapshot=snapshot_signal,
+    restore=restore_signal,
 )
 # In this order the engine fires due timers (a workflow's before its instances').
 AGGREGATES: tuple[Aggregate[Any], ...] = (WORKFLOW, INSTANCE, SIGNAL)

@@ -43,10 +43,19 @@ def write_frame(header: bytes, schema: Schema, record: Record, record_name: str)
     return buf.getvalue()
 
 
-def read_frame(data: bytes, writers: Mapping[int, Writer], subject: str, reader: Schema) -> Record:
+def read_frame(
+    data: bytes,
+    writers: Mapping[int, Writer],
+    subject: str,
+    reader: Schema,
+    *,
+    names_only_when_ambiguous: bool = False,
+) -> Record:
     """The record of a framed message of `subject`, read with its writer's schema (found by the
     id in the frame) resolved against `reader`. DecodeError, with the reason, for anything but
-    exactly one well-formed frame of that subject."""
+    exactly one well-formed frame of that subject. A union's record comes as (name, record);
+    with `names_only_when_ambiguous`, only in a union of more than one record (an optional
+    record is then the record or None)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -65,7 +74,13 @@ def read_frame(data: bytes, writers: Mapping[int, Writer], subject: str, reader:
     fo = io.BytesIO(data)
     fo.seek(HEADER_SIZE)
     try:
-        rec = schemaless_reader(fo, writer.parsed, resolve_to, return_record_name=True)
+        rec = schemaless_reader(
+            fo,
+            writer.parsed,
+            resolve_to,
+            return_record_name=True,
+            return_record_name_override=names_only_when_ambiguous,
+        )
     except Exception as exc:
         # fastavro reports malformed input with many exception types (EOFError, IndexError,
         # UnicodeDecodeError, SchemaResolutionError, OverflowError ...): one reason for all.

@@ -116,7 +116,8 @@ class Aggregate(Generic[S]):
     of its state in memory, its rules and its fold, and its timers.
 
     `deadline(state)` is the earliest time at which `timer(key)` (a command for it) has
-    something to do; None: no timer (and then `timer` may be None too)."""
+    something to do; None: no timer (and then `timer` may be None too). `snapshot` and
+    `restore` carry the state to and from the engine's snapshots (a cache of the fold)."""
 
     name: str
     command_types: tuple[type, ...]
@@ -126,4 +127,7 @@ class Aggregate(Generic[S]):
     decide: Callable[[S | None, Any, int, int | None], Decision[S]]
     evolve: Callable[[S | None, Event], S]
     deadline: Callable[[S], int | None]
+    # The state as a plain snapshot record and back: restore(snapshot(s)) == s.
+    snapshot: Callable[[S], dict[str, Any]]
+    restore: Callable[[Mapping[str, Any]], S]
     timer: Callable[[str], Command] | None = None

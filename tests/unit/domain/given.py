@@ -69,6 +69,8 @@ class World:
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {a.name: {} for a in AGGREGATES}
         self.events: dict[str, list[Event]] = {}  # by instance id
+        # Every aggregate's history, by (aggregate name, key), in decision order.
+        self.histories: dict[tuple[str, str], list[Event]] = {}
         self.log: list[str] = []
 
     @property
@@ -94,6 +96,7 @@ class World:
             d = decide(states.get(key), c, 0)
             if d.state is not None:
                 states[key] = d.state
+            self.histories.setdefault((aggregate.name, key), []).extend(d.events)
             for e in d.events:
                 if e.instance_id is not None:
                     self.events.setdefault(e.instance_id, []).append(e)

@@ -1,0 +1,87 @@
+"""The records of the `baton.snapshots` topic, Avro in the Confluent frame like every other
+record: an aggregate's state (as its aggregate's `snapshot` makes it) or a shard's checkpoint.
+
+A snapshot is a cache of the fold, never the truth: this codec reads only what today's schema
+wrote. A record framed with another schema id (an older or newer Baton), or a malformed one,
+is a DecodeError, and the engine then folds that partition from the events log instead of
+guessing at a conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.adapters.avro.errors import DecodeError
+from services.adapters.avro.framing import Writer, frame_header, read_frame, write_frame
+from services.adapters.avro.schemas import DEFAULT_SCHEMA_DIR, load_schema_file, schema_id
+
+SNAPSHOT_RECORD = "baton.snapshots.Snapshot"
+SNAPSHOT_SUBJECT = "baton.snapshots-value"
+CHECKPOINT_RECORD = "baton.snapshots.ShardCheckpoint"
+# The schema of each aggregate type's state, by the aggregate's name (decider.AGGREGATES).
+STATE_RECORDS: dict[str, str] = {
+    "instance": "baton.snapshots.InstanceSnapshot",
+    "workflow": "baton.snapshots.WorkflowSnapshot",
+    "signal": "baton.snapshots.SignalSnapshot",
+}
+_AGGREGATE_OF_RECORD = {record: name for name, record in STATE_RECORDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a shard's snapshot stands (see the schema's docs)."""
+
+    events_from: int
+    commands_offset: int
+    written_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """An aggregate's state as read back: its aggregate's name and the plain record."""
+
+    aggregate: str
+    record: Mapping[str, Any]
+
+
+class SnapshotCodec:
+    def __init__(self, schema_dir: Path | None = None) -> None:
+        directory = DEFAULT_SCHEMA_DIR if schema_dir is None else schema_dir
+        schema = load_schema_file(directory / f"{SNAPSHOT_RECORD}.avsc")
+        self.schema_id = schema_id(schema)
+        self._parsed = schema  # load_schema_file parses it
+        self._header = frame_header(self.schema_id)
+        self._writers = {self.schema_id: Writer(SNAPSHOT_SUBJECT, self.schema_id, self._parsed)}
+
+    def encode_state(self, aggregate: str, record: Mapping[str, Any]) -> bytes:
+        entry = {"entry": (STATE_RECORDS[aggregate], record)}
+        return write_frame(self._header, self._parsed, entry, STATE_RECORDS[aggregate])
+
+    def encode_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+        record = {
+            "events_from": checkpoint.events_from,
+            "commands_offset": checkpoint.commands_offset,
+            "written_at": checkpoint.written_at,
+        }
+        entry = {"entry": (CHECKPOINT_RECORD, record)}
+        return write_frame(self._header, self._parsed, entry, CHECKPOINT_RECORD)
+
+    def decode(self, data: bytes) -> StateRecord | Checkpoint:
+        """DecodeError for anything today's schema did not write."""
+        frame = read_frame(
+            data, self._writers, SNAPSHOT_SUBJECT, self._parsed, names_only_when_ambiguous=True
+        )
+        entry = frame["entry"]
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise DecodeError(f"expected a named union member, got {type(entry).__name__}")
+        name, record = entry
+        if name == CHECKPOINT_RECORD:
+            return Checkpoint(
+                record["events_from"], record["commands_offset"], record["written_at"]
+            )
+        aggregate = _AGGREGATE_OF_RECORD.get(name)
+        if aggregate is None:  # the union names nothing else; a guard, not a case
+            raise DecodeError(f"{name} is no snapshot record")
+        return StateRecord(aggregate, record)
