@@ -34,6 +34,9 @@ TEST_ENV = {
     # Dead workers are noticed in seconds, so the worker-crash test is quick.
     "BATON_HEARTBEAT_SECONDS": "1",
     "BATON_HEARTBEAT_TIMEOUT": "5",
+    # Snapshots every 0.3 s (the default is 5 s): the engines the e2e and chaos tests start,
+    # and kill, recover from a snapshot and its tail, not from the whole log.
+    "BATON_SNAPSHOT_INTERVAL_MS": "300",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -30,6 +30,9 @@ TOPIC_DEADLETTER = "baton.deadletter"
 # Notifications for workers (copies of events that cancel running attempts); every worker
 # reads all of it, so it has one partition. Not the log: the events topic is.
 TOPIC_CONTROL = "baton.control"
+# The engine's snapshots: each shard's aggregates, the latest state per key, written in the
+# shard's transactions (a cache of the fold; see docs/architecture.md, Snapshots).
+TOPIC_SNAPSHOTS = "baton.snapshots"
 DEFAULT_QUEUE = "default"
 
 
@@ -48,6 +51,19 @@ def _topic_specs(partitions: int, queues: Iterable[str]) -> list[NewTopic]:
             partitions,
             1,
             topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+        ),
+        # Co-partitioned too: shard p writes snapshots partition p. Compacted: recovery reads
+        # about one record per aggregate held, whatever the history's length.
+        NewTopic(
+            TOPIC_SNAPSHOTS,
+            partitions,
+            1,
+            topic_configs={
+                "cleanup.policy": "compact",
+                "segment.ms": "600000",
+                "min.cleanable.dirty.ratio": "0.2",
+                "max.message.bytes": "8388608",
+            },
         ),
         NewTopic(TOPIC_DEADLETTER, 1, 1, topic_configs={"retention.ms": "-1"}),
         NewTopic(TOPIC_CONTROL, 1, 1, topic_configs={"retention.ms": "86400000"}),

@@ -235,8 +235,13 @@ class EngineSettings(_FromEnvironment):
     # Under sustained load only, how long a shard's committer waits to gather a larger
     # transaction (0: never).
     transaction_linger_ms: float = Field(5.0, validation_alias="BATON_TRANSACTION_LINGER_MS")
+    # How often, at most, a busy shard snapshots the states it changed (0: no snapshots,
+    # recovery folds the whole log). Recovery folds at most about this much history.
+    snapshot_interval_ms: float = Field(5000.0, ge=0, validation_alias="BATON_SNAPSHOT_INTERVAL_MS")
 
-    @field_validator("heartbeat_timeout_s", "transaction_linger_ms", mode="before")
+    @field_validator(
+        "heartbeat_timeout_s", "transaction_linger_ms", "snapshot_interval_ms", mode="before"
+    )
     @classmethod
     def _numbers(cls, raw: Any, info: ValidationInfo) -> float:
         text = str(raw).strip()

@@ -26,6 +26,7 @@ async def main(
         engine_id=args.id,
         heartbeat_timeout_s=engine_settings.heartbeat_timeout_s,
         transaction_linger_s=engine_settings.transaction_linger_ms / 1000,
+        snapshot_interval_s=engine_settings.snapshot_interval_ms / 1000,
     )
     loop = asyncio.get_running_loop()
     quiet_fenced_leftovers(loop)

@@ -63,9 +63,11 @@ class Committers:
                 await asyncio.sleep(self.transaction_linger_s)
             out, next_offset = shard.pending or Outbox(), shard.pending_offset
             shard.pending, shard.pending_offset = None, None
+            # In the same step as taking the outbox: the states exactly as it leaves them.
+            capture = shard.capture_due(next_offset)
             t0 = time.monotonic()
             try:
-                await shard.commit(out, next_offset)
+                await shard.commit(out, next_offset, capture)
             except BaseException as err:
                 # Any failure (a Kafka error, a topic that never got a leader, aiokafka's own
                 # state checks, cancellation): memory already holds what failed to commit and
@@ -84,12 +86,18 @@ class Committers:
             backlog = shard.pending is not None
 
     def checkpoint_idle(self, shards: Iterable[Shard]) -> None:
-        """Idle shards whose group offset trails get a checkpoint (see Shard.commit)."""
+        """Idle shards whose group offset trails get a checkpoint (see Shard.commit); those
+        with a snapshot due get a transaction that writes it (see Shard.capture_due), so the
+        tail a recovery folds stays short even when the input stops."""
         clock = time.monotonic()
         for shard in shards:
             busy = shard.committer is not None and not shard.committer.done()
-            if not busy and not shard.broken() and shard.checkpoint_due(clock):
+            if busy or shard.broken():
+                continue
+            if shard.checkpoint_due(clock):
                 shard.committer = asyncio.create_task(self._checkpoint(shard))
+            elif shard.snapshot_due():
+                self.enqueue(shard, Outbox(), None)
 
     async def _checkpoint(self, shard: Shard) -> None:
         try:

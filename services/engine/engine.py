@@ -27,6 +27,7 @@ from services.adapters.kafka import TOPIC_COMMANDS, new_admin, new_consumer
 from services.engine.committer import TRANSACTION_LINGER_S, Committers
 from services.engine.ownership import Ownership
 from services.engine.shard import Shard, now_micros
+from services.engine.snapshots import SNAPSHOT_INTERVAL_S
 from services.engine.stats import LoopStats
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Engine:
         heartbeat_timeout_s: float = 30.0,
         max_batch: int = 2000,
         transaction_linger_s: float = TRANSACTION_LINGER_S,
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.partition_count = partition_count
@@ -76,6 +78,7 @@ class Engine:
             heartbeat_timeout_s,
             self.committers,
             self._fail,
+            snapshot_interval_s,
         )
 
     @property

@@ -1,5 +1,5 @@
-"""Recovery's read: every committed event of one events partition, from the start, folded
-into a shard's memory by the shard's own `apply`."""
+"""Recovery's read: every committed event of one events partition, from the start or from a
+snapshot's checkpoint, folded into a shard's memory by the shard's own `apply`."""
 
 from __future__ import annotations
 
@@ -22,10 +22,15 @@ FOLD_CHECK_EVERY = 64
 
 
 async def fold_events(
-    bootstrap: str, events_tp: TopicPartition, codec: Codec, apply: Callable[[Event], None]
-) -> tuple[int, int | None]:
-    """Hand every committed event of `events_tp`, in order, to `apply`. Returns how many, and
-    the highest input position their headers record (INPUT_OFFSET_HEADER; None: none does).
+    bootstrap: str,
+    events_tp: TopicPartition,
+    codec: Codec,
+    apply: Callable[[Event], None],
+    start: int = 0,
+) -> tuple[int, int | None, int]:
+    """Hand every committed event of `events_tp` from offset `start`, in order, to `apply`.
+    Returns how many, the highest input position their headers record (INPUT_OFFSET_HEADER;
+    None: none does), and the partition's end offset when the fold ended.
 
     An undecodable event raises CorruptLog: skipping it would put memory one event behind the
     log. The fold is CPU-bound and a partition's history can take seconds: it yields to the
@@ -39,7 +44,10 @@ async def fold_events(
     try:
         consumer.assign([events_tp])
         end = (await consumer.end_offsets([events_tp]))[events_tp]
-        await consumer.seek_to_beginning(events_tp)
+        if start > 0:
+            consumer.seek(events_tp, start)
+        else:
+            await consumer.seek_to_beginning(events_tp)
         while await consumer.position(events_tp) < end:
             batch = await consumer.getmany(events_tp, timeout_ms=500, max_records=5000)
             for record in batch.get(events_tp, []):
@@ -62,4 +70,4 @@ async def fold_events(
                     slice_end = time.monotonic() + FOLD_SLICE_S
     finally:
         await consumer.stop()
-    return count, logged_position
+    return count, logged_position, end

@@ -21,10 +21,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.avro import Codec
+from services.adapters.avro.snapshots import SnapshotCodec
 from services.adapters.kafka import TOPIC_COMMANDS, new_transactional_producer
 from services.engine.committer import Committers
 from services.engine.fencing import is_fenced
 from services.engine.shard import Shard, now_micros
+from services.engine.snapshots import SNAPSHOT_INTERVAL_S
 from services.engine.task_topics import TaskTopics
 
 # The engine's own logger: these lines were the engine's before they moved here, and
@@ -62,6 +64,7 @@ class Ownership:
         heartbeat_timeout_s: float,
         committers: Committers,
         on_fatal: Callable[[BaseException], None],
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     ) -> None:
         """`group_id`, `session_timeout_ms`: the engine's consumer group and its session
         timeout. `on_fatal(err)`: this engine cannot own a partition it was given; it must stop (a
@@ -75,6 +78,9 @@ class Ownership:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.committers = committers
         self.on_fatal = on_fatal
+        # Snapshots: how often a busy shard writes one (0: never written nor read).
+        self.snapshot_interval_s = snapshot_interval_s
+        self.snapshot_codec = SnapshotCodec()
         self.task_topics = TaskTopics(bootstrap, partition_count)
         self.shards: dict[int, Shard] = {}
         # Set by bind, once the engine has started them.
@@ -112,6 +118,8 @@ class Ownership:
             self.heartbeat_timeout_s,
             self.task_topics.ensure,
             self.partition_count,
+            self.snapshot_codec,
+            self.snapshot_interval_s,
         )
         t0 = now_micros()
         try:
@@ -122,8 +130,11 @@ class Ownership:
             await producer.stop()  # failed or cancelled (a stop, a revocation): not leaked
             raise
         log.info(
-            "p%d: folded %d events into %d instances in %.0f ms",
+            "p%d: %s, folded %d events into %d instances in %.0f ms",
             p,
+            "no snapshot"
+            if shard.snapshot_records is None
+            else f"restored a snapshot of {shard.snapshot_records} records",
             count,
             len(shard.instances),
             (now_micros() - t0) / 1000,

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from services.adapters.avro import Codec, DecodeError
+from services.adapters.avro.snapshots import SnapshotCodec
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
     TOPIC_EVENTS,
@@ -52,6 +53,12 @@ from services.engine.encoding import dead_letter_derived, encode_bounded, envelo
 from services.engine.fold import fold_events
 from services.engine.liveness import Liveness
 from services.engine.outbox import Outbox
+from services.engine.snapshots import (
+    SNAPSHOT_INTERVAL_S,
+    Capture,
+    read_snapshot,
+    send_snapshot,
+)
 from services.engine.timers import Timers
 from services.engine.transaction import BASE_TOPICS, send_outbox
 
@@ -74,6 +81,8 @@ class Shard:
         heartbeat_timeout_s: float,
         ensure_queue: Callable[[str], Any],
         partition_count: int,
+        snapshot_codec: SnapshotCodec | None = None,
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     ) -> None:
         self.partition = partition
         self.partition_count = partition_count
@@ -118,6 +127,19 @@ class Shard:
         self._tracked: set[str] = set()
         self.events_tp = TopicPartition(TOPIC_EVENTS, partition)
         self.commands_tp = TopicPartition(TOPIC_COMMANDS, partition)
+        # Snapshots (see snapshots.py; None or an interval of 0: none written or read): the
+        # aggregates changed since the last flush, by (aggregate type, key); an events offset
+        # at or below the next event this shard writes; when the next flush is due.
+        self.snapshot_codec = snapshot_codec
+        self.snapshot_interval_s = snapshot_interval_s if snapshot_codec is not None else 0.0
+        self.dirty: set[tuple[str, str]] = set()
+        self.definitions: set[str] = set()  # the definitions' hashes the snapshot holds
+        self.events_end = 0
+        self._snapshot_due_at = time.monotonic() + self.snapshot_interval_s
+        # What the last load did: events folded, and snapshot records read (None: no
+        # snapshot was used).
+        self.folded = 0
+        self.snapshot_records: int | None = None
 
     def broken(self) -> bool:
         """A transaction failed: decide nothing more here (see `failed`)."""
@@ -126,13 +148,27 @@ class Shard:
     # --- recovery ------------------------------------------------------------------------
 
     async def load(self, bootstrap: str, now: int) -> int:
-        """Fold every committed event of events partition p (see fold_events: it yields to
-        the loop, and a stop cancels it, having written nothing), then set the timers and
-        give every attempt running on a worker a full heartbeat timeout of grace. Returns
-        the number of events folded."""
-        count, self.logged_position = await fold_events(
-            bootstrap, self.events_tp, self.codec, self._apply
+        """Restore the newest usable snapshot of p, if any, then fold the committed events
+        after it (all of them without one; see fold_events: it yields to the loop, and a stop
+        cancels it, having written nothing); then set the timers and give every attempt
+        running on a worker a full heartbeat timeout of grace. Returns the number of events
+        folded."""
+        start, covered = 0, None
+        if self.snapshot_codec is not None and self.snapshot_interval_s > 0:
+            restored = await read_snapshot(bootstrap, self.partition, self.snapshot_codec)
+            if restored is not None:
+                for name, states in restored.states.items():
+                    self.states[name].update(states)
+                start = restored.checkpoint.events_from
+                self.definitions = set(restored.definitions)
+                covered = restored.checkpoint.commands_offset
+                self.snapshot_records = restored.records
+        count, logged, self.events_end = await fold_events(
+            bootstrap, self.events_tp, self.codec, self._apply_recovered, start
         )
+        self.folded = count
+        positions = [p for p in (logged, covered) if p is not None]
+        self.logged_position = max(positions) if positions else None
         for aggregate in AGGREGATES:
             for key, state in self.states[aggregate.name].items():
                 self._schedule(aggregate, key, state)
@@ -143,11 +179,18 @@ class Shard:
 
     # --- the fold, kept in memory ----------------------------------------------------------
 
-    def _apply(self, event: Event) -> None:
+    def _apply_recovered(self, event: Event) -> None:
+        """Fold one event of the log, unless the restored state already holds it (an event
+        of the snapshot's own transaction, or before it). What it changes is written at the
+        next flush: the snapshot on record is older than memory from here on."""
         aggregate = aggregate_of_event(event)
         states = self.states[aggregate.name]
         key = aggregate.event_key(event)
-        states[key] = aggregate.evolve(states.get(key), event)
+        state = states.get(key)
+        if state is not None and event.seq <= state.seq:
+            return
+        states[key] = aggregate.evolve(state, event)
+        self.dirty.add((aggregate.name, key))
 
     def _schedule(self, aggregate: Aggregate[Any], key: str, state: Any) -> None:
         if aggregate.timer is not None:
@@ -208,6 +251,7 @@ class Shard:
         cancelled = {id(e) for e in d.cancellations}
         # Nothing below may fail: memory now moves to the decided state.
         states[key] = d.state
+        self.dirty.add((aggregate.name, key))
         for e in d.events:
             if e.instance_id is not None:
                 self._track_liveness(e.instance_id, e, now)
@@ -296,7 +340,28 @@ class Shard:
 
     # --- the one transaction -------------------------------------------------------------
 
-    async def commit(self, out: Outbox, next_offset: int | None) -> None:
+    def snapshot_due(self) -> bool:
+        """A flush is due: snapshots are on, some state changed, the interval has passed."""
+        return (
+            self.snapshot_interval_s > 0
+            and bool(self.dirty)
+            and time.monotonic() >= self._snapshot_due_at
+        )
+
+    def capture_due(self, next_offset: int | None) -> Capture | None:
+        """The states to snapshot in the transaction about to commit `next_offset`, when a
+        flush is due: taken as the committer takes its outbox, so they are exactly the states
+        that outbox and the transactions before it lead to."""
+        if not self.snapshot_due():
+            return None
+        states = {(name, key): self.states[name][key] for name, key in self.dirty}
+        self.dirty = set()
+        offset = next_offset if next_offset is not None else (self.position or 0)
+        return Capture(states, self.events_end, offset)
+
+    async def commit(
+        self, out: Outbox, next_offset: int | None, capture: Capture | None = None
+    ) -> None:
         """Events, tasks, dead letters and the input position: all or nothing.
 
         The input position travels in the transaction in one of two ways. When the batch
@@ -306,7 +371,7 @@ class Shard:
         at least once a second, in the next transaction, and an idle shard gets a `checkpoint`
         of its own: for operators' lag, and so an engine that reads only the group's offset
         (an older version, a rollback) would not decide anything twice."""
-        if not out and next_offset is None:
+        if not out and next_offset is None and capture is None:
             return
         await self._track_topics(out)
         clock = time.monotonic()
@@ -317,12 +382,27 @@ class Shard:
                 and clock - self._group_committed_at >= GROUP_COMMIT_INTERVAL_S
             )
         )
+        written = False
         async with self.producer.transaction():
-            await send_outbox(self.producer, self.partition, out, next_offset)
+            last_event = await send_outbox(self.producer, self.partition, out, next_offset)
+            if capture is not None and self.snapshot_codec is not None:
+                sent = await send_snapshot(
+                    self.producer, self.partition, self.snapshot_codec, capture, self.definitions
+                )
+                for future in sent or ():
+                    await future
+                written = sent is not None
             if to_group:
                 await self.producer.send_offsets_to_transaction(
                     {self.commands_tp: next_offset}, self.group_id
                 )
+        if last_event is not None:
+            self.events_end = last_event + 1
+        if capture is not None:
+            if written:
+                self._snapshot_due_at = time.monotonic() + self.snapshot_interval_s
+            else:  # skipped: those states go in the next flush
+                self.dirty.update(capture.states)
         if next_offset is not None:
             self.position = next_offset
         self._committed_at = time.monotonic()

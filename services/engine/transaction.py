@@ -41,12 +41,13 @@ BASE_TOPICS = frozenset({TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEAD
 
 async def send_outbox(
     producer: AIOKafkaProducer, partition: int, out: Outbox, next_offset: int | None
-) -> None:
+) -> int | None:
     """Send everything `out` holds in the open transaction, in order; the last event carries
     `next_offset` (when there is one) in INPUT_OFFSET_HEADER. Until every record is
-    delivered; raises the first failure."""
+    delivered; raises the first failure. Returns the last event's offset (None: no event)."""
     futures = _Deliveries()
     await _send_events(producer, partition, out, next_offset, futures)
+    events = len(out.events)
     for e, data in out.cancellations:
         futures.append(await producer.send(TOPIC_CONTROL, data, key=e.key.encode()))
     for t, data in out.tasks:
@@ -73,6 +74,8 @@ async def send_outbox(
             )
         )
     await futures.wait()
+    # The events went first, in order: the last of them has the highest offset.
+    return futures[events - 1].result().offset if events else None
 
 
 async def _send_events(

@@ -37,15 +37,26 @@ from services.domain.protocol.commands import (
 from services.domain.protocol.events import Event
 from services.domain.protocol.tasks import Task
 from services.engine.engine import Engine
+from services.engine.snapshots import SNAPSHOT_INTERVAL_S
 
 PARTITIONS = 8
 
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    bootstrap: str, engine_id: str = "itest-engine-1", heartbeat_timeout_s: float = 30.0
+    bootstrap: str,
+    engine_id: str = "itest-engine-1",
+    heartbeat_timeout_s: float = 30.0,
+    snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
 ) -> AsyncIterator[Engine]:
-    engine = Engine(bootstrap, PARTITIONS, Codec(), engine_id, heartbeat_timeout_s)
+    engine = Engine(
+        bootstrap,
+        PARTITIONS,
+        Codec(),
+        engine_id,
+        heartbeat_timeout_s,
+        snapshot_interval_s=snapshot_interval_s,
+    )
     await engine.start()
     task = asyncio.create_task(engine.run())
     try:

@@ -26,6 +26,7 @@ from services.domain.protocol.tasks import Task
 from services.engine import shard as shard_module
 from services.engine.engine import GROUP_ID
 from services.engine.outbox import Outbox
+from services.engine.snapshots import Capture
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     PARTITIONS,
@@ -190,11 +191,16 @@ async def test_a_transaction_failing_with_any_error_rebuilds_the_shard_and_loses
     real_commit = shard_module.Shard.commit
     failed: list[int] = []
 
-    async def flaky(self: shard_module.Shard, out: Outbox, next_offset: int | None) -> None:
+    async def flaky(
+        self: shard_module.Shard,
+        out: Outbox,
+        next_offset: int | None,
+        capture: Capture | None = None,
+    ) -> None:
         if not failed and any(e.type == "StepAttemptSucceeded" for e, _ in out.events):
             failed.append(self.partition)
             raise TimeoutError("a new queue's topic has no leader")  # not a KafkaError
-        await real_commit(self, out, next_offset)
+        await real_commit(self, out, next_offset, capture)
 
     monkeypatch.setattr(shard_module.Shard, "commit", flaky)
     wf = definition("flaky-commit", DIAMOND)

@@ -29,6 +29,8 @@ from tests.integration.engine_harness import (
 pytestmark = pytest.mark.integration
 
 LONG, SHORT = 6, 1  # the partition with a long history, and one without
+# These engines neither write nor read snapshots: the fold of a long log is what is tested, and
+# the long history is deleted after each test (a snapshot of it would outlive it).
 # Enough history that folding it takes seconds on this machine (about 4 events each).
 LONG_INSTANCES = 40_000
 
@@ -73,7 +75,7 @@ async def test_a_partition_decides_as_soon_as_it_is_recovered_while_a_long_one_f
     the long one is taken once (never refolded), and the loop keeps turning meanwhile."""
     wf = definition("beside-a-long-fold", [{"id": "s", "type": "sleep", "duration": "1h"}])
     (iid,) = instance_ids_on(SHORT, 1)
-    engine = Engine(kafka, PARTITIONS, Codec(), "itest-long-fold")
+    engine = Engine(kafka, PARTITIONS, Codec(), "itest-long-fold", snapshot_interval_s=0)
     async with (
         long_partition(kafka, LONG, LONG_INSTANCES) as written,
         following_events(kafka) as log,
@@ -116,8 +118,8 @@ async def test_an_engine_joining_during_a_long_fold_gets_partitions_that_decide_
     wait for the fold, and an instance on a short partition is decided before the long one
     is recovered (wherever it went)."""
     wf = definition("joining-a-long-fold", [{"id": "s", "type": "sleep", "duration": "1h"}])
-    first = Engine(kafka, PARTITIONS, Codec(), "itest-fold-first")
-    second = Engine(kafka, PARTITIONS, Codec(), "itest-fold-second")
+    first = Engine(kafka, PARTITIONS, Codec(), "itest-fold-first", snapshot_interval_s=0)
+    second = Engine(kafka, PARTITIONS, Codec(), "itest-fold-second", snapshot_interval_s=0)
     async with long_partition(kafka, LONG, LONG_INSTANCES), following_events(kafka) as log:
         await first.start()
         runs = [asyncio.create_task(first.run())]
@@ -159,13 +161,15 @@ async def test_a_stop_does_not_wait_forever_for_a_transaction_that_hangs(
     a while, then aborts it (its inputs are decided again by the next owner) and ends."""
     hung = asyncio.Event()
 
-    async def never_answers(self: shard_module.Shard, out: Outbox, next_offset: int | None) -> None:
+    async def never_answers(
+        self: shard_module.Shard, out: Outbox, next_offset: int | None, capture: object = None
+    ) -> None:
         hung.set()
         await asyncio.Event().wait()
 
     monkeypatch.setattr(shard_module.Shard, "commit", never_answers)
     wf = definition("hangs", [{"id": "s", "type": "sleep", "duration": "1h"}])
-    engine = Engine(kafka, PARTITIONS, Codec(), "itest-hung-commit")
+    engine = Engine(kafka, PARTITIONS, Codec(), "itest-hung-commit", snapshot_interval_s=0)
     await engine.start()
     run = asyncio.create_task(engine.run())
     try:

@@ -1,5 +1,6 @@
 """The records of the `baton.snapshots` topic, Avro in the Confluent frame like every other
-record: an aggregate's state (as its aggregate's `snapshot` makes it) or a shard's checkpoint.
+record: an aggregate's state (as its aggregate's `snapshot` makes it), a shard's checkpoint,
+or a definition that instances' states refer to by hash.
 
 A snapshot is a cache of the fold, never the truth: this codec reads only what today's schema
 wrote. A record framed with another schema id (an older or newer Baton), or a malformed one,
@@ -20,6 +21,7 @@ from services.adapters.avro.schemas import DEFAULT_SCHEMA_DIR, load_schema_file,
 SNAPSHOT_RECORD = "baton.snapshots.Snapshot"
 SNAPSHOT_SUBJECT = "baton.snapshots-value"
 CHECKPOINT_RECORD = "baton.snapshots.ShardCheckpoint"
+DEFINITION_RECORD = "baton.snapshots.DefinitionSnapshot"
 # The schema of each aggregate type's state, by the aggregate's name (decider.AGGREGATES).
 STATE_RECORDS: dict[str, str] = {
     "instance": "baton.snapshots.InstanceSnapshot",
@@ -36,6 +38,14 @@ class Checkpoint:
     events_from: int
     commands_offset: int
     written_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionRecord:
+    """A definition instances' states refer to by hash, stored once."""
+
+    hash: str
+    definition: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +78,16 @@ class SnapshotCodec:
         entry = {"entry": (CHECKPOINT_RECORD, record)}
         return write_frame(self._header, self._parsed, entry, CHECKPOINT_RECORD)
 
-    def decode(self, data: bytes) -> StateRecord | Checkpoint:
+    def encode_definition(self, definition: DefinitionRecord) -> bytes:
+        entry = {
+            "entry": (
+                DEFINITION_RECORD,
+                {"hash": definition.hash, "definition": definition.definition},
+            )
+        }
+        return write_frame(self._header, self._parsed, entry, DEFINITION_RECORD)
+
+    def decode(self, data: bytes) -> StateRecord | Checkpoint | DefinitionRecord:
         """DecodeError for anything today's schema did not write."""
         frame = read_frame(
             data, self._writers, SNAPSHOT_SUBJECT, self._parsed, names_only_when_ambiguous=True
@@ -81,6 +100,8 @@ class SnapshotCodec:
             return Checkpoint(
                 record["events_from"], record["commands_offset"], record["written_at"]
             )
+        if name == DEFINITION_RECORD:
+            return DefinitionRecord(record["hash"], record["definition"])
         aggregate = _AGGREGATE_OF_RECORD.get(name)
         if aggregate is None:  # the union names nothing else; a guard, not a case
             raise DecodeError(f"{name} is no snapshot record")

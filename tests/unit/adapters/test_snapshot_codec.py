@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from services.adapters.avro import DecodeError
 from services.adapters.avro.framing import frame_header
-from services.adapters.avro.snapshots import Checkpoint, SnapshotCodec, StateRecord
+from services.adapters.avro.snapshots import (
+    Checkpoint,
+    DefinitionRecord,
+    SnapshotCodec,
+    StateRecord,
+)
 from services.domain.decider import AGGREGATES
 from services.domain.kernel.errors import Rejected
 from services.domain.kernel.statuses import FailureKind
@@ -154,6 +159,11 @@ def test_a_snapshot_at_any_cut_then_the_tail_equals_the_full_fold(data: st.DataO
 def test_the_checkpoint_reads_back() -> None:
     checkpoint = Checkpoint(events_from=1234, commands_offset=99, written_at=7)
     assert CODEC.decode(CODEC.encode_checkpoint(checkpoint)) == checkpoint
+
+
+def test_a_definition_reads_back() -> None:
+    definition = DefinitionRecord("ab" * 32, '{"id":"wf"}')
+    assert CODEC.decode(CODEC.encode_definition(definition)) == definition
 
 
 def test_a_snapshot_another_schema_wrote_is_refused() -> None:

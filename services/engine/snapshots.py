@@ -1,0 +1,198 @@
+"""A shard's snapshots: its aggregates' states in the compacted topic `baton.snapshots`,
+partition p, written inside the shard's own transactions, so a snapshot and the events it
+covers commit or abort together (the way Kafka Streams writes a state store's changelog).
+
+A flush writes the states changed since the previous one, then a checkpoint: the events
+offset from which recovery folds the rest. Recovery reads the partition (the latest record
+per key), restores the states, and folds the events after the checkpoint, skipping those a
+restored state already holds (by the aggregate's `seq`).
+
+A snapshot is a cache of the fold, never the truth. A record that does not decode (another
+Baton's schema, corruption) or does not restore discards the whole snapshot, with a warning,
+and the shard folds its partition from the log's start instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from services.adapters.avro import DecodeError
+from services.adapters.avro.snapshots import (
+    Checkpoint,
+    DefinitionRecord,
+    SnapshotCodec,
+    StateRecord,
+)
+from services.adapters.kafka import TOPIC_SNAPSHOTS, new_consumer
+from services.domain.decider import AGGREGATES
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = b"checkpoint"
+DEFINITION_PREFIX = "definition:"
+# How often, at most, a busy shard writes the states it changed (BATON_SNAPSHOT_INTERVAL_MS).
+SNAPSHOT_INTERVAL_S = 5.0
+# A state larger than this is not written (the producer's request limit is 4 MiB): that
+# flush is skipped and retried at the next interval, and recovery folds the longer tail.
+MAX_STATE_BYTES = 2 << 20
+# Encoding many states is CPU-bound: yield to the loop this often while writing them.
+ENCODE_SLICE = 256
+
+_BY_NAME = {a.name: a for a in AGGREGATES}
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a snapshot partition held: states by aggregate type and key, and the checkpoint
+    they are complete up to."""
+
+    states: dict[str, dict[str, Any]]
+    checkpoint: Checkpoint
+    records: int
+    definitions: frozenset[str]  # the hashes of the definitions the partition holds
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """The states to write, as they stood when the transaction that writes them took its
+    outbox (states are immutable, so holding them is the snapshot), and the events offset
+    below which everything they cover was already committed."""
+
+    states: dict[tuple[str, str], Any]
+    events_from: int
+    commands_offset: int
+
+
+def state_key(aggregate: str, key: str) -> bytes:
+    return f"{aggregate}:{key}".encode()
+
+
+def definition_key(digest: str) -> bytes:
+    return f"{DEFINITION_PREFIX}{digest}".encode()
+
+
+async def read_snapshot(bootstrap: str, partition: int, codec: SnapshotCodec) -> Restored | None:
+    """The snapshot of partition `partition`, or None: none yet, or one that cannot be used
+    (logged, and the caller folds from the log's start)."""
+    tp = TopicPartition(TOPIC_SNAPSHOTS, partition)
+    consumer = new_consumer(bootstrap, None)
+    await consumer.start()
+    # The latest value per key, still encoded: a superseded record (an older Baton's, one
+    # compaction has not removed yet) is never decoded.
+    latest: dict[bytes, bytes | None] = {}
+    count = 0
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
+            for record in batch.get(tp, []):
+                count += 1
+                latest[record.key] = record.value  # None: a tombstone, the aggregate left
+            await asyncio.sleep(0)  # other shards decide meanwhile
+    finally:
+        await consumer.stop()
+    raw_checkpoint = latest.pop(CHECKPOINT_KEY, None)
+    if raw_checkpoint is None:
+        return None
+    try:
+        checkpoint = codec.decode(raw_checkpoint)
+        if not isinstance(checkpoint, Checkpoint):
+            raise DecodeError("the checkpoint key holds a state")
+        definitions = _definitions(codec, latest)
+        states = _restore(codec, latest, definitions)
+    except Exception as err:  # unreadable, or a record this code cannot restore: the log decides
+        log.warning("p%d: snapshot unusable, folding the log instead: %r", partition, err)
+        return None
+    return Restored(states, checkpoint, count, frozenset(definitions))
+
+
+def _definitions(codec: SnapshotCodec, latest: dict[bytes, bytes | None]) -> dict[str, str]:
+    """The definition records, taken out of `latest`: hash -> text."""
+    found: dict[str, str] = {}
+    for raw_key in [k for k in latest if k.startswith(DEFINITION_PREFIX.encode())]:
+        value = latest.pop(raw_key)
+        if value is None:
+            continue
+        entry = codec.decode(value)
+        if not isinstance(entry, DefinitionRecord) or raw_key != definition_key(entry.hash):
+            raise DecodeError(f"snapshot key {raw_key!r} does not name its definition")
+        found[entry.hash] = entry.definition
+    return found
+
+
+def _restore(
+    codec: SnapshotCodec, latest: dict[bytes, bytes | None], definitions: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    states: dict[str, dict[str, Any]] = {a.name: {} for a in AGGREGATES}
+    for raw_key, value in latest.items():
+        if value is None:
+            continue
+        entry = codec.decode(value)
+        aggregate, sep, key = raw_key.decode().partition(":")
+        if not isinstance(entry, StateRecord) or not sep or aggregate != entry.aggregate:
+            raise DecodeError(f"snapshot key {raw_key!r} does not name its record")
+        record = entry.record
+        ref = record.get("definition_hash")
+        if ref is not None:  # by reference: the text is stored once (KeyError: missing)
+            record = {**record, "definition": definitions[ref]}
+        states[aggregate][key] = _BY_NAME[aggregate].restore(record)
+    return states
+
+
+async def send_snapshot(
+    producer: AIOKafkaProducer,
+    partition: int,
+    codec: SnapshotCodec,
+    capture: Capture,
+    definitions: set[str],
+) -> list[asyncio.Future[Any]] | None:
+    """Write the captured states, then the checkpoint, in the open transaction. An instance's
+    definition goes by reference: its text is written once per partition (`definitions`: the
+    hashes already there, which this adds to). None (and nothing written) when a state is too
+    large to write: the flush is skipped."""
+    encoded: list[tuple[bytes, bytes]] = []
+    new_definitions: set[str] = set()
+    for i, ((aggregate, key), state) in enumerate(capture.states.items()):
+        record = _BY_NAME[aggregate].snapshot(state)
+        text = record.get("definition")
+        if aggregate == "instance" and isinstance(text, str):
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if digest not in definitions and digest not in new_definitions:
+                new_definitions.add(digest)
+                encoded.append(
+                    (
+                        definition_key(digest),
+                        codec.encode_definition(DefinitionRecord(digest, text)),
+                    )
+                )
+            record = {**record, "definition": "", "definition_hash": digest}
+        data = codec.encode_state(aggregate, record)
+        if len(data) > MAX_STATE_BYTES:
+            log.warning(
+                "p%d: %s %s is %d bytes, over the snapshot limit: snapshot skipped",
+                partition,
+                aggregate,
+                key,
+                len(data),
+            )
+            return None
+        encoded.append((state_key(aggregate, key), data))
+        if i % ENCODE_SLICE == ENCODE_SLICE - 1:
+            await asyncio.sleep(0)
+    checkpoint = Checkpoint(capture.events_from, capture.commands_offset, time.time_ns() // 1000)
+    encoded.append((CHECKPOINT_KEY, codec.encode_checkpoint(checkpoint)))
+    # Known only once the transaction commits; a failed one rebuilds the shard, and this set.
+    definitions |= new_definitions
+    return [
+        await producer.send(TOPIC_SNAPSHOTS, data, key=key, partition=partition)
+        for key, data in encoded
+    ]
