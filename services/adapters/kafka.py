@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final
 
 import aiokafka.producer.sender
@@ -227,6 +227,21 @@ def new_consumer(
     group, partitions assigned by hand or every partition of `topics`); not started."""
     kw = {"bootstrap_servers": bootstrap, "group_id": group_id, **CONSUMER_SETTINGS, **overrides}
     return AIOKafkaConsumer(*topics, **kw)
+
+
+@contextlib.asynccontextmanager
+async def started_consumer(
+    bootstrap: str, group_id: str | None, *topics: str, **overrides: Any
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """`new_consumer`, started, and stopped on the way out, also when the start itself is
+    cancelled or fails halfway (a stop or a revocation during a recovery read): a consumer
+    started outside the `try` would leak its connections then."""
+    consumer = new_consumer(bootstrap, group_id, *topics, **overrides)
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def new_admin(bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:

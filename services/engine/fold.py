@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aiokafka import TopicPartition
 
 from services.adapters.avro import Codec, DecodeError
-from services.adapters.kafka import new_consumer
+from services.adapters.kafka import started_consumer
 from services.domain.kernel.errors import CorruptLog
 from services.domain.protocol.events import Event
 from services.engine.transaction import input_offset
@@ -36,12 +36,10 @@ async def fold_events(
     log. The fold is CPU-bound and a partition's history can take seconds: it yields to the
     loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
     (cancelling this, which has written nothing) and the other shards keep deciding."""
-    consumer = new_consumer(bootstrap, None)
-    await consumer.start()
     count = 0
     logged_position: int | None = None
     slice_end = time.monotonic() + FOLD_SLICE_S
-    try:
+    async with started_consumer(bootstrap, None) as consumer:
         consumer.assign([events_tp])
         end = (await consumer.end_offsets([events_tp]))[events_tp]
         if start > 0:
@@ -68,6 +66,4 @@ async def fold_events(
                     # A fetch whose records are buffered returns without suspending.
                     await asyncio.sleep(0)
                     slice_end = time.monotonic() + FOLD_SLICE_S
-    finally:
-        await consumer.stop()
     return count, logged_position, end

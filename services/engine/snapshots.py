@@ -30,7 +30,7 @@ from services.adapters.avro.snapshots import (
     SnapshotCodec,
     StateRecord,
 )
-from services.adapters.kafka import TOPIC_SNAPSHOTS, new_consumer
+from services.adapters.kafka import TOPIC_SNAPSHOTS, started_consumer
 from services.domain.decider import AGGREGATES
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,11 @@ async def read_snapshot(bootstrap: str, partition: int, codec: SnapshotCodec) ->
     """The snapshot of partition `partition`, or None: none yet, or one that cannot be used
     (logged, and the caller folds from the log's start)."""
     tp = TopicPartition(TOPIC_SNAPSHOTS, partition)
-    consumer = new_consumer(bootstrap, None)
-    await consumer.start()
     # The latest value per key, still encoded: a superseded record (an older Baton's, one
     # compaction has not removed yet) is never decoded.
     latest: dict[bytes, bytes | None] = {}
     count = 0
-    try:
+    async with started_consumer(bootstrap, None) as consumer:
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
@@ -98,8 +96,6 @@ async def read_snapshot(bootstrap: str, partition: int, codec: SnapshotCodec) ->
                 count += 1
                 latest[record.key] = record.value  # None: a tombstone, the aggregate left
             await asyncio.sleep(0)  # other shards decide meanwhile
-    finally:
-        await consumer.stop()
     raw_checkpoint = latest.pop(CHECKPOINT_KEY, None)
     if raw_checkpoint is None:
         return None
