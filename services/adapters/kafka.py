@@ -33,6 +33,9 @@ TOPIC_CONTROL = "baton.control"
 # The engine's snapshots: each shard's aggregates, the latest state per key, written in the
 # shard's transactions (a cache of the fold; see docs/architecture.md, Snapshots).
 TOPIC_SNAPSHOTS = "baton.snapshots"
+# Finished aggregates' final states, out of the engine's memory (services/engine/archive.py):
+# compacted, co-partitioned, read back one record at a time when a command addresses one.
+TOPIC_ARCHIVE = "baton.archive"
 DEFAULT_QUEUE = "default"
 
 
@@ -62,6 +65,16 @@ def _topic_specs(partitions: int, queues: Iterable[str]) -> list[NewTopic]:
                 "cleanup.policy": "compact",
                 "segment.ms": "600000",
                 "min.cleanable.dirty.ratio": "0.2",
+                "max.message.bytes": "8388608",
+            },
+        ),
+        NewTopic(
+            TOPIC_ARCHIVE,
+            partitions,
+            1,
+            topic_configs={
+                "cleanup.policy": "compact",
+                "segment.ms": "3600000",
                 "max.message.bytes": "8388608",
             },
         ),

@@ -69,6 +69,25 @@ def _event_instance(e: Event) -> str:
     return e.instance_id
 
 
+def running_on_workers(state: InstanceState) -> list[tuple[str, int]]:
+    """The (step id, attempt) of each attempt a worker runs now (not the engine's own: a
+    sleep, a subworkflow, a loop): those whose worker's silence the engine watches."""
+    steps = state.workflow.dag.steps
+    return [
+        (sid, st.attempt)
+        for sid, st in state.steps.items()
+        if st.status is StepStatus.RUNNING and steps[sid].type not in ENGINE_STEP_TYPES
+    ]
+
+
+def finished(state: InstanceState) -> bool:
+    """Ended, with no timer and no attempt left on a worker: no command can change it any
+    more but a restart (the engine archives it, see services/engine/archive.py)."""
+    return (
+        state.status.is_terminal and next_deadline(state) is None and not running_on_workers(state)
+    )
+
+
 WORKFLOW: Aggregate[WorkflowState] = Aggregate(
     name="workflow",
     command_types=WORKFLOW_COMMANDS,
@@ -94,6 +113,7 @@ INSTANCE: Aggregate[InstanceState] = Aggregate(
     snapshot=snapshot_instance,
     restore=restore_instance,
     timer=FireTimers,
+    evictable=finished,
 )
 SIGNAL: Aggregate[SignalState] = Aggregate(
     name="signal",
@@ -139,17 +159,6 @@ def decide(state: Any, command: Command, now: int, caused_at: int | None = None)
 def evolve(state: Any, event: Event) -> Any:
     """The state of the event's aggregate after it (the fold replay and recovery use)."""
     return aggregate_of_event(event).evolve(state, event)
-
-
-def running_on_workers(state: InstanceState) -> list[tuple[str, int]]:
-    """The (step id, attempt) of each attempt a worker runs now (not the engine's own: a
-    sleep, a subworkflow, a loop): those whose worker's silence the engine watches."""
-    steps = state.workflow.dag.steps
-    return [
-        (sid, st.attempt)
-        for sid, st in state.steps.items()
-        if st.status is StepStatus.RUNNING and steps[sid].type not in ENGINE_STEP_TYPES
-    ]
 
 
 def handled_command_types() -> frozenset[type]:

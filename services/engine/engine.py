@@ -233,6 +233,11 @@ class Engine:
                 stable = self.consumer.highwater(shard.commands_tp)
             position = await self.consumer.position(shard.commands_tp)
             lagging = stable is not None and stable > position
+            # Archived instances these records name, read back first (the last await before
+            # the batch is decided; see Shard.recall).
+            await shard.recall(records)
+            if shard.broken() or self.shards.get(p) is not shard:
+                continue  # failed or taken away meanwhile: its input is read again
             out = shard.decide_batch(records, now, lagging)
             self.stats.commands += len(records)
             next_offset = records[-1].offset + 1 if records else None
@@ -255,4 +260,4 @@ class Engine:
         if self.admin is not None:
             await self.admin.close()
         for shard in self.shards.values():
-            await shard.producer.stop()
+            await shard.close()

@@ -127,16 +127,17 @@ class Ownership:
             count = await shard.load(self.bootstrap, now_micros())
             await self._fetch_committed(shard)
         except BaseException:
-            await producer.stop()  # failed or cancelled (a stop, a revocation): not leaked
+            await shard.close()  # failed or cancelled (a stop, a revocation): not leaked
             raise
         log.info(
-            "p%d: %s, folded %d events into %d instances in %.0f ms",
+            "p%d: %s, folded %d events into %d live instances (%d archived) in %.0f ms",
             p,
             "no snapshot"
             if shard.snapshot_records is None
             else f"restored a snapshot of {shard.snapshot_records} records",
             count,
             len(shard.instances),
+            len(shard.archive),
             (now_micros() - t0) / 1000,
         )
         return shard
@@ -182,7 +183,7 @@ class Ownership:
             await self.committers.flush(self.shards.values())
             self.generation += 1
             for p in sorted(set(self.shards) - partitions):
-                await self.shards.pop(p).producer.stop()
+                await self.shards.pop(p).close()
                 self.reopen_at.pop(p, None)
             for p in sorted(set(self.recovering) - partitions):
                 await self.cancel_recovery(p)
@@ -240,18 +241,18 @@ class Ownership:
         try:
             async with self.lock:
                 if self.recovering.get(p) is not asyncio.current_task():
-                    await shard.producer.stop()  # superseded meanwhile
+                    await shard.close()  # superseded meanwhile
                     return
                 del self.recovering[p]
                 old = self.shards.get(p)
                 self.shards[p] = shard
                 if old is not None:
-                    await old.producer.stop()
+                    await old.close()
                 await self.seek(shard)
                 self.consumer.resume(shard.commands_tp)
         except asyncio.CancelledError:
             if self.shards.get(p) is not shard:
-                await shard.producer.stop()
+                await shard.close()
             raise
 
     async def cancel_recovery(self, p: int) -> None:
@@ -273,7 +274,7 @@ class Ownership:
                 # Another engine opened p's producer: it owns p now. Reopening here would
                 # fence it back; the group will tell us (see revive_orphans).
                 log.warning("p%d: fenced or no longer ours; shard dropped", p)
-                await self.shards.pop(p).producer.stop()
+                await self.shards.pop(p).close()
                 self.reopen_at.pop(p, None)
                 self._dropped_at[p] = loop.time()
                 continue

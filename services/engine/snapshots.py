@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -27,16 +27,19 @@ from services.adapters.avro import DecodeError
 from services.adapters.avro.snapshots import (
     Checkpoint,
     DefinitionRecord,
+    SegmentRecord,
     SnapshotCodec,
     StateRecord,
 )
-from services.adapters.kafka import TOPIC_SNAPSHOTS, started_consumer
+from services.adapters.kafka import TOPIC_ARCHIVE, TOPIC_SNAPSHOTS, started_consumer
 from services.domain.decider import AGGREGATES
+from services.engine.archive import chunks, segment
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = b"checkpoint"
 DEFINITION_PREFIX = "definition:"
+SEGMENT_PREFIX = "archive-index:"
 # How often, at most, a busy shard writes the states it changed (BATON_SNAPSHOT_INTERVAL_MS).
 SNAPSHOT_INTERVAL_S = 5.0
 # A state larger than this is not written (the producer's request limit is 4 MiB): that
@@ -56,7 +59,8 @@ class Restored:
     states: dict[str, dict[str, Any]]
     checkpoint: Checkpoint
     records: int
-    definitions: frozenset[str]  # the hashes of the definitions the partition holds
+    definitions: dict[str, str]  # the definitions the partition holds: hash -> text
+    segments: list[bytes]  # the archive index's segments, in order (see archive.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,17 @@ class Capture:
     states: dict[tuple[str, str], Any]
     events_from: int
     commands_offset: int
+    # Those that leave memory: written to the archive, and a tombstone here.
+    archived: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `send_snapshot` sent: the deliveries to wait for, and the archive index entries
+    of the states archived (key, offset), which the shard's index takes once it commits."""
+
+    deliveries: list[asyncio.Future[Any]]
+    archived: list[tuple[bytes, int]]
 
 
 def state_key(aggregate: str, key: str) -> bytes:
@@ -76,6 +91,10 @@ def state_key(aggregate: str, key: str) -> bytes:
 
 def definition_key(digest: str) -> bytes:
     return f"{DEFINITION_PREFIX}{digest}".encode()
+
+
+def segment_key(n: int) -> bytes:
+    return f"{SEGMENT_PREFIX}{n}".encode()
 
 
 async def read_snapshot(bootstrap: str, partition: int, codec: SnapshotCodec) -> Restored | None:
@@ -104,11 +123,45 @@ async def read_snapshot(bootstrap: str, partition: int, codec: SnapshotCodec) ->
         if not isinstance(checkpoint, Checkpoint):
             raise DecodeError("the checkpoint key holds a state")
         definitions = _definitions(codec, latest)
+        segments = _segments(codec, latest)
         states = _restore(codec, latest, definitions)
     except Exception as err:  # unreadable, or a record this code cannot restore: the log decides
         log.warning("p%d: snapshot unusable, folding the log instead: %r", partition, err)
         return None
-    return Restored(states, checkpoint, count, frozenset(definitions))
+    return Restored(states, checkpoint, count, definitions, segments)
+
+
+def _segments(codec: SnapshotCodec, latest: dict[bytes, bytes | None]) -> list[bytes]:
+    """The archive index's segments, taken out of `latest`, in order; DecodeError for a gap
+    (a segment is never deleted, so a gap is a partition this code did not write)."""
+    found: dict[int, bytes] = {}
+    for raw_key in [k for k in latest if k.startswith(SEGMENT_PREFIX.encode())]:
+        value = latest.pop(raw_key)
+        n = raw_key[len(SEGMENT_PREFIX) :].decode()
+        entry = codec.decode(value) if value is not None else None
+        if not n.isdigit() or not isinstance(entry, SegmentRecord):
+            raise DecodeError(f"snapshot key {raw_key!r} holds no archive index segment")
+        found[int(n)] = entry.entries
+    if sorted(found) != list(range(len(found))):
+        raise DecodeError(f"archive index segments {sorted(found)} are not 0..n")
+    return [found[n] for n in range(len(found))]
+
+
+def restore_record(
+    codec: SnapshotCodec, raw_key: bytes, value: bytes, definitions: dict[str, str]
+) -> tuple[str, str, Any]:
+    """One state record (of the snapshot or the archive) as (aggregate, key, state);
+    DecodeError when it is not the record its key names, KeyError for a definition the
+    partition does not hold."""
+    entry = codec.decode(value)
+    aggregate, sep, key = raw_key.decode().partition(":")
+    if not isinstance(entry, StateRecord) or not sep or aggregate != entry.aggregate:
+        raise DecodeError(f"snapshot key {raw_key!r} does not name its record")
+    record = entry.record
+    ref = record.get("definition_hash")
+    if ref is not None:  # by reference: the text is stored once
+        record = {**record, "definition": definitions[ref]}
+    return aggregate, key, _BY_NAME[aggregate].restore(record)
 
 
 def _definitions(codec: SnapshotCodec, latest: dict[bytes, bytes | None]) -> dict[str, str]:
@@ -132,15 +185,8 @@ def _restore(
     for raw_key, value in latest.items():
         if value is None:
             continue
-        entry = codec.decode(value)
-        aggregate, sep, key = raw_key.decode().partition(":")
-        if not isinstance(entry, StateRecord) or not sep or aggregate != entry.aggregate:
-            raise DecodeError(f"snapshot key {raw_key!r} does not name its record")
-        record = entry.record
-        ref = record.get("definition_hash")
-        if ref is not None:  # by reference: the text is stored once (KeyError: missing)
-            record = {**record, "definition": definitions[ref]}
-        states[aggregate][key] = _BY_NAME[aggregate].restore(record)
+        aggregate, key, state = restore_record(codec, raw_key, value, definitions)
+        states[aggregate][key] = state
     return states
 
 
@@ -149,29 +195,21 @@ async def send_snapshot(
     partition: int,
     codec: SnapshotCodec,
     capture: Capture,
-    definitions: set[str],
-) -> list[asyncio.Future[Any]] | None:
-    """Write the captured states, then the checkpoint, in the open transaction. An instance's
-    definition goes by reference: its text is written once per partition (`definitions`: the
-    hashes already there, which this adds to). None (and nothing written) when a state is too
-    large to write: the flush is skipped."""
-    encoded: list[tuple[bytes, bytes]] = []
-    new_definitions: set[str] = set()
-    for i, ((aggregate, key), state) in enumerate(capture.states.items()):
-        record = _BY_NAME[aggregate].snapshot(state)
-        text = record.get("definition")
-        if aggregate == "instance" and isinstance(text, str):
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if digest not in definitions and digest not in new_definitions:
-                new_definitions.add(digest)
-                encoded.append(
-                    (
-                        definition_key(digest),
-                        codec.encode_definition(DefinitionRecord(digest, text)),
-                    )
-                )
-            record = {**record, "definition": "", "definition_hash": digest}
-        data = codec.encode_state(aggregate, record)
+    definitions: dict[str, str],
+    segments: int,
+) -> Written | None:
+    """Write the captured states, the archived ones (to the archive, with a tombstone here
+    and an index segment, `segments` being how many the partition holds), then the
+    checkpoint, in the open transaction. An instance's definition goes by reference: its text
+    is written once per partition (`definitions`: those already there, which this adds to).
+    None (and nothing written) when a state is too large to write: the flush is skipped."""
+    new_definitions: dict[str, str] = {}
+    records: list[tuple[bytes, bytes]] = []
+    archive: list[tuple[bytes, bytes]] = []
+    for i, ((aggregate, key), state) in enumerate(
+        [*capture.states.items(), *capture.archived.items()]
+    ):
+        data = _encode_state(codec, aggregate, state, definitions, new_definitions)
         if len(data) > MAX_STATE_BYTES:
             log.warning(
                 "p%d: %s %s is %d bytes, over the snapshot limit: snapshot skipped",
@@ -181,14 +219,60 @@ async def send_snapshot(
                 len(data),
             )
             return None
-        encoded.append((state_key(aggregate, key), data))
+        if (aggregate, key) in capture.archived:
+            archive.append((state_key(aggregate, key), data))
+        else:
+            records.append((state_key(aggregate, key), data))
         if i % ENCODE_SLICE == ENCODE_SLICE - 1:
             await asyncio.sleep(0)
+    sent: list[asyncio.Future[Any]] = []
+    for digest, text in new_definitions.items():
+        data = codec.encode_definition(DefinitionRecord(digest, text))
+        sent.append(
+            await producer.send(
+                TOPIC_SNAPSHOTS, data, key=definition_key(digest), partition=partition
+            )
+        )
+    for skey, data in records:
+        sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=skey, partition=partition))
+    archived: list[tuple[bytes, int]] = []
+    if archive:
+        placed = [
+            await producer.send(TOPIC_ARCHIVE, data, key=skey, partition=partition)
+            for skey, data in archive
+        ]
+        # The index needs the offsets: known once the broker has the records (still inside
+        # the transaction: an abort discards them with everything else).
+        archived = [(skey, (await f).offset) for (skey, _), f in zip(archive, placed, strict=True)]
+        for skey, _ in archive:  # out of the snapshot: the archive holds it now
+            sent.append(await producer.send(TOPIC_SNAPSHOTS, None, key=skey, partition=partition))
+        for n, part in enumerate(chunks(archived), start=segments):
+            data = codec.encode_segment(SegmentRecord(segment(part)))
+            sent.append(
+                await producer.send(TOPIC_SNAPSHOTS, data, key=segment_key(n), partition=partition)
+            )
     checkpoint = Checkpoint(capture.events_from, capture.commands_offset, time.time_ns() // 1000)
-    encoded.append((CHECKPOINT_KEY, codec.encode_checkpoint(checkpoint)))
-    # Known only once the transaction commits; a failed one rebuilds the shard, and this set.
-    definitions |= new_definitions
-    return [
-        await producer.send(TOPIC_SNAPSHOTS, data, key=key, partition=partition)
-        for key, data in encoded
-    ]
+    data = codec.encode_checkpoint(checkpoint)
+    sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=CHECKPOINT_KEY, partition=partition))
+    # Known only once the transaction commits; a failed one rebuilds the shard, and this map.
+    definitions.update(new_definitions)
+    return Written(sent, archived)
+
+
+def _encode_state(
+    codec: SnapshotCodec,
+    aggregate: str,
+    state: Any,
+    definitions: dict[str, str],
+    new_definitions: dict[str, str],
+) -> bytes:
+    """A state's record, an instance's definition by reference (added to `new_definitions`
+    when the partition does not hold it yet)."""
+    record = _BY_NAME[aggregate].snapshot(state)
+    text = record.get("definition")
+    if aggregate == "instance" and isinstance(text, str):
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest not in definitions:
+            new_definitions[digest] = text
+        record = {**record, "definition": "", "definition_hash": digest}
+    return codec.encode_state(aggregate, record)

@@ -17,10 +17,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.kafka import (
+    TOPIC_ARCHIVE,
     TOPIC_COMMANDS,
     TOPIC_CONTROL,
     TOPIC_DEADLETTER,
     TOPIC_EVENTS,
+    TOPIC_SNAPSHOTS,
     dead_letter_headers,
     derived_dead_letter_headers,
     task_topic,
@@ -36,7 +38,9 @@ log = logging.getLogger("services.engine.shard")
 INPUT_OFFSET_HEADER = "baton-input-offset"
 
 # Every topic a transaction may write besides the task topics.
-BASE_TOPICS = frozenset({TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER})
+BASE_TOPICS = frozenset(
+    {TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER, TOPIC_SNAPSHOTS, TOPIC_ARCHIVE}
+)
 
 
 async def send_outbox(

@@ -1,6 +1,7 @@
 """The records of the `baton.snapshots` topic, Avro in the Confluent frame like every other
 record: an aggregate's state (as its aggregate's `snapshot` makes it), a shard's checkpoint,
-or a definition that instances' states refer to by hash.
+a definition that instances' states refer to by hash, or a segment of the shard's archive
+index. The archive (`baton.archive`) holds states in the same encoding.
 
 A snapshot is a cache of the fold, never the truth: this codec reads only what today's schema
 wrote. A record framed with another schema id (an older or newer Baton), or a malformed one,
@@ -22,6 +23,7 @@ SNAPSHOT_RECORD = "baton.snapshots.Snapshot"
 SNAPSHOT_SUBJECT = "baton.snapshots-value"
 CHECKPOINT_RECORD = "baton.snapshots.ShardCheckpoint"
 DEFINITION_RECORD = "baton.snapshots.DefinitionSnapshot"
+SEGMENT_RECORD = "baton.snapshots.ArchiveSegment"
 # The schema of each aggregate type's state, by the aggregate's name (decider.AGGREGATES).
 STATE_RECORDS: dict[str, str] = {
     "instance": "baton.snapshots.InstanceSnapshot",
@@ -46,6 +48,13 @@ class DefinitionRecord:
 
     hash: str
     definition: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    """A segment of a shard's archive index (see services/engine/archive.py): packed entries."""
+
+    entries: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,11 @@ class SnapshotCodec:
         }
         return write_frame(self._header, self._parsed, entry, DEFINITION_RECORD)
 
-    def decode(self, data: bytes) -> StateRecord | Checkpoint | DefinitionRecord:
+    def encode_segment(self, segment: SegmentRecord) -> bytes:
+        entry = {"entry": (SEGMENT_RECORD, {"entries": segment.entries})}
+        return write_frame(self._header, self._parsed, entry, SEGMENT_RECORD)
+
+    def decode(self, data: bytes) -> StateRecord | Checkpoint | DefinitionRecord | SegmentRecord:
         """DecodeError for anything today's schema did not write."""
         frame = read_frame(
             data, self._writers, SNAPSHOT_SUBJECT, self._parsed, names_only_when_ambiguous=True
@@ -102,6 +115,8 @@ class SnapshotCodec:
             )
         if name == DEFINITION_RECORD:
             return DefinitionRecord(record["hash"], record["definition"])
+        if name == SEGMENT_RECORD:
+            return SegmentRecord(bytes(record["entries"]))
         aggregate = _AGGREGATE_OF_RECORD.get(name)
         if aggregate is None:  # the union names nothing else; a guard, not a case
             raise DecodeError(f"{name} is no snapshot record")

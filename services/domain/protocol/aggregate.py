@@ -131,3 +131,6 @@ class Aggregate(Generic[S]):
     snapshot: Callable[[S], dict[str, Any]]
     restore: Callable[[Mapping[str, Any]], S]
     timer: Callable[[str], Command] | None = None
+    # Only a restart can still change this state (None: the type is never evicted): the
+    # engine may then keep it out of memory and load it back for any command that names it.
+    evictable: Callable[[S], bool] | None = None
