@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment, report
+from bench.history import history
 from bench.loops import foreach
 from bench.peers import driver
 from bench.phases import PHASES, PhaseContext, Sizes
@@ -29,7 +30,7 @@ from services.adapters.settings import REPO_ROOT, Settings
 
 BENCH_HOME = REPO_ROOT / ".baton-bench"
 # The phases, in the order a full run goes through them.
-ALL_PHASES = {**PHASES, "foreach": foreach}
+ALL_PHASES = {**PHASES, "foreach": foreach, "history": history}
 # Ports of the benchmark's own stack: below the ephemeral range, apart from dev and tests.
 BENCH_ENV = {
     "BATON_HOME": str(BENCH_HOME / "stack"),
@@ -51,6 +52,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--throughput-seconds", type=float, help="throughput: measured window")
     parser.add_argument(
         "--live", type=lambda v: tuple(int(x) for x in v.split(",")), help="memory: e.g. 1000,10000"
+    )
+    parser.add_argument(
+        "--history",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        help="history: finished instances seeded, e.g. 0,10000,100000,1000000",
     )
     parser.add_argument("--iterations", type=int, help="foreach: iterations of the one loop")
     parser.add_argument("--peers", default="temporal,dbos,restate,airflow")
@@ -98,6 +104,7 @@ def main(argv: list[str]) -> int:
         "throughput_seconds": args.throughput_seconds,
         "memory_points": args.live,
         "foreach_iterations": args.iterations,
+        "history_points": args.history,
     }
     sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     phases = [p for p in args.phases.split(",") if p]

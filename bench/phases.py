@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +60,9 @@ class Sizes:
     worker_concurrency: int = 64
     memory_points: tuple[int, ...] = (1_000, 10_000)
     recovery_flow: int = 8
+    # history: finished instances seeded before the engine starts, and live ones beside them.
+    history_points: tuple[int, ...] = (0, 10_000, 100_000, 1_000_000)
+    history_live: int = 10_000
     foreach_iterations: int = 25_000
 
     @classmethod
@@ -71,6 +74,8 @@ class Sizes:
             throughput_warmup_seconds=3,
             concurrency=50,
             memory_points=(200, 1_000),
+            history_points=(0, 10_000),
+            history_live=1_000,
             foreach_iterations=2_000,
         )
 
@@ -156,7 +161,12 @@ class Session:
 
 @asynccontextmanager
 async def session(
-    ctx: PhaseContext, phase: str, *, workers: int = 1, connections: int = 64
+    ctx: PhaseContext,
+    phase: str,
+    *,
+    workers: int = 1,
+    connections: int = 64,
+    seed: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Session]:
     settings = ctx.settings
     async with fresh_stack(
@@ -164,6 +174,7 @@ async def session(
         ctx.log_root / phase,
         workers=workers,
         concurrency=ctx.sizes.worker_concurrency,
+        seed=seed,
     ) as stack:
         tap = EventTap(settings.kafka_bootstrap, settings.partitions)
         await tap.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,11 +23,19 @@ async def stop_infra(settings: Settings) -> None:
 
 @asynccontextmanager
 async def fresh_stack(
-    settings: Settings, log_dir: Path, *, workers: int = 1, concurrency: int = 64
+    settings: Settings,
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    concurrency: int = 64,
+    seed: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Stack]:
+    """`seed`: run once Kafka and PostgreSQL are up, before any Baton process starts."""
     await stop_infra(settings)
     shutil.rmtree(settings.home, ignore_errors=True)
     await prepare(settings)
+    if seed is not None:
+        await seed()
     stack = Stack(settings, log_dir)
     try:
         for name in ("engine", "projector", "api"):

@@ -209,7 +209,7 @@ async def send_snapshot(
     for i, ((aggregate, key), state) in enumerate(
         [*capture.states.items(), *capture.archived.items()]
     ):
-        data = _encode_state(codec, aggregate, state, definitions, new_definitions)
+        data = encode_state_record(codec, aggregate, state, definitions, new_definitions)
         if len(data) > MAX_STATE_BYTES:
             log.warning(
                 "p%d: %s %s is %d bytes, over the snapshot limit: snapshot skipped",
@@ -259,7 +259,7 @@ async def send_snapshot(
     return Written(sent, archived)
 
 
-def _encode_state(
+def encode_state_record(
     codec: SnapshotCodec,
     aggregate: str,
     state: Any,

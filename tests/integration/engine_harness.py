@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
@@ -37,6 +38,7 @@ from services.domain.protocol.commands import (
 from services.domain.protocol.events import Event
 from services.domain.protocol.tasks import Task
 from services.engine.engine import Engine
+from services.engine.shard import Shard
 from services.engine.snapshots import SNAPSHOT_INTERVAL_S
 
 PARTITIONS = 8
@@ -226,3 +228,15 @@ async def long_partition(bootstrap: str, partition: int, instances: int) -> Asyn
         await admin.delete_records({tp: RecordsToDelete(end)})
     finally:
         await admin.close()
+
+
+async def with_archived(shard: Shard, reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The shard's states, plus those of `reference`'s aggregates it holds only in its archive
+    (read back): what compares with a full fold of its partition."""
+    states = {name: dict(held) for name, held in shard.states.items()}
+    for name, held in reference.items():
+        for key in held.keys() - states[name].keys():
+            state = await shard.archive.load(name, key) if shard.archive.holds(name, key) else None
+            if state is not None:
+                states[name][key] = state
+    return states
