@@ -59,7 +59,8 @@ from services.engine.snapshots import (
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 20_000  # records in flight before the seeder waits for their delivery
-SETTLE_S = 12.0  # two snapshot intervals: the live instances' states are in a snapshot
+SETTLE_S = 12.0
+PROJECTED_PER_S = 3_000  # a pessimistic projector rate, for the wait before the API is healthy  # two snapshot intervals: the live instances' states are in a snapshot
 
 
 def _lifecycle() -> tuple[list[Event], Any]:
@@ -160,7 +161,10 @@ async def _one(ctx: PhaseContext, count: int) -> dict[str, Any]:
     async def seed() -> None:
         seeded.update(await seed_finished(settings.kafka_bootstrap, settings.partitions, count))
 
-    async with session(ctx, f"history-{count}", seed=seed) as run:
+    # The API reports healthy once the projector has caught up with the seeded events (about
+    # 5 per instance): allow for it.
+    ready = 90 + count * 5 / PROJECTED_PER_S
+    async with session(ctx, f"history-{count}", seed=seed, ready_timeout_s=ready) as run:
         stack, tap, client = run.stack, run.tap, run.client
         await client.push(hold())
         await client.push(chain20())

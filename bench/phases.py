@@ -167,6 +167,7 @@ async def session(
     workers: int = 1,
     connections: int = 64,
     seed: Callable[[], Awaitable[None]] | None = None,
+    ready_timeout_s: float = 90,
 ) -> AsyncIterator[Session]:
     settings = ctx.settings
     async with fresh_stack(
@@ -175,6 +176,7 @@ async def session(
         workers=workers,
         concurrency=ctx.sizes.worker_concurrency,
         seed=seed,
+        ready_timeout_s=ready_timeout_s,
     ) as stack:
         tap = EventTap(settings.kafka_bootstrap, settings.partitions)
         await tap.start()

@@ -29,8 +29,11 @@ async def fresh_stack(
     workers: int = 1,
     concurrency: int = 64,
     seed: Callable[[], Awaitable[None]] | None = None,
+    ready_timeout_s: float = 90,
 ) -> AsyncIterator[Stack]:
-    """`seed`: run once Kafka and PostgreSQL are up, before any Baton process starts."""
+    """`seed`: run once Kafka and PostgreSQL are up, before any Baton process starts;
+    `ready_timeout_s`: how long the API may take to report healthy (a seeded log must be
+    projected first)."""
     await stop_infra(settings)
     shutil.rmtree(settings.home, ignore_errors=True)
     await prepare(settings)
@@ -42,7 +45,7 @@ async def fresh_stack(
             stack.start(name)
         for _ in range(workers):
             stack.start("worker", "--queue", "default", "--concurrency", str(concurrency))
-        await stack.wait_api(90)
+        await stack.wait_api(ready_timeout_s)
         yield stack
     finally:
         stack.stop_all()

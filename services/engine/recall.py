@@ -4,6 +4,7 @@ what the archive is and why it stays exactly-once)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -91,20 +92,31 @@ class ArchiveReader:
         consumer = await self._started()
         for offset in offsets:
             consumer.seek(self.tp, offset)
-            batch = await consumer.getmany(self.tp, timeout_ms=READ_TIMEOUT_MS, max_records=1)
-            records = batch.get(self.tp, [])
-            if not records:
-                raise TimeoutError(f"{self.tp} @{offset}: no record in time")
-            record = records[0]
+            record = await self._first_from(consumer, offset)
             # Compaction may have removed an older record of a key archived again since (the
             # fetch then returns a later record): only the exact offset and key count.
             if record.offset == offset and record.key == key and record.value is not None:
                 return bytes(record.value)
         return None
 
+    async def _first_from(self, consumer: AIOKafkaConsumer, offset: int) -> Any:
+        """The first committed record at or after `offset`; TimeoutError after
+        READ_TIMEOUT_MS (an offset the index holds always has a record at or after it)."""
+        deadline = time.monotonic() + READ_TIMEOUT_MS / 1000
+        while (left := deadline - time.monotonic()) > 0:
+            batch = await consumer.getmany(self.tp, timeout_ms=int(left * 1000), max_records=1)
+            for record in batch.get(self.tp, []):
+                if record.offset >= offset:  # never one fetched before the seek
+                    return record
+        raise TimeoutError(f"{self.tp} @{offset}: no record within {READ_TIMEOUT_MS} ms")
+
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = new_consumer(self.bootstrap, None)
+            # One record is wanted: fetch about one batch, not the partition's 4 MiB default
+            # (a broker always returns at least one whole batch).
+            consumer = new_consumer(
+                self.bootstrap, None, max_partition_fetch_bytes=64 << 10, fetch_max_bytes=1 << 20
+            )
             try:
                 await consumer.start()
             except BaseException:  # a stop or a revocation meanwhile: nothing leaked
