@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.adapters.avro.snapshots import SnapshotCodec
 from services.adapters.kafka import TOPIC_ARCHIVE, new_consumer
-from services.engine.archive import ArchiveIndex, read_segment
+from services.domain.decider import AGGREGATES, Aggregate
+from services.domain.protocol.events import Event
+from services.engine.archive import SEGMENT_ENTRIES, ArchiveIndex, read_segment
 from services.engine.snapshots import restore_record, state_key
 
 log = logging.getLogger(__name__)
 
+# At most this many aggregates leave memory in one flush (its transaction stays small, ~2 KB
+# each); more waiting (after a fold of a long log without a snapshot) flush again at once.
+ARCHIVE_PER_FLUSH = 5_000
+_BY_NAME = {a.name: a for a in AGGREGATES}
 # How long one archived record may take to arrive before the read is an error.
 READ_TIMEOUT_MS = 5000
 
@@ -24,10 +31,17 @@ class Archive:
     """What a shard knows of its archived aggregates: the index (16 bytes each), how many
     index segments its snapshot partition holds, and the aggregates recalled to memory."""
 
-    def __init__(self, partition: int, codec: SnapshotCodec, definitions: dict[str, str]) -> None:
+    def __init__(
+        self,
+        partition: int,
+        codec: SnapshotCodec,
+        definitions: dict[str, str],
+        states: dict[str, dict[str, Any]],
+    ) -> None:
         self.partition = partition
         self.codec = codec
         self.definitions = definitions  # the shard's own map (hash -> text), shared
+        self.states = states  # the shard's states by aggregate type, shared
         self.index = ArchiveIndex()
         self.segments = 0
         self.reader: ArchiveReader | None = None
@@ -37,6 +51,9 @@ class Archive:
         self.recalling: set[tuple[str, str]] = set()
         # Looked up and found not archived (a hash collision), until they are.
         self.absent: set[bytes] = set()
+        # The events of archived aggregates a recovery's tail holds, by (aggregate, key):
+        # applied once their state is read back (`unpark`).
+        self._parked: dict[tuple[str, str], list[Event]] = {}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -71,6 +88,88 @@ class Archive:
             self.index.add(skey, offset)
             self.absent.discard(skey)
         self.segments += segments
+
+    # --- recovery -----------------------------------------------------------------------
+
+    def park(self, aggregate: Aggregate[Any], key: str, state: Any, event: Event) -> bool:
+        """During a recovery's fold: keep `event` for later when its aggregate is archived
+        (it has no state in memory, and the index may hold it) or already parked."""
+        parked = self._parked.get((aggregate.name, key))
+        if parked is None:
+            if state is not None or aggregate.evictable is None:
+                return False
+            if not self.holds(aggregate.name, key):
+                return False
+            parked = self._parked[(aggregate.name, key)] = []
+        parked.append(event)
+        return True
+
+    async def unpark(self) -> set[tuple[str, str]]:
+        """After the fold: the archived aggregates the tail revived, read back, then their
+        events of the tail applied (those the archived state already holds skipped).
+        Returns them (changed since the snapshot)."""
+        parked, self._parked = self._parked, {}
+        for (name, key), events in parked.items():
+            aggregate = _BY_NAME[name]
+            state = await self.load(name, key)
+            for event in events:
+                if state is None or event.seq > state.seq:
+                    state = aggregate.evolve(state, event)
+            self.states[name][key] = state
+        return set(parked)
+
+    # --- deciding ------------------------------------------------------------------------
+
+    async def recall(self, name: str, keys: Iterable[str]) -> None:
+        """Read back the archived aggregates of type `name` among `keys` into memory."""
+        held = self.states[name]
+        wanted = [(name, k) for k in keys if k not in held and self.holds(name, k)]
+        if not wanted:
+            return
+        self.recalling.update(wanted)
+        try:
+            for _, key in wanted:
+                if key in held:
+                    continue  # named twice
+                state = await self.load(name, key)
+                if state is not None:
+                    held[key] = state
+                    self.recalled.add((name, key))
+        finally:
+            self.recalling.difference_update(wanted)
+
+    # --- flushing ------------------------------------------------------------------------
+
+    def split(
+        self, dirty: Iterable[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+        """The changed states a flush writes: (to the snapshot, to the archive: at most
+        ARCHIVE_PER_FLUSH evictable ones). Recalled states no decision changed leave memory
+        here: the archive still holds exactly them."""
+        states: dict[tuple[str, str], Any] = {}
+        archived: dict[tuple[str, str], Any] = {}
+        for name, key in dirty:
+            state = self.states[name][key]
+            evictable = _BY_NAME[name].evictable
+            if evictable is not None and len(archived) < ARCHIVE_PER_FLUSH and evictable(state):
+                archived[(name, key)] = state
+            else:
+                states[(name, key)] = state
+        for name, key in self.recalled - self.recalling:
+            self.states[name].pop(key, None)
+        self.recalled &= self.recalling
+        return states, archived
+
+    def committed(
+        self, archived: dict[tuple[str, str], Any], entries: list[tuple[bytes, int]]
+    ) -> None:
+        """The flush that archived `archived` committed, with index `entries`: they leave
+        memory (unless a decision changed one since: it is written again at the next
+        flush), the index takes the entries."""
+        self.add(entries, -(-len(entries) // SEGMENT_ENTRIES))
+        for (name, key), state in archived.items():
+            if self.states[name].get(key) is state:
+                del self.states[name][key]
 
     async def close(self) -> None:
         if self.reader is not None:

@@ -49,12 +49,11 @@ from services.domain.protocol.commands import (
 )
 from services.domain.protocol.events import Event
 from services.domain.protocol.routing import command_key
-from services.engine.archive import SEGMENT_ENTRIES
 from services.engine.encoding import dead_letter_derived, encode_bounded, envelope
 from services.engine.fold import fold_events
 from services.engine.liveness import Liveness
 from services.engine.outbox import Outbox
-from services.engine.recall import Archive, ArchiveReader
+from services.engine.recall import ARCHIVE_PER_FLUSH, Archive, ArchiveReader
 from services.engine.snapshots import (
     SNAPSHOT_INTERVAL_S,
     Capture,
@@ -72,11 +71,6 @@ log = logging.getLogger(__name__)
 GROUP_COMMIT_INTERVAL_S = 1.0
 # A shard idle this long gets a checkpoint transaction of its own when its group offset trails.
 IDLE_AFTER_S = 0.2
-# At most this many aggregates leave memory in one flush (its transaction stays small, ~2 KB
-# each); more waiting (after a fold of a long log without a snapshot) flush again at once.
-ARCHIVE_PER_FLUSH = 5_000
-
-_BY_NAME = {a.name: a for a in AGGREGATES}
 
 
 class Shard:
@@ -142,10 +136,10 @@ class Shard:
         self.snapshot_interval_s = snapshot_interval_s if snapshot_codec is not None else 0.0
         self.dirty: set[tuple[str, str]] = set()
         self.definitions: dict[str, str] = {}  # the definitions the snapshot holds, by hash
-        # Finished aggregates out of memory (see archive.py, recall.py), and the events of
-        # archived ones a recovery's tail holds, applied once their state is read back.
-        self.archive = Archive(partition, snapshot_codec or SnapshotCodec(), self.definitions)
-        self._parked: dict[tuple[str, str], list[Event]] = {}
+        # Finished aggregates out of memory (see archive.py, recall.py).
+        self.archive = Archive(
+            partition, snapshot_codec or SnapshotCodec(), self.definitions, self.states
+        )
         self.events_end = 0
         self._snapshot_due_at = time.monotonic() + self.snapshot_interval_s
         # What the last load did: events folded, and snapshot records read (None: no
@@ -180,7 +174,7 @@ class Shard:
         count, logged, self.events_end = await fold_events(
             bootstrap, self.events_tp, self.codec, self._apply_recovered, start
         )
-        await self._unpark()
+        self.dirty |= await self.archive.unpark()
         self.folded = count
         positions = [p for p in (logged, covered) if p is not None]
         self.logged_position = max(positions) if positions else None
@@ -202,57 +196,19 @@ class Shard:
         states = self.states[aggregate.name]
         key = aggregate.event_key(event)
         state = states.get(key)
-        parked = self._parked.get((aggregate.name, key))
-        if parked is not None or (
-            state is None
-            and aggregate.evictable is not None
-            and self.archive.holds(aggregate.name, key)
-        ):
-            # Archived, and revived after the snapshot: its state is read back after the fold.
-            self._parked.setdefault((aggregate.name, key), []).append(event)
-            return
+        if self.archive.park(aggregate, key, state, event):
+            return  # archived, and revived after the snapshot: applied after the fold
         if state is not None and event.seq <= state.seq:
             return
         states[key] = aggregate.evolve(state, event)
         self.dirty.add((aggregate.name, key))
 
-    async def _unpark(self) -> None:
-        """The archived aggregates the tail of a recovery revived: read back, then their
-        events of the tail applied (those their archived state already holds skipped)."""
-        parked, self._parked = self._parked, {}
-        for (name, key), events in parked.items():
-            aggregate = _BY_NAME[name]
-            state = await self.archive.load(name, key)
-            for event in events:
-                if state is None or event.seq > state.seq:
-                    state = aggregate.evolve(state, event)
-            self.states[name][key] = state
-            self.dirty.add((name, key))
-
     async def recall(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Read back the archived instances these input records name (an instance command's
         record key is its instance id), so they are decided on the state the whole log
         gives. The last await before they are decided: a flush meanwhile leaves them be."""
-        wanted = []
-        for r in records:
-            if not isinstance(r.key, bytes):
-                continue
-            key = r.key.decode(errors="replace")
-            if key not in self.instances and self.archive.holds(INSTANCE.name, key):
-                wanted.append((INSTANCE.name, key))
-        if not wanted:
-            return
-        self.archive.recalling.update(wanted)
-        try:
-            for name, key in wanted:
-                if key in self.states[name]:
-                    continue  # named twice in the batch
-                state = await self.archive.load(name, key)
-                if state is not None:
-                    self.states[name][key] = state
-                    self.archive.recalled.add((name, key))
-        finally:
-            self.archive.recalling.difference_update(wanted)
+        keys = (r.key.decode(errors="replace") for r in records if isinstance(r.key, bytes))
+        await self.archive.recall(INSTANCE.name, keys)
 
     def _schedule(self, aggregate: Aggregate[Any], key: str, state: Any) -> None:
         if aggregate.timer is not None:
@@ -429,20 +385,8 @@ class Shard:
         that outbox and the transactions before it lead to."""
         if not self.snapshot_due():
             return None
-        states: dict[tuple[str, str], Any] = {}
-        archived: dict[tuple[str, str], Any] = {}
-        for name, key in self.dirty:
-            state = self.states[name][key]
-            evictable = _BY_NAME[name].evictable
-            if evictable is not None and len(archived) < ARCHIVE_PER_FLUSH and evictable(state):
-                archived[(name, key)] = state
-            else:
-                states[(name, key)] = state
+        states, archived = self.archive.split(self.dirty)
         self.dirty = set()
-        # Recalled and unchanged: the archive still holds exactly this state.
-        for name, key in self.archive.recalled - self.archive.recalling:
-            self.states[name].pop(key, None)
-        self.archive.recalled &= self.archive.recalling
         offset = next_offset if next_offset is not None else (self.position or 0)
         return Capture(states, self.events_end, offset, archived)
 
@@ -505,10 +449,7 @@ class Shard:
     def _archived(self, capture: Capture, written: Written) -> None:
         """A flush committed: the states it archived leave memory (unless a decision changed
         one since: it is written again at the next flush), the index takes their entries."""
-        self.archive.add(written.archived, -(-len(written.archived) // SEGMENT_ENTRIES))
-        for (name, key), state in capture.archived.items():
-            if self.states[name].get(key) is state:
-                del self.states[name][key]
+        self.archive.committed(capture.archived, written.archived)
         due = 0.0 if len(capture.archived) >= ARCHIVE_PER_FLUSH else self.snapshot_interval_s
         self._snapshot_due_at = time.monotonic() + due
 
