@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
 from services.adapters.cluster import ClusterProbe
@@ -18,6 +19,17 @@ from services.api.app import create_app
 from services.api.deps import ApiDeps
 from tests.helpers import own_database
 from tests.integration.api_harness import Api
+from tests.integration.engine_harness import prepare_topics
+
+
+@pytest.fixture
+async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain producer, Baton's topics made (a module may override it: more queues)."""
+    await prepare_topics(kafka)
+    p = new_producer(kafka)
+    await p.start()
+    yield p
+    await p.stop()
 
 
 @pytest.fixture(scope="module")

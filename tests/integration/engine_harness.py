@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
@@ -38,7 +38,7 @@ from services.domain.protocol.commands import (
 from services.domain.protocol.events import Event
 from services.domain.protocol.tasks import Task
 from services.engine.engine import Engine
-from services.engine.shard import Shard
+from services.engine.shard import Shard, now_micros
 from services.engine.snapshots import SNAPSHOT_INTERVAL_S
 
 PARTITIONS = 8
@@ -240,3 +240,11 @@ async def with_archived(shard: Shard, reference: dict[str, dict[str, Any]]) -> d
             if state is not None:
                 states[name][key] = state
     return states
+
+
+async def full_fold(kafka: str, partition: int) -> Shard:
+    """Partition `partition` folded from the log's start, snapshots and archive ignored: the
+    truth a shard's memory (and archive) must match."""
+    shard = Shard(partition, cast(Any, None), Codec(), "unused", 30.0, lambda _: None, PARTITIONS)
+    await shard.load(kafka, now_micros())
+    return shard

@@ -5,14 +5,12 @@ after a restart of the engine, and also when the revival is in the tail a recove
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
-from services.adapters.kafka import new_producer
 from services.adapters.publish import send_command
 from services.domain.kernel.statuses import RestartMode
 from services.domain.protocol.commands import (
@@ -22,15 +20,14 @@ from services.domain.protocol.commands import (
     StartInstance,
 )
 from services.engine.engine import Engine
-from services.engine.shard import Shard, now_micros
+from services.engine.shard import Shard
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
-    PARTITIONS,
     EventLog,
     definition,
     following_events,
+    full_fold,
     instance_ids_on,
-    prepare_topics,
     running_engine,
     scripted_worker,
 )
@@ -41,15 +38,6 @@ OFTEN = 0.1  # seconds between a busy shard's snapshots here
 NEVER = 3600.0  # a snapshot interval no test waits for: snapshots read, none written
 HOT = 5  # the partition the instances of these tests go to
 WF = definition("archived", [{"id": "a", "type": "noop"}])
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    await prepare_topics(kafka)
-    p = new_producer(kafka)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def send(producer: AIOKafkaProducer, *cmds: Command) -> None:
@@ -94,13 +82,6 @@ async def after(producer: AIOKafkaProducer, log: EventLog) -> None:
     await wait_until_async(lambda: "InstanceSucceeded" in log.types(probe), timeout=30)
 
 
-async def full_fold(kafka: str) -> Shard:
-    """HOT folded from the log's start, snapshots and archive ignored: the truth."""
-    shard = Shard(HOT, cast(Any, None), Codec(), "unused", 30.0, lambda _: None, PARTITIONS)
-    await shard.load(kafka, now_micros())
-    return shard
-
-
 async def state_of(shard: Shard, iid: str) -> Any:
     """An instance's state in the engine: in memory, or read back from the archive."""
     if iid in shard.instances:
@@ -138,7 +119,7 @@ async def test_commands_for_archived_instances_are_decided_as_in_memory(
             await wait_until_async(
                 lambda: log.types(rest[0]).count("InstanceSucceeded") == 2, timeout=30
             )
-            reference = await full_fold(kafka)
+            reference = await full_fold(kafka, HOT)
             for iid in [dup, restarted, late, *rest]:
                 assert await state_of(shard, iid) == reference.instances[iid], iid
 
@@ -159,6 +140,6 @@ async def test_a_revival_in_the_tail_of_a_recovery_is_folded_onto_the_archived_s
             await wait_until_async(lambda: HOT in engine.shards, timeout=60)
             shard = engine.shards[HOT]
             assert shard.snapshot_records is not None
-            reference = await full_fold(kafka)
+            reference = await full_fold(kafka, HOT)
             assert await state_of(shard, iid) == reference.instances[iid]
             assert shard.instances.get(iid, reference.instances[iid]).run == 2

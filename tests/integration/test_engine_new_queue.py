@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.adapters.kafka import new_producer, partition_for
+from services.adapters.kafka import partition_for
 from services.domain.protocol.events import StepAttemptCreated
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     PARTITIONS,
     definition,
     following_events,
-    prepare_topics,
     running_engine,
     start_instance,
 )
@@ -26,15 +24,6 @@ pytestmark = pytest.mark.integration
 # Well below the minute the stall took (a broker's transaction timeout and more), well above
 # what a topic's creation takes on a loaded machine.
 NO_STALL_S = 10.0
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    await prepare_topics(kafka)
-    p = new_producer(kafka)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def test_a_first_use_of_a_queue_costs_no_stall(

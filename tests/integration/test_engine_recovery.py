@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
-from services.adapters.kafka import new_producer
 from services.adapters.publish import send_command
 from services.domain.protocol.commands import StartInstance
 from services.engine import shard as shard_module
@@ -23,7 +21,6 @@ from tests.integration.engine_harness import (
     following_events,
     instance_ids_on,
     long_partition,
-    prepare_topics,
 )
 
 pytestmark = pytest.mark.integration
@@ -39,15 +36,6 @@ LONG_INSTANCES = 40_000
 def kafka(history_kafka: str) -> str:
     """Every test here on the broker of long histories (see `history_kafka`)."""
     return history_kafka
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    await prepare_topics(kafka)
-    p = new_producer(kafka)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 class LoopWatch:

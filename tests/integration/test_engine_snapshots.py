@@ -5,27 +5,22 @@ is discarded and the log folded instead."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, cast
-
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
 from services.adapters.avro.snapshots import SnapshotCodec
-from services.adapters.kafka import TOPIC_SNAPSHOTS, new_producer
+from services.adapters.kafka import TOPIC_SNAPSHOTS
 from services.adapters.publish import send_command
 from services.domain.protocol.commands import StartInstance
 from services.engine.engine import Engine
-from services.engine.shard import Shard, now_micros
 from services.engine.snapshots import CHECKPOINT_KEY
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
-    PARTITIONS,
     definition,
     following_events,
+    full_fold,
     instance_ids_on,
-    prepare_topics,
     running_engine,
     with_archived,
 )
@@ -34,22 +29,6 @@ pytestmark = pytest.mark.integration
 
 OFTEN = 0.1  # seconds between a busy shard's snapshots here
 HOT = 3  # the partition the instances of these tests go to
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    await prepare_topics(kafka)
-    p = new_producer(kafka)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-async def full_fold(kafka: str, partition: int) -> Shard:
-    """Partition `partition` folded from the log's start, snapshots ignored."""
-    shard = Shard(partition, cast(Any, None), Codec(), "unused", 30.0, lambda _: None, PARTITIONS)
-    await shard.load(kafka, now_micros())
-    return shard
 
 
 async def start_on_hot(producer: AIOKafkaProducer, workflow: str, count: int) -> list[str]:
