@@ -204,6 +204,36 @@ async def send_snapshot(
     is written once per partition (`definitions`: those already there, which this adds to).
     None (and nothing written) when a state is too large to write: the flush is skipped."""
     new_definitions: dict[str, str] = {}
+    encoded = await _encode(partition, codec, capture, definitions, new_definitions)
+    if encoded is None:
+        return None
+    records, archive = encoded
+    records[:0] = [
+        (definition_key(digest), codec.encode_definition(DefinitionRecord(digest, text)))
+        for digest, text in new_definitions.items()
+    ]
+    sent = [
+        await producer.send(TOPIC_SNAPSHOTS, data, key=skey, partition=partition)
+        for skey, data in records
+    ]
+    archived = await _send_archived(producer, partition, codec, archive, segments, sent)
+    checkpoint = Checkpoint(capture.events_from, capture.commands_offset, time.time_ns() // 1000)
+    data = codec.encode_checkpoint(checkpoint)
+    sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=CHECKPOINT_KEY, partition=partition))
+    # Known only once the transaction commits; a failed one rebuilds the shard, and this map.
+    definitions.update(new_definitions)
+    return Written(sent, archived)
+
+
+async def _encode(
+    partition: int,
+    codec: SnapshotCodec,
+    capture: Capture,
+    definitions: dict[str, str],
+    new_definitions: dict[str, str],
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]] | None:
+    """The captured states as (key, record) pairs: for the snapshot, for the archive. None
+    when one is over MAX_STATE_BYTES."""
     records: list[tuple[bytes, bytes]] = []
     archive: list[tuple[bytes, bytes]] = []
     for i, ((aggregate, key), state) in enumerate(
@@ -219,44 +249,40 @@ async def send_snapshot(
                 len(data),
             )
             return None
-        if (aggregate, key) in capture.archived:
-            archive.append((state_key(aggregate, key), data))
-        else:
-            records.append((state_key(aggregate, key), data))
+        target = archive if (aggregate, key) in capture.archived else records
+        target.append((state_key(aggregate, key), data))
         if i % ENCODE_SLICE == ENCODE_SLICE - 1:
             await asyncio.sleep(0)
-    sent: list[asyncio.Future[Any]] = []
-    for digest, text in new_definitions.items():
-        data = codec.encode_definition(DefinitionRecord(digest, text))
+    return records, archive
+
+
+async def _send_archived(
+    producer: AIOKafkaProducer,
+    partition: int,
+    codec: SnapshotCodec,
+    archive: list[tuple[bytes, bytes]],
+    segments: int,
+    sent: list[asyncio.Future[Any]],
+) -> list[tuple[bytes, int]]:
+    """The archived states to the archive, a tombstone for each here, and the index segments
+    that name their offsets (appended to `sent`). Returns the index entries."""
+    if not archive:
+        return []
+    placed = [
+        await producer.send(TOPIC_ARCHIVE, data, key=skey, partition=partition)
+        for skey, data in archive
+    ]
+    # The index needs the offsets: known once the broker has the records (still inside the
+    # transaction: an abort discards them with everything else).
+    archived = [(skey, (await f).offset) for (skey, _), f in zip(archive, placed, strict=True)]
+    for skey, _ in archive:  # out of the snapshot: the archive holds it now
+        sent.append(await producer.send(TOPIC_SNAPSHOTS, None, key=skey, partition=partition))
+    for n, part in enumerate(chunks(archived), start=segments):
+        data = codec.encode_segment(SegmentRecord(segment(part)))
         sent.append(
-            await producer.send(
-                TOPIC_SNAPSHOTS, data, key=definition_key(digest), partition=partition
-            )
+            await producer.send(TOPIC_SNAPSHOTS, data, key=segment_key(n), partition=partition)
         )
-    for skey, data in records:
-        sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=skey, partition=partition))
-    archived: list[tuple[bytes, int]] = []
-    if archive:
-        placed = [
-            await producer.send(TOPIC_ARCHIVE, data, key=skey, partition=partition)
-            for skey, data in archive
-        ]
-        # The index needs the offsets: known once the broker has the records (still inside
-        # the transaction: an abort discards them with everything else).
-        archived = [(skey, (await f).offset) for (skey, _), f in zip(archive, placed, strict=True)]
-        for skey, _ in archive:  # out of the snapshot: the archive holds it now
-            sent.append(await producer.send(TOPIC_SNAPSHOTS, None, key=skey, partition=partition))
-        for n, part in enumerate(chunks(archived), start=segments):
-            data = codec.encode_segment(SegmentRecord(segment(part)))
-            sent.append(
-                await producer.send(TOPIC_SNAPSHOTS, data, key=segment_key(n), partition=partition)
-            )
-    checkpoint = Checkpoint(capture.events_from, capture.commands_offset, time.time_ns() // 1000)
-    data = codec.encode_checkpoint(checkpoint)
-    sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=CHECKPOINT_KEY, partition=partition))
-    # Known only once the transaction commits; a failed one rebuilds the shard, and this map.
-    definitions.update(new_definitions)
-    return Written(sent, archived)
+    return archived
 
 
 def encode_state_record(
