@@ -28,6 +28,12 @@ SUBJECTS: dict[str, str] = {
     COMMAND_RECORD: "baton.commands-value",
     TASK_RECORD: "baton.tasks-value",
 }
+# The engine's snapshots and archive (services/adapters/avro/snapshots.py): not a wire subject
+# of the registry, but published like one, so that an upgraded engine still reads the archive
+# (finished instances, kept for ever) that an older one wrote.
+SNAPSHOT_RECORD = "baton.snapshots.Snapshot"
+SNAPSHOT_SUBJECT = "baton.snapshots-value"
+HISTORY_SUBJECTS: dict[str, str] = {**SUBJECTS, SNAPSHOT_RECORD: SNAPSHOT_SUBJECT}
 EVENT_NAMESPACE = "baton.events"
 COMMAND_NAMESPACE = "baton.commands"
 
@@ -95,7 +101,7 @@ def snapshot_history(schema_dir: Path | None = None) -> list[Path]:
     """Record each top-level schema that changed since its last published version."""
     directory = DEFAULT_SCHEMA_DIR if schema_dir is None else schema_dir
     written: list[Path] = []
-    for record, subject in SUBJECTS.items():
+    for record, subject in HISTORY_SUBJECTS.items():
         current = load_schema_file(directory / f"{record}.avsc")
         history = directory / "history" / subject
         versions = history_files(history)

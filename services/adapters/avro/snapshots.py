@@ -3,10 +3,12 @@ record: an aggregate's state (as its aggregate's `snapshot` makes it), a shard's
 a definition that instances' states refer to by hash, or a segment of the shard's archive
 index. The archive (`baton.archive`) holds states in the same encoding.
 
-A snapshot is a cache of the fold, never the truth: this codec reads only what today's schema
-wrote. A record framed with another schema id (an older or newer Baton), or a malformed one,
-is a DecodeError, and the engine then folds that partition from the events log instead of
-guessing at a conversion."""
+A snapshot is a cache of the fold, never the truth, but the archive is kept for ever: this
+codec reads what today's schema wrote and what every published version of it wrote
+(`schemas/history/baton.snapshots-value/`), resolved to today's schema by Avro's rules (a field
+added since has a default; each aggregate's `restore` knows what such a default means). A
+record framed with an unknown schema id (a newer Baton), or a malformed one, is a DecodeError,
+and the engine then folds that partition from the events log instead of guessing."""
 
 from __future__ import annotations
 
@@ -17,10 +19,15 @@ from typing import Any
 
 from services.adapters.avro.errors import DecodeError
 from services.adapters.avro.framing import Writer, frame_header, read_frame, write_frame
-from services.adapters.avro.schemas import DEFAULT_SCHEMA_DIR, load_schema_file, schema_id
+from services.adapters.avro.schemas import (
+    DEFAULT_SCHEMA_DIR,
+    SNAPSHOT_RECORD,
+    SNAPSHOT_SUBJECT,
+    history_files,
+    load_schema_file,
+    schema_id,
+)
 
-SNAPSHOT_RECORD = "baton.snapshots.Snapshot"
-SNAPSHOT_SUBJECT = "baton.snapshots-value"
 CHECKPOINT_RECORD = "baton.snapshots.ShardCheckpoint"
 DEFINITION_RECORD = "baton.snapshots.DefinitionSnapshot"
 SEGMENT_RECORD = "baton.snapshots.ArchiveSegment"
@@ -73,6 +80,10 @@ class SnapshotCodec:
         self._parsed = schema  # load_schema_file parses it
         self._header = frame_header(self.schema_id)
         self._writers = {self.schema_id: Writer(SNAPSHOT_SUBJECT, self.schema_id, self._parsed)}
+        for _version, path in history_files(directory / "history" / SNAPSHOT_SUBJECT):
+            published = load_schema_file(path)
+            sid = schema_id(published)
+            self._writers.setdefault(sid, Writer(SNAPSHOT_SUBJECT, sid, published))
 
     def encode_state(self, aggregate: str, record: Mapping[str, Any]) -> bytes:
         entry = {"entry": (STATE_RECORDS[aggregate], record)}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import immutables
-
 from services.domain.kernel.errors import CorruptLog
+from services.domain.kernel.window import DedupWindow
 from services.domain.language.signal_specs import match_from_json
 from services.domain.protocol.events import (
     Event,
@@ -16,7 +15,12 @@ from services.domain.protocol.events import (
     SignalTriggersSet,
     SignalWaitCancelled,
 )
-from services.domain.signal.state import SignalRecord, SignalState
+from services.domain.signal.state import (
+    REQUEST_ID_WINDOW,
+    TRIGGER_KEY_WINDOW,
+    SignalRecord,
+    SignalState,
+)
 
 # A signal name keeps its newest signals for dependencies that start waiting later.
 MAX_RECENT_SIGNALS = 1000
@@ -46,9 +50,11 @@ def evolve_signal(state: SignalState | None, event: Event) -> SignalState:
             s,
             count=p.signal_seq,
             recent=recent,
-            request_ids=s.request_ids.set(p.request_id, p.signal_seq),
+            request_ids=s.request_ids.add(
+                p.request_id, p.signal_seq, event.occurred_at, REQUEST_ID_WINDOW
+            ),
             waits=waits.finish(),
-            trigger_keys=_started_keys(s.trigger_keys, p.started),
+            trigger_keys=_started_keys(s.trigger_keys, p.started, event.occurred_at),
         )
     if isinstance(p, SignalTriggersSet):
         triggers = {
@@ -71,8 +77,8 @@ def evolve_signal(state: SignalState | None, event: Event) -> SignalState:
     raise CorruptLog(f"{event.type} is not a signal event")
 
 
-def _started_keys(keys: immutables.Map[str, str], started: str) -> immutables.Map[str, str]:
+def _started_keys(keys: DedupWindow[str], started: str, at: int) -> DedupWindow[str]:
     for _wid, _index, instance_id, key in json.loads(started):
         if key is not None:
-            keys = keys.set(key, instance_id)
+            keys = keys.add(key, instance_id, at, TRIGGER_KEY_WINDOW)
     return keys

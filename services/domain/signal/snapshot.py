@@ -9,6 +9,7 @@ from typing import Any
 
 import immutables
 
+from services.domain.kernel.window import DedupWindow
 from services.domain.language.signal_specs import match_from_json, match_to_json
 from services.domain.signal.state import SignalRecord, SignalState
 
@@ -20,7 +21,7 @@ def snapshot_signal(s: SignalState) -> dict[str, Any]:
         "count": s.count,
         # A record's params are its params_json, parsed: only the text is kept.
         "recent": [{"seq": r.seq, "params_json": r.params_json} for r in s.recent],
-        "request_ids": dict(s.request_ids.items()),
+        **_window_fields("request_ids", s.request_ids),
         "waits": [
             {
                 "instance_id": instance_id,
@@ -42,8 +43,24 @@ def snapshot_signal(s: SignalState) -> dict[str, Any]:
             }
             for workflow_id, triggers in s.triggers.items()
         ],
-        "trigger_keys": dict(s.trigger_keys.items()),
+        **_window_fields("trigger_keys", s.trigger_keys),
     }
+
+
+def _window_fields(name: str, window: DedupWindow[Any]) -> dict[str, Any]:
+    return {
+        name: dict(window.current.items()),
+        f"{name}_previous": dict(window.previous.items()),
+        f"{name}_since": window.since,
+    }
+
+
+def _window(r: Mapping[str, Any], name: str) -> DedupWindow[Any]:
+    # A record of schema v1 has only `name` (every key, for ever): its defaults make it one
+    # generation begun at 0, which the next add moves to the previous generation.
+    return DedupWindow(
+        immutables.Map(r[name]), immutables.Map(r[f"{name}_previous"]), r[f"{name}_since"]
+    )
 
 
 def restore_signal(r: Mapping[str, Any]) -> SignalState:
@@ -55,7 +72,7 @@ def restore_signal(r: Mapping[str, Any]) -> SignalState:
             SignalRecord(x["seq"], json.loads(x["params_json"]), x["params_json"])
             for x in r["recent"]
         ),
-        request_ids=immutables.Map(r["request_ids"]),
+        request_ids=_window(r, "request_ids"),
         waits=immutables.Map(
             {
                 (w["instance_id"], w["step_id"], w["wait"]): tuple(
@@ -70,5 +87,5 @@ def restore_signal(r: Mapping[str, Any]) -> SignalState:
             )
             for t in r["triggers"]
         },
-        trigger_keys=immutables.Map(r["trigger_keys"]),
+        trigger_keys=_window(r, "trigger_keys"),
     )

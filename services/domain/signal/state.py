@@ -8,7 +8,15 @@ from typing import Any
 
 import immutables
 
+from services.domain.kernel.window import DedupWindow, WindowBound
 from services.domain.language.signal_specs import Match
+
+# A request id is remembered for at least 24 hours, or the last 100,000 signals of the name if
+# they come faster: a client retries within minutes, and a signal name's state stays bounded.
+REQUEST_ID_WINDOW = WindowBound(span_us=24 * 3600 * 1_000_000, max_keys=100_000)
+# A trigger's dedup key is remembered for at least 30 days, or the last 100,000 starts its name
+# triggered: the same values arriving again within that window start nothing.
+TRIGGER_KEY_WINDOW = WindowBound(span_us=30 * 24 * 3600 * 1_000_000, max_keys=100_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +41,9 @@ class SignalState:
     seq: int
     count: int = 0  # signals received: the last one's signal_seq
     recent: tuple[SignalRecord, ...] = ()  # newest last, at most MAX_RECENT_SIGNALS
-    # Persistent maps: a fold of n signals stays O(n log n). request id -> signal_seq.
-    request_ids: immutables.Map[str, int] = field(default_factory=immutables.Map)
+    # request id -> signal_seq, within REQUEST_ID_WINDOW.
+    request_ids: DedupWindow[int] = field(default_factory=DedupWindow)
+    # Persistent maps: a fold of n signals stays O(n log n).
     waits: immutables.Map[WaitKey, tuple[tuple[int, Match], ...]] = field(
         default_factory=immutables.Map
     )
@@ -42,5 +51,6 @@ class SignalState:
     triggers: Mapping[str, tuple[tuple[int, Match, tuple[str, ...]], ...]] = field(
         default_factory=dict
     )
-    # Dedup keys of the starts triggers made -> the instance each started.
-    trigger_keys: immutables.Map[str, str] = field(default_factory=immutables.Map)
+    # Dedup keys of the starts triggers made -> the instance each started, within
+    # TRIGGER_KEY_WINDOW.
+    trigger_keys: DedupWindow[str] = field(default_factory=DedupWindow)

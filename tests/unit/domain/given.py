@@ -72,6 +72,7 @@ class World:
         # Every aggregate's history, by (aggregate name, key), in decision order.
         self.histories: dict[tuple[str, str], list[Event]] = {}
         self.log: list[str] = []
+        self.now = 0  # the decisions' time, UTC microseconds: tests move it forward
 
     @property
     def workflows(self) -> dict[str, WorkflowState]:
@@ -93,7 +94,7 @@ class World:
             aggregate = aggregate_of(c)
             states = self.states[aggregate.name]
             key = aggregate.command_key(c)
-            d = decide(states.get(key), c, 0)
+            d = decide(states.get(key), c, self.now)
             if d.state is not None:
                 states[key] = d.state
             self.histories.setdefault((aggregate.name, key), []).extend(d.events)

@@ -101,6 +101,36 @@ def test_a_request_id_sent_twice_is_one_signal() -> None:
     assert w.signals["table_ready"].count == 1
 
 
+HOUR = 3600 * 1_000_000
+
+
+def test_a_request_id_is_remembered_for_at_least_a_day_not_for_ever() -> None:
+    w = World()
+    w.when(signal({"table": "sales"}, "same"))
+    w.now += 23 * HOUR
+    assert w.when(signal({"table": "sales"}, "same")) == []  # a retry within the window
+    # Two generations of the window later the id is forgotten: the same id is a new signal.
+    for request_id in ("r2", "r3"):
+        w.now += 25 * HOUR
+        w.when(signal({"table": "sales"}, request_id))
+    assert "same" not in w.signals["table_ready"].request_ids
+    assert w.when(signal({"table": "sales"}, "same")) == ["signal:table_ready SignalReceived"]
+    assert w.signals["table_ready"].count == 4
+
+
+def test_a_signal_names_request_ids_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.domain.kernel.window import WindowBound
+    from services.domain.signal import evolve
+
+    monkeypatch.setattr(evolve, "REQUEST_ID_WINDOW", WindowBound(span_us=HOUR, max_keys=10))
+    w = World()
+    for i in range(100):  # all within the span: the count bounds the window
+        w.when(signal({"table": "sales"}, f"r{i}"))
+    s = w.signals["table_ready"]
+    assert s.count == 100 and len(s.request_ids) <= 20
+    assert "r99" in s.request_ids and "r0" not in s.request_ids
+
+
 def test_every_dependency_must_be_met() -> None:
     w = World()
     two = [

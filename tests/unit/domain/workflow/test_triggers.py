@@ -159,6 +159,27 @@ def test_a_matching_signal_starts_the_active_version_with_its_params() -> None:
     assert all(json.loads(i.params) == {"table": "sales"} for i in started)
 
 
+def test_a_dedup_key_is_remembered_for_at_least_30_days_not_for_ever() -> None:
+    day = 24 * 3600 * 1_000_000
+    w = Clock()
+    wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL])
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(wf).to_json()))
+    w.when(signal({"table": "sales", "day": 1}, "r1"))
+    w.now += 29 * day
+    w.when(signal({"table": "sales", "day": 1}, "r2"))  # within the window: no start
+    for n, request_id in ((2, "r3"), (3, "r4")):  # two generations of the window later
+        w.now += 31 * day
+        w.when(signal({"table": "sales", "day": n}, request_id))
+    w.when(signal({"table": "sales", "day": 1}, "r5"))  # forgotten: it starts again
+    started = [i for i in w.instances.values() if i.workflow_id == "nightly"]
+    assert sorted(i.initiator for i in started) == [
+        "signal:table_ready#1",
+        "signal:table_ready#3",
+        "signal:table_ready#4",
+        "signal:table_ready#5",
+    ]
+
+
 def test_deactivation_withdraws_the_signal_triggers() -> None:
     w = Clock()
     wf = nightly(time_triggers=[], signal_triggers=[ON_SIGNAL])
