@@ -10,7 +10,7 @@ from typing import Any
 from services.domain.instance.state import InstanceState, LoopState, StepState
 from services.domain.kernel.errors import CorruptLog
 from services.domain.kernel.statuses import FailureKind, InstanceStatus, StepStatus
-from services.domain.language.workflow import load_workflow
+from services.domain.language.workflow import load_workflow, shared_definition
 from services.domain.protocol.events import (
     BreakpointSet,
     Event,
@@ -50,7 +50,7 @@ def _started(s: InstanceState | None, e: Event, p: InstanceStarted) -> InstanceS
         instance_id=e.instance_id,
         workflow_id=e.workflow_id,
         version=p.version,
-        definition=p.definition,
+        definition=shared_definition(p.definition),
         params=p.params,
         run=1,
         status=InstanceStatus.IN_PROGRESS,

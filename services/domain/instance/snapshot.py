@@ -11,6 +11,7 @@ from typing import Any
 
 from services.domain.instance.state import InstanceState, LoopState, Results, StepState
 from services.domain.kernel.statuses import InstanceStatus, StepStatus
+from services.domain.language.workflow import shared_definition
 
 
 def snapshot_instance(s: InstanceState) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def restore_instance(r: Mapping[str, Any]) -> InstanceState:
         instance_id=r["instance_id"],
         workflow_id=r["workflow_id"],
         version=r["version"],
-        definition=r["definition"],
+        definition=shared_definition(r["definition"]),
         params=r["params"],
         run=r["run"],
         status=InstanceStatus(r["status"]),

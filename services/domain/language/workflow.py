@@ -201,6 +201,17 @@ def any_version_has_step(definitions: Iterable[str], step_id: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
+def shared_definition(canonical_json: str) -> str:
+    """One string for every equal definition text: the first seen. Each event and command
+    decoded from Kafka brings its own copy of its definition (up to 256 KiB, often ~30 KiB);
+    a state that keeps it (a live instance, a queued start, a version) keeps this one instead,
+    so the instances of a version share one text in memory. An identity function behind
+    `lru_cache`, which returns the cached key for an equal argument; not `sys.intern`, which
+    would keep every text for ever."""
+    return canonical_json
+
+
+@functools.lru_cache(maxsize=4096)
 def load_workflow(canonical_json: str) -> Workflow:
     """The definition stored in an event or a command. Cached: every instance of a version
     shares one. It was judged when pushed: loading it again builds the model, and does not

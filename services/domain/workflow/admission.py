@@ -26,6 +26,11 @@ from services.domain.protocol.events import (
 from services.domain.workflow.draft import WorkflowDraft
 from services.domain.workflow.state import WorkflowState
 
+# A workflow's queue holds at most this many waiting starts: a start beyond it is recorded as
+# queued, then dequeued at once ("the queue is full"), like a FIRST_ONLY start, so the state
+# and the snapshot of one workflow stay bounded however fast its starts come.
+MAX_QUEUED = 100_000
+
 # The ends of a run that block a STRICT_SEQUENTIAL queue until restart or unblock.
 _BLOCKING = frozenset({InstanceStatus.FAILED, InstanceStatus.TIMED_OUT})
 
@@ -41,9 +46,7 @@ def _strategy(d: WorkflowDraft, definition: str | None = None) -> RunStrategy:
 
 def _known(d: WorkflowDraft, instance_id: str) -> bool:
     s = d.state
-    return s is not None and (
-        instance_id in s.running or any(q.instance_id == instance_id for q in s.queue)
-    )
+    return s is not None and (instance_id in s.running or instance_id in s.queue)
 
 
 def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
@@ -75,13 +78,17 @@ def _queue(d: WorkflowDraft, c: QueueInstance) -> None:
         return
     d.emit(queued)
     admit_queued(d, strategy)
+    if d.state is not None and len(d.state.queue) > MAX_QUEUED:  # so it is still queued, last
+        d.emit(InstanceDequeued(c.instance_id, f"the queue is full: {MAX_QUEUED} starts wait"))
 
 
 def admit_queued(d: WorkflowDraft, strategy: RunStrategy | None = None) -> None:
     """Admit from the head of the queue while the strategy has room."""
-    while d.state is not None and d.state.queue and d.state.blocked_by is None:
+    while d.state is not None and d.state.blocked_by is None:
         s = d.state
-        head = s.queue[0]
+        head = s.queue.first()
+        if head is None:
+            return
         limit = (strategy or _strategy(d, head.definition)).limit
         if len(s.running) >= limit:
             return
@@ -123,7 +130,7 @@ def _dequeue(d: WorkflowDraft, c: DequeueInstance) -> None:
     s = d.state
     if s is None:
         return
-    if any(q.instance_id == c.instance_id for q in s.queue):
+    if c.instance_id in s.queue:
         d.emit(InstanceDequeued(c.instance_id, c.reason or "stopped while queued"))
     elif c.instance_id in s.running:
         d.send(StopInstance(c.instance_id, c.reason))  # admitted meanwhile: stop it

@@ -7,7 +7,7 @@ from dataclasses import replace
 import immutables
 
 from services.domain.kernel.errors import CorruptLog
-from services.domain.language.workflow import load_workflow
+from services.domain.language.workflow import load_workflow, shared_definition
 from services.domain.protocol.events import (
     Event,
     InstanceAdmitted,
@@ -37,9 +37,9 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
                 p.version,
                 event.seq,
                 run_strategy=strategy,
-                definitions={p.version: p.definition},
+                definitions={p.version: shared_definition(p.definition)},
             )
-        definitions = {**state.definitions, p.version: p.definition}
+        definitions = {**state.definitions, p.version: shared_definition(p.definition)}
         return replace(
             state,
             latest_version=p.version,
@@ -60,16 +60,17 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
     if isinstance(p, TimeTriggerFired):
         return replace(s, cron={**s.cron, p.index: (p.next_scheduled_for, p.next_fire_at)})
     if isinstance(p, InstanceQueued):
-        return replace(s, queue=(*s.queue, p))
+        queued = replace(p, definition=shared_definition(p.definition))
+        return replace(s, queue=s.queue.append(p.instance_id, queued))
     if isinstance(p, InstanceAdmitted):
         return replace(
             s,
             running=s.running.set(p.instance_id, None),
-            queue=_without(s.queue, p.instance_id),
+            queue=s.queue.remove(p.instance_id),
             blocked_by=None if s.blocked_by == p.instance_id else s.blocked_by,
         )
     if isinstance(p, InstanceDequeued):
-        return replace(s, queue=_without(s.queue, p.instance_id))
+        return replace(s, queue=s.queue.remove(p.instance_id))
     if isinstance(p, InstanceReleased):
         return replace(
             s,
@@ -86,9 +87,3 @@ def evolve_workflow(state: WorkflowState | None, event: Event) -> WorkflowState:
 
 def _without_key(running: immutables.Map[str, None], key: str) -> immutables.Map[str, None]:
     return running.delete(key) if key in running else running
-
-
-def _without(queue: tuple[InstanceQueued, ...], instance_id: str) -> tuple[InstanceQueued, ...]:
-    if queue and queue[0].instance_id == instance_id:
-        return queue[1:]  # the usual case: the head is admitted
-    return tuple(q for q in queue if q.instance_id != instance_id)

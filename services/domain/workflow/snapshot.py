@@ -8,6 +8,7 @@ from typing import Any
 
 import immutables
 
+from services.domain.kernel.fifo import Fifo
 from services.domain.language.workflow import RunStrategy
 from services.domain.protocol.events import InstanceQueued
 from services.domain.workflow.state import WorkflowState
@@ -56,16 +57,19 @@ def restore_workflow(r: Mapping[str, Any]) -> WorkflowState:
         if strategy is None
         else RunStrategy.model_validate({"rule": strategy["rule"], "max": strategy["max"]}),
         running=immutables.Map(dict.fromkeys(r["running"])),
-        queue=tuple(
-            InstanceQueued(
-                instance_id=q["instance_id"],
-                version=q["version"],
-                definition=q["definition"],
-                params=q["params"],
-                initiator=q["initiator"],
-                idempotency_key=q["idempotency_key"],
-            )
-            for q in r["queue"]
+        queue=Fifo.of(
+            (
+                InstanceQueued(
+                    instance_id=q["instance_id"],
+                    version=q["version"],
+                    definition=q["definition"],
+                    params=q["params"],
+                    initiator=q["initiator"],
+                    idempotency_key=q["idempotency_key"],
+                )
+                for q in r["queue"]
+            ),
+            key=lambda q: q.instance_id,
         ),
         blocked_by=r["blocked_by"],
         definitions={d["version"]: d["definition"] for d in r["definitions"]},

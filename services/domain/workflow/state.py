@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import immutables
 
+from services.domain.kernel.fifo import Fifo
 from services.domain.language.workflow import RunStrategy
 from services.domain.protocol.events import InstanceQueued
 
@@ -21,7 +22,8 @@ class WorkflowState:
     # Admitted instances that have not ended (keys; values unused). A persistent map: a fold of
     # n admissions stays O(n log n), where copying a frozenset each time made it O(n²).
     running: immutables.Map[str, None] = field(default_factory=immutables.Map)
-    queue: tuple[InstanceQueued, ...] = ()  # the waiting starts, first in first out
+    # The waiting starts, first in first out, by instance id: at most MAX_QUEUED (admission.py).
+    queue: Fifo[InstanceQueued] = field(default_factory=Fifo)
     blocked_by: str | None = None  # STRICT_SEQUENTIAL: the failed run the queue waits on
     # Every version's definition (canonical JSON), for child instances started by other
     # workflows' subworkflow steps.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from services.domain.kernel.statuses import FailureKind, InstanceStatus
 from services.domain.language.parse import parse_workflow
 from services.domain.protocol.commands import (
@@ -20,6 +22,8 @@ from services.domain.protocol.commands import (
     StopInstance,
     UnblockWorkflow,
 )
+from services.domain.protocol.events import InstanceDequeued
+from services.domain.workflow import admission
 from services.domain.workflow.state import WorkflowState
 from tests.unit.domain import given
 
@@ -233,3 +237,35 @@ def test_an_instance_not_admitted_by_the_workflow_is_ignored_when_it_ends() -> N
     assert w.succeed("x")[-1] == "x InstanceSucceeded"
     assert w.running == set()
     assert w.start("i1")[0] == "wf InstanceAdmitted"
+
+
+def test_a_start_beyond_a_full_queue_is_dropped_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admission, "MAX_QUEUED", 2)
+    w = World("SEQUENTIAL")
+    for iid in ("i1", "i2", "i3"):
+        w.start(iid)
+    assert w.start("i4") == ["wf InstanceQueued", "wf InstanceDequeued"]
+    [dropped] = [e.payload for e in w.histories[("workflow", "wf")][-1:]]
+    assert isinstance(dropped, InstanceDequeued) and dropped.instance_id == "i4"
+    assert dropped.reason == "the queue is full: 2 starts wait"
+    assert w.queued == ["i2", "i3"] and w.status("i4") is None
+    w.succeed("i1")  # a place frees: the next start is queued again
+    assert w.start("i5") == ["wf InstanceQueued"]
+    assert w.queued == ["i3", "i5"]
+
+
+def test_a_long_queue_keeps_its_order_through_admissions_and_dequeues() -> None:
+    w = World("SEQUENTIAL")
+    ids = [f"i{n:05}" for n in range(3000)]
+    for iid in ids:
+        w.start(iid)
+    for iid in ids[1:3000:3]:  # every third waiting start taken out, from the middle too
+        w.when(DequeueInstance("wf", iid, "test"))
+    left = [iid for iid in ids[1:] if iid not in set(ids[1:3000:3])]
+    assert w.queued == left
+    for expected in left[:50]:  # each end admits the next in order
+        w.succeed(next(iter(w.running)))
+        assert w.running == {expected}
+    assert w.queued == left[50:]

@@ -90,6 +90,21 @@ def test_a_due_trigger_fires_once_and_schedules_the_next_time() -> None:
     assert w.decide_workflow(FireWorkflowTimers("nightly")) == []
 
 
+def test_a_workflows_cron_state_stays_one_entry_per_trigger_however_often_it_fires() -> None:
+    w = Clock()
+    two = nightly(time_triggers=[{"cron": "@hourly"}, {"cron": "*/15 * * * *"}])
+    w.decide_workflow(PushWorkflow("nightly", parse_workflow(two).to_json()))
+    fired = 0
+    for _ in range(200):  # two days of firings
+        w.now = min(fire_at for _cron, fire_at in w.workflows["nightly"].cron.values())
+        fired += w.decide_workflow(FireWorkflowTimers("nightly")).count("nightly TimeTriggerFired")
+        assert sorted(w.workflows["nightly"].cron) == [0, 1]  # the next time of each, only
+    assert fired >= 200
+    # Each firing started an instance (admitted up to PARALLEL's 20, the rest queued).
+    started = [i for i in w.instances.values() if i.workflow_id == "nightly"]
+    assert len(started) + len(w.workflows["nightly"].queue) == fired
+
+
 def test_times_missed_while_no_engine_ran_fire_once_late() -> None:
     w = Clock()
     w.decide_workflow(PushWorkflow("nightly", parse_workflow(nightly()).to_json()))
