@@ -281,7 +281,7 @@ class Ownership:
             if p not in self.reopen_at:
                 failures = self.committers.failures[p] = self.committers.failures.get(p, 0) + 1
                 log.error(
-                    "p%d: transaction failed (%d in a row); rebuilding",
+                    "p%d: a transaction or an archive read failed (%d in a row); rebuilding",
                     p,
                     failures,
                     exc_info=err,

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.adapters.avro.errors import DecodeError
 from services.adapters.avro.snapshots import SnapshotCodec
 from services.adapters.kafka import TOPIC_ARCHIVE, new_consumer
 from services.domain.decider import AGGREGATES, Aggregate
@@ -25,6 +26,15 @@ ARCHIVE_PER_FLUSH = 5_000
 _BY_NAME = {a.name: a for a in AGGREGATES}
 # How long one archived record may take to arrive before the read is an error.
 READ_TIMEOUT_MS = 5000
+# Reading an archived record back failed for a reason no retry can fix: this code cannot read
+# what is there (a newer Baton's record, damage, a definition the partition lacks). Any other
+# failure (the broker, a timeout) is the shard's: it is rebuilt and reads its input again.
+UNREADABLE = (DecodeError, KeyError, ValueError, TypeError)
+
+
+class ArchivedStateUnreadable(Exception):
+    """A command names an aggregate whose archived state this code cannot read back: it is
+    dead-lettered with the reason, and the partition goes on (see Archive.unreadable)."""
 
 
 class Archive:
@@ -51,6 +61,10 @@ class Archive:
         self.recalling: set[tuple[str, str]] = set()
         # Looked up and found not archived (a hash collision), until they are.
         self.absent: set[bytes] = set()
+        # Archived, and found unreadable (UNREADABLE), by (aggregate, key): the reason. The
+        # commands that name one are dead-lettered, never decided on a state made up; the
+        # next load of the shard tries again (after an upgrade that reads it, say).
+        self.unreadable: dict[tuple[str, str], str] = {}
         # The events of archived aggregates a recovery's tail holds, by (aggregate, key):
         # applied once their state is read back (`unpark`).
         self._parked: dict[tuple[str, str], list[Event]] = {}
@@ -70,8 +84,8 @@ class Archive:
 
     async def load(self, aggregate: str, key: str) -> Any | None:
         """The archived state of `key`, or None: not archived after all (noted in `absent`).
-        A record this code cannot read raises: it is no cache, the state lives only there
-        and in the log."""
+        A record this code cannot read raises (UNREADABLE): it is no cache, the state lives
+        only there and in the log."""
         skey = state_key(aggregate, key)
         if self.reader is None:
             raise RuntimeError("the archive is read before the shard is loaded")
@@ -111,12 +125,14 @@ class Archive:
         parked, self._parked = self._parked, {}
         for (name, key), events in parked.items():
             aggregate = _BY_NAME[name]
-            state = await self.load(name, key)
+            state = await self._load_readable(name, key)
+            if (name, key) in self.unreadable:
+                continue  # its events stay in the log; its commands are dead-lettered
             for event in events:
                 if state is None or event.seq > state.seq:
                     state = aggregate.evolve(state, event)
             self.states[name][key] = state
-        return set(parked)
+        return set(parked) - set(self.unreadable)
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -131,12 +147,30 @@ class Archive:
             for _, key in wanted:
                 if key in held:
                     continue  # named twice
-                state = await self.load(name, key)
+                state = await self._load_readable(name, key)
                 if state is not None:
                     held[key] = state
                     self.recalled.add((name, key))
         finally:
             self.recalling.difference_update(wanted)
+
+    async def _load_readable(self, name: str, key: str) -> Any | None:
+        """`load`, with a record this code cannot read noted in `unreadable` (None then)."""
+        try:
+            return await self.load(name, key)
+        except UNREADABLE as err:
+            reason = f"{type(err).__name__}: {err}"
+            log.error(
+                "p%d: archived %s %s cannot be read back: %s", self.partition, name, key, reason
+            )
+            self.unreadable[(name, key)] = reason
+            return None
+
+    def check_readable(self, name: str, key: str) -> None:
+        """ArchivedStateUnreadable when `key`'s archived state was found unreadable."""
+        reason = self.unreadable.get((name, key))
+        if reason is not None:
+            raise ArchivedStateUnreadable(f"the archived state of {name} {key}: {reason}")
 
     # --- flushing ------------------------------------------------------------------------
 

@@ -53,7 +53,12 @@ from services.engine.encoding import dead_letter_derived, encode_bounded, envelo
 from services.engine.fold import fold_events
 from services.engine.liveness import Liveness
 from services.engine.outbox import Outbox
-from services.engine.recall import ARCHIVE_PER_FLUSH, Archive, ArchiveReader
+from services.engine.recall import (
+    ARCHIVE_PER_FLUSH,
+    Archive,
+    ArchivedStateUnreadable,
+    ArchiveReader,
+)
 from services.engine.snapshots import (
     SNAPSHOT_INTERVAL_S,
     Capture,
@@ -122,8 +127,8 @@ class Shard:
         # The commands offset after the last input decided here (None: none yet, read from
         # `position`); an input below it is never decided twice.
         self.decided_to: int | None = None
-        # Set when a transaction failed: nothing more is decided on this shard, and the
-        # engine drops it (fenced) or rebuilds it from the log.
+        # Set when a transaction or an archive read failed: nothing more is decided on this
+        # shard, and the engine drops it (fenced) or rebuilds it from the log.
         self.failed: BaseException | None = None
         # The topics this shard's producer keeps in its metadata (see track_topics).
         self._tracked: set[str] = set()
@@ -148,7 +153,7 @@ class Shard:
         self.snapshot_records: int | None = None
 
     def broken(self) -> bool:
-        """A transaction failed: decide nothing more here (see `failed`)."""
+        """A transaction or an archive read failed: decide nothing more here (see `failed`)."""
         return self.failed is not None
 
     # --- recovery ------------------------------------------------------------------------
@@ -208,7 +213,13 @@ class Shard:
         record key is its instance id), so they are decided on the state the whole log
         gives. The last await before they are decided: a flush meanwhile leaves them be."""
         keys = (r.key.decode(errors="replace") for r in records if isinstance(r.key, bytes))
-        await self.archive.recall(INSTANCE.name, keys)
+        try:
+            await self.archive.recall(INSTANCE.name, keys)
+        except Exception as err:  # the broker or a timeout (a record unreadable is noted)
+            log.warning(
+                "p%d: reading the archive failed: %r; the shard is rebuilt", self.partition, err
+            )
+            self.failed = err
 
     def _schedule(self, aggregate: Aggregate[Any], key: str, state: Any) -> None:
         if aggregate.timer is not None:
@@ -260,17 +271,16 @@ class Shard:
         states = self.states[aggregate.name]
         key = aggregate.command_key(cmd)
         state = states.get(key)
-        if (
-            state is None
-            and aggregate.evictable is not None
-            and self.archive.holds(aggregate.name, key)
-        ):
-            # Archived, and not recalled: this command was derived here (or by a timer), so
-            # no read could come first. It goes through the commands topic, in this
-            # transaction, and is decided once `recall` has read its aggregate back.
-            data = self._encode(self.codec.encode_command, self._envelope(cmd, now, caused_at))
-            out.commands.append((self.partition, command_key(cmd).encode(), data))
-            return []
+        if state is None and aggregate.evictable is not None:
+            self.archive.check_readable(aggregate.name, key)  # dead-lettered if not
+            if self.archive.holds(aggregate.name, key):
+                # Archived, and not recalled: this command was derived here (or by a timer),
+                # so no read could come first. It goes through the commands topic, in this
+                # transaction, and is decided once `recall` has read its aggregate back.
+                envelope = self._envelope(cmd, now, caused_at)
+                data = self._encode(self.codec.encode_command, envelope)
+                out.commands.append((self.partition, command_key(cmd).encode(), data))
+                return []
         d: Decision[Any] = aggregate.decide(state, cmd, now, caused_at)
         if not d.events:
             local, remote = self._route(d.sent, now, caused_at)
@@ -356,6 +366,8 @@ class Shard:
                 out.dead.append((record, f"undecodable command: {err}"))
             except Rejected as err:
                 out.dead.append((record, f"rejected: {err}"))
+            except ArchivedStateUnreadable as err:
+                out.dead.append((record, f"unreadable: {err}"))
             except Exception as err:
                 # A bug or an input no rule foresaw: the partition must not stop on it.
                 log.exception("p%d offset %d: deciding failed", self.partition, record.offset)

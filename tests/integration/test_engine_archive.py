@@ -11,6 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.adapters.avro import Codec
+from services.adapters.avro.framing import frame_header
+from services.adapters.avro.snapshots import SnapshotCodec
+from services.adapters.kafka import TOPIC_ARCHIVE, TOPIC_DEADLETTER, new_consumer
 from services.adapters.publish import send_command
 from services.domain.kernel.statuses import RestartMode
 from services.domain.protocol.commands import (
@@ -21,6 +24,7 @@ from services.domain.protocol.commands import (
 )
 from services.engine.engine import Engine
 from services.engine.shard import Shard
+from services.engine.snapshots import state_key
 from tests.helpers import wait_until_async
 from tests.integration.engine_harness import (
     EventLog,
@@ -38,6 +42,7 @@ OFTEN = 0.1  # seconds between a busy shard's snapshots here
 NEVER = 3600.0  # a snapshot interval no test waits for: snapshots read, none written
 HOT = 5  # the partition the instances of these tests go to
 WF = definition("archived", [{"id": "a", "type": "noop"}])
+CODEC_SCHEMA_ID = SnapshotCodec().schema_id
 
 
 async def send(producer: AIOKafkaProducer, *cmds: Command) -> None:
@@ -143,3 +148,45 @@ async def test_a_revival_in_the_tail_of_a_recovery_is_folded_onto_the_archived_s
             reference = await full_fold(kafka, HOT)
             assert await state_of(shard, iid) == reference.instances[iid]
             assert shard.instances.get(iid, reference.instances[iid]).run == 2
+
+
+async def test_a_command_for_an_archived_state_this_code_cannot_read_is_dead_lettered(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    """What a newer Baton archived (a schema id this code does not know) is not guessed at:
+    the command that names it is dead-lettered with the reason, the partition goes on."""
+    dead = new_consumer(kafka, None, TOPIC_DEADLETTER, auto_offset_reset="latest")
+    await dead.start()
+    await dead.seek_to_end()
+    got: list[dict[str, bytes]] = []
+    try:
+        async with (
+            following_events(kafka) as log,
+            scripted_worker(kafka, "default", succeed),
+            running_engine(kafka, "itest-archive-6") as engine,
+        ):
+            await after(producer, log)
+            (ghost,) = instance_ids_on(HOT, 1)
+            skey = state_key("instance", ghost)
+            unknown = frame_header(CODEC_SCHEMA_ID ^ 1) + b"\x00" * 16
+            sent = await producer.send_and_wait(TOPIC_ARCHIVE, unknown, key=skey, partition=HOT)
+            # The index entry an archiving flush of that newer Baton would have left.
+            engine.shards[HOT].archive.add([(skey, sent.offset)], 0)
+            await send(producer, RestartInstance(ghost, RestartMode.FROM_BEGINNING))
+            await after(producer, log)  # the partition goes on
+
+            async def dead_lettered() -> bool:
+                batch = await dead.getmany(timeout_ms=200)
+                for records in batch.values():
+                    got.extend(dict(r.headers) for r in records if r.key == ghost.encode())
+                return bool(got)
+
+            await wait_until_async(dead_lettered, timeout=10)
+            assert engine.shards[HOT].failed is None
+            assert log.types(ghost) == []
+    finally:
+        await dead.stop()
+    assert got[0]["reason"].startswith(
+        b"unreadable: the archived state of instance " + ghost.encode()
+    )
+    assert b"unknown schema id" in got[0]["reason"]
