@@ -36,6 +36,9 @@ TOPIC_SNAPSHOTS = "baton.snapshots"
 # Finished aggregates' final states, out of the engine's memory (services/engine/archive.py):
 # compacted, co-partitioned, read back one record at a time when a command addresses one.
 TOPIC_ARCHIVE = "baton.archive"
+# Every definition an event refers to by hash, once (services/adapters/definitions.py):
+# content-addressed, compacted, kept for ever beside the events.
+TOPIC_DEFINITIONS = "baton.definitions"
 DEFAULT_QUEUE = "default"
 
 
@@ -75,6 +78,17 @@ def _topic_specs(partitions: int, queues: Iterable[str]) -> list[NewTopic]:
             topic_configs={
                 "cleanup.policy": "compact",
                 "segment.ms": "3600000",
+                "max.message.bytes": "8388608",
+            },
+        ),
+        # One partition: every reader of events reads all of it (a record per definition).
+        NewTopic(
+            TOPIC_DEFINITIONS,
+            1,
+            1,
+            topic_configs={
+                "cleanup.policy": "compact",
+                "retention.ms": "-1",
                 "max.message.bytes": "8388608",
             },
         ),

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
 from services.adapters.avro import Codec, DecodeError
+from services.adapters.definitions import names_its_definition
 from services.adapters.kafka import started_consumer
 from services.domain.kernel.errors import CorruptLog
 from services.domain.protocol.events import Event
@@ -27,13 +28,15 @@ async def fold_events(
     codec: Codec,
     apply: Callable[[Event], None],
     start: int = 0,
+    resolve: Callable[[Event], Awaitable[Event]] | None = None,
 ) -> tuple[int, int | None, int]:
     """Hand every committed event of `events_tp` from offset `start`, in order, to `apply`.
     Returns how many, the highest input position their headers record (INPUT_OFFSET_HEADER;
     None: none does), and the partition's end offset when the fold ended.
 
     An undecodable event raises CorruptLog: skipping it would put memory one event behind the
-    log. The fold is CPU-bound and a partition's history can take seconds: it yields to the
+    log. An event that names its definition by hash gets its text from `resolve` first
+    (services/adapters/definitions.py); CorruptLog without one. The fold is CPU-bound and a partition's history can take seconds: it yields to the
     loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
     (cancelling this, which has written nothing) and the other shards keep deciding."""
     count = 0
@@ -57,6 +60,10 @@ async def fold_events(
                     raise CorruptLog(
                         f"events[{events_tp.partition}]@{record.offset} is undecodable: {err}"
                     ) from err
+                if names_its_definition(event):
+                    if resolve is None:
+                        raise CorruptLog(f"{event.event_id}: names a definition, no reader")
+                    event = await resolve(event)
                 apply(event)
                 count += 1
                 logged = input_offset(record.headers)

@@ -23,6 +23,8 @@ class Outbox:
     commands: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     # Commands derived here whose decision failed: (key, value, reason).
     dead_derived: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    # Definitions the events refer to by hash, not yet in baton.definitions: (hash, text).
+    definitions: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.tasks or self.dead or self.commands or self.dead_derived)
@@ -35,6 +37,7 @@ class Outbox:
             + len(self.dead)
             + len(self.commands)
             + len(self.dead_derived)
+            + len(self.definitions)
         )
 
     def extend(self, later: Outbox) -> None:
@@ -45,3 +48,4 @@ class Outbox:
         self.dead.extend(later.dead)
         self.commands.extend(later.commands)
         self.dead_derived.extend(later.dead_derived)
+        self.definitions.extend(later.definitions)

@@ -25,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.avro.snapshots import SnapshotCodec
+from services.adapters.definitions import DefinitionReader, by_reference
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
     TOPIC_EVENTS,
@@ -141,6 +142,10 @@ class Shard:
         self.snapshot_interval_s = snapshot_interval_s if snapshot_codec is not None else 0.0
         self.dirty: set[tuple[str, str]] = set()
         self.definitions: dict[str, str] = {}  # the definitions the snapshot holds, by hash
+        # baton.definitions, as this shard has read it (its fold) and written it (the hashes
+        # its transactions sent: a failed one rebuilds the shard, and this with it).
+        self.definition_reader: DefinitionReader | None = None
+        self.logged_definitions: set[str] = set()
         # Finished aggregates out of memory (see archive.py, recall.py).
         self.archive = Archive(
             partition, snapshot_codec or SnapshotCodec(), self.definitions, self.states
@@ -176,9 +181,11 @@ class Shard:
                 covered = restored.checkpoint.commands_offset
                 self.snapshot_records = restored.records
         self.archive.reader = ArchiveReader(bootstrap, self.partition)
+        self.definition_reader = reader = DefinitionReader(bootstrap)
         count, logged, self.events_end = await fold_events(
-            bootstrap, self.events_tp, self.codec, self._apply_recovered, start
+            bootstrap, self.events_tp, self.codec, self._apply_recovered, start, reader.resolve
         )
+        self.logged_definitions.update(reader.known)
         self.dirty |= await self.archive.unpark()
         self.folded = count
         positions = [p for p in (logged, covered) if p is not None]
@@ -286,7 +293,7 @@ class Shard:
             local, remote = self._route(d.sent, now, caused_at)
             out.commands.extend(remote)
             return local
-        encoded, local, remote = self._outputs(d.events, d.sent, now, caused_at)
+        encoded, definitions, local, remote = self._outputs(d.events, d.sent, now, caused_at)
         tasks = [(t, self._encode(self.codec.encode_task, t)) for t in d.tasks]
         cancelled = {id(e) for e in d.cancellations}
         # Nothing below may fail: memory now moves to the decided state.
@@ -298,6 +305,8 @@ class Shard:
                 self._track_liveness(e.instance_id, e, now)
         self._schedule(aggregate, key, d.state)
         out.events.extend(encoded)
+        out.definitions.extend(definitions)
+        self.logged_definitions.update(digest for digest, _ in definitions)
         out.cancellations.extend(pair for pair in encoded if id(pair[0]) in cancelled)
         out.tasks.extend(tasks)
         out.commands.extend(remote)
@@ -305,11 +314,27 @@ class Shard:
 
     def _outputs(
         self, events: list[Event], sent: list[Command], now: int, caused_at: int | None
-    ) -> tuple[list[tuple[Event, bytes]], list[Command], list[tuple[int, bytes, bytes]]]:
-        """A decision's events encoded and its commands routed: all that may fail, done
-        before memory moves."""
-        encoded = [(e, self._encode(self.codec.encode_event, e)) for e in events]
-        return (encoded, *self._route(sent, now, caused_at))
+    ) -> tuple[
+        list[tuple[Event, bytes]],
+        list[tuple[str, str]],
+        list[Command],
+        list[tuple[int, bytes, bytes]],
+    ]:
+        """A decision's events encoded as the log keeps them (a definition by reference), the
+        definitions they name that baton.definitions lacks, and its commands routed: all
+        that may fail, done before memory moves."""
+        encoded: list[tuple[Event, bytes]] = []
+        definitions: list[tuple[str, str]] = []
+        for e in events:
+            wire, definition = by_reference(e)
+            if (
+                definition is not None
+                and definition[0] not in self.logged_definitions
+                and definition not in definitions
+            ):
+                definitions.append(definition)
+            encoded.append((e, self._encode(self.codec.encode_event, wire)))
+        return (encoded, definitions, *self._route(sent, now, caused_at))
 
     def _route(
         self, sent: list[Command], now: int, caused_at: int | None

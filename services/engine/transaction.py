@@ -21,6 +21,7 @@ from services.adapters.kafka import (
     TOPIC_COMMANDS,
     TOPIC_CONTROL,
     TOPIC_DEADLETTER,
+    TOPIC_DEFINITIONS,
     TOPIC_EVENTS,
     TOPIC_SNAPSHOTS,
     dead_letter_headers,
@@ -39,7 +40,15 @@ INPUT_OFFSET_HEADER = "baton-input-offset"
 
 # Every topic a transaction may write besides the task topics.
 BASE_TOPICS = frozenset(
-    {TOPIC_EVENTS, TOPIC_CONTROL, TOPIC_COMMANDS, TOPIC_DEADLETTER, TOPIC_SNAPSHOTS, TOPIC_ARCHIVE}
+    {
+        TOPIC_EVENTS,
+        TOPIC_CONTROL,
+        TOPIC_COMMANDS,
+        TOPIC_DEADLETTER,
+        TOPIC_SNAPSHOTS,
+        TOPIC_ARCHIVE,
+        TOPIC_DEFINITIONS,
+    }
 )
 
 
@@ -52,6 +61,10 @@ async def send_outbox(
     futures = _Deliveries()
     await _send_events(producer, partition, out, next_offset, futures)
     events = len(out.events)
+    for digest, text in out.definitions:  # what the events name by hash, in this transaction
+        futures.append(
+            await producer.send(TOPIC_DEFINITIONS, text.encode(), key=digest.encode(), partition=0)
+        )
     for e, data in out.cancellations:
         futures.append(await producer.send(TOPIC_CONTROL, data, key=e.key.encode()))
     for t, data in out.tasks:

@@ -14,7 +14,9 @@ from aiokafka.structs import ConsumerRecord
 
 from projections import apply_batch
 from services.adapters.avro import Codec, DecodeError
+from services.adapters.definitions import DefinitionReader
 from services.adapters.postgres import is_poison
+from services.domain.kernel.errors import CorruptLog
 from services.domain.protocol.events import Event
 from services.projector.dead_letters import DeadLetter
 from services.projector.offsets import save_offsets
@@ -44,6 +46,22 @@ def decode_batch(
                 dead.append((record, str(err) or type(err).__name__))
         next_offsets[tp.partition] = max(records[-1].offset + 1, positions.get(tp, 0))
     return decoded, dead, next_offsets
+
+
+async def with_definitions(
+    reader: DefinitionReader, decoded: list[Decoded]
+) -> tuple[list[Decoded], list[DeadLetter]]:
+    """The events with the definitions they name by hash put back (the read models show an
+    instance's steps from it), and those whose definition baton.definitions lacks, as dead
+    letters: the log refers to a text it does not hold."""
+    resolved: list[Decoded] = []
+    dead: list[DeadLetter] = []
+    for record, event in decoded:
+        try:
+            resolved.append((record, await reader.resolve(event)))
+        except CorruptLog as err:
+            dead.append((record, str(err)))
+    return resolved, dead
 
 
 async def commit_batch(

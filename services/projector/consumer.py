@@ -37,9 +37,17 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError
 
 from services.adapters.avro import Codec
+from services.adapters.definitions import DefinitionReader
 from services.adapters.kafka import TOPIC_EVENTS, new_consumer, new_producer
 from services.adapters.postgres import is_poison, is_unavailable
-from services.projector.batches import Fetched, commit_batch, decode_batch, find_poison, ranges
+from services.projector.batches import (
+    Fetched,
+    commit_batch,
+    decode_batch,
+    find_poison,
+    ranges,
+    with_definitions,
+)
 from services.projector.dead_letters import DeadLetters, StoppedWhileSending
 from services.projector.offsets import stored_offsets
 from services.projector.outage import DatabaseOutage
@@ -97,6 +105,7 @@ class Projector:
         self._applied: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._dead_letters: DeadLetters | None = None
+        self._definitions = DefinitionReader(bootstrap)
         # Set when the database failed under a batch or a seek: the consumer's positions are
         # then not the stored ones, and nothing is applied until they are again.
         self._resync = False
@@ -211,6 +220,8 @@ class Projector:
         the poison events), in one transaction."""
         assert self._dead_letters is not None
         decoded, dead, next_offsets = decode_batch(self._codec, fetched, positions)
+        decoded, unresolved = await with_definitions(self._definitions, decoded)
+        dead += unresolved
         if dead:
             await self._dead_letters.send(dead)
         poisoned = 0
