@@ -27,13 +27,15 @@ from aiokafka import TopicPartition
 
 from services.adapters.kafka import TOPIC_DEFINITIONS, started_consumer
 from services.domain.kernel.errors import CorruptLog
-from services.domain.protocol.events import Event, InstanceStarted
+from services.domain.protocol.events import Event, InstanceQueued, InstanceStarted
 
 log = logging.getLogger(__name__)
 
 DEFINITIONS_TP = TopicPartition(TOPIC_DEFINITIONS, 0)
 # A definition is at most 256 KiB (the DSL's bound); a record far beyond that is not one.
 MAX_DEFINITION_BYTES = 1 << 20
+# The events that carry an instance's definition, and so name it by hash on the log.
+REFERRING = (InstanceStarted, InstanceQueued)
 
 
 def definition_hash(text: str) -> str:
@@ -42,9 +44,10 @@ def definition_hash(text: str) -> str:
 
 def by_reference(event: Event) -> tuple[Event, tuple[str, str] | None]:
     """The event as the log keeps it, and the (hash, text) it refers to: an `InstanceStarted`
-    that embeds its definition becomes one that names it; any other event is itself."""
+    or `InstanceQueued` that embeds its definition becomes one that names it; any other event
+    is itself."""
     p = event.payload
-    if not isinstance(p, InstanceStarted) or not p.definition:
+    if not isinstance(p, REFERRING) or not p.definition:
         return event, None
     digest = definition_hash(p.definition)
     wire = dataclasses.replace(p, definition="", definition_hash=digest)
@@ -54,7 +57,7 @@ def by_reference(event: Event) -> tuple[Event, tuple[str, str] | None]:
 def names_its_definition(event: Event) -> bool:
     """The event refers to a definition it does not carry (resolve it before folding)."""
     p = event.payload
-    return isinstance(p, InstanceStarted) and not p.definition and bool(p.definition_hash)
+    return isinstance(p, REFERRING) and not p.definition and bool(p.definition_hash)
 
 
 class DefinitionReader:
@@ -76,7 +79,7 @@ class DefinitionReader:
         if not names_its_definition(event):
             return event
         p = event.payload
-        assert isinstance(p, InstanceStarted)
+        assert isinstance(p, REFERRING)
         text = self.known.get(p.definition_hash)
         if text is None:
             await self._read_to_end()

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,10 +158,9 @@ def restore_record(
     aggregate, sep, key = raw_key.decode().partition(":")
     if not isinstance(entry, StateRecord) or not sep or aggregate != entry.aggregate:
         raise DecodeError(f"snapshot key {raw_key!r} does not name its record")
-    record = entry.record
-    ref = record.get("definition_hash")
-    if ref is not None:  # by reference: the text is stored once
-        record = {**record, "definition": definitions[ref]}
+    record = _resolved(entry.record, definitions)  # by reference: the text is stored once
+    if aggregate == "workflow":
+        record = {**record, "queue": [_resolved(q, definitions) for q in record["queue"]]}
     return aggregate, key, _BY_NAME[aggregate].restore(record)
 
 
@@ -292,13 +292,27 @@ def encode_state_record(
     definitions: dict[str, str],
     new_definitions: dict[str, str],
 ) -> bytes:
-    """A state's record, an instance's definition by reference (added to `new_definitions`
-    when the partition does not hold it yet)."""
+    """A state's record, an instance's definition (and a queued start's) by reference
+    (added to `new_definitions` when the partition does not hold it yet)."""
     record = _BY_NAME[aggregate].snapshot(state)
-    text = record.get("definition")
-    if aggregate == "instance" and isinstance(text, str):
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest not in definitions:
-            new_definitions[digest] = text
-        record = {**record, "definition": "", "definition_hash": digest}
+    if aggregate == "instance":
+        record = _by_reference(record, definitions, new_definitions)
+    elif aggregate == "workflow":
+        queue = [_by_reference(q, definitions, new_definitions) for q in record["queue"]]
+        record = {**record, "queue": queue}
     return codec.encode_state(aggregate, record)
+
+
+def _by_reference(
+    record: dict[str, Any], definitions: dict[str, str], new_definitions: dict[str, str]
+) -> dict[str, Any]:
+    text = record["definition"]
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if digest not in definitions:
+        new_definitions[digest] = text
+    return {**record, "definition": "", "definition_hash": digest}
+
+
+def _resolved(record: Mapping[str, Any], definitions: dict[str, str]) -> Mapping[str, Any]:
+    ref = record.get("definition_hash")
+    return {**record, "definition": definitions[ref]} if ref else record

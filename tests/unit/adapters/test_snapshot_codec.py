@@ -230,3 +230,21 @@ def test_a_truncated_state_is_refused() -> None:
     data = CODEC.encode_state("workflow", record)
     with pytest.raises(DecodeError):
         CODEC.decode(data[:-3])
+
+
+def test_a_workflows_queued_starts_keep_their_definition_by_reference() -> None:
+    from services.engine.snapshots import encode_state_record, restore_record, state_key
+
+    w = _pushed()
+    for n in range(40):  # PARALLEL max 2: 38 wait, each with the version's whole text
+        w.when(_start(w, n))
+    state = w.workflows["parent"]
+    assert len(state.queue) == 38
+    known: dict[str, str] = {}
+    new: dict[str, str] = {}
+    data = encode_state_record(CODEC, "workflow", state, known, new)
+    text = state.definitions[state.latest_version]
+    assert list(new.values()) == [text]  # once, for every queued start
+    assert len(data) < len(text) * 2 + 38 * 300
+    _, _, restored = restore_record(CODEC, state_key("workflow", "parent"), data, new)
+    assert restored == state

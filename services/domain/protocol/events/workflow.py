@@ -33,6 +33,8 @@ class InstanceQueued:
     params: str
     initiator: str
     idempotency_key: str | None
+    # On the log: `definition` empty and named by this hash, as in InstanceStarted.
+    definition_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
