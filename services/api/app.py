@@ -11,6 +11,7 @@ from services.api import openapi, problems
 from services.api.bodies import JsonBodyGuard
 from services.api.common import OrjsonResponse
 from services.api.deps import ApiDeps
+from services.api.load import MAX_REQUESTS, Load, RequestLimit
 from services.api.origins import (
     HostGuard,
     OriginGuard,
@@ -40,6 +41,8 @@ class ApiOptions:
     # Web origins whose pages may write, and read through CORS.
     allowed_origins: tuple[str, ...] = ()
     text_plain_definitions: bool = False
+    # Requests served at once; beyond, 503 `overloaded` with Retry-After (load.py).
+    max_requests: int = MAX_REQUESTS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiOptions:
@@ -77,6 +80,9 @@ def create_app(deps: ApiDeps, options: ApiOptions | None = None) -> FastAPI:
             allow_headers=["content-type", "authorization"],
         )
     app.add_middleware(HostGuard, hosts=options.own_hosts)
+    # Outermost: a request beyond the bound costs nothing but its answer.
+    app.state.load = Load(max_requests=options.max_requests)
+    app.add_middleware(RequestLimit, load=app.state.load)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(breakpoints.router, prefix=API_PREFIX)
     app.include_router(instances.router, prefix=API_PREFIX)

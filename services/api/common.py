@@ -8,13 +8,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import MessageSizeTooLargeError
 from fastapi.responses import JSONResponse
 
 from services.adapters import avro
 from services.adapters.publish import send_command
 from services.api.problems import Problem
+from services.api.publishing import Publisher
 from services.domain.protocol.commands import Command
 
 T = TypeVar("T")
@@ -62,23 +62,24 @@ def page(items: Sequence[T], limit: int, offset: int) -> dict[str, Any]:
     }
 
 
-async def publish(producer: AIOKafkaProducer, codec: avro.Codec, command: Command) -> str:
-    """Send one command and wait for the broker's ack; its command id, or 503 (413 when
-    Kafka refuses it for its size: no retry helps, so it is not "unavailable")."""
+async def publish(
+    producer: Publisher,
+    codec: avro.Codec,
+    command: Command,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Send one command and wait for the broker's ack, within a bound; its command id, or 503
+    with Retry-After (services/api/publishing.py: `extra` goes into its body), or 413 when
+    Kafka refuses it for its size (no retry helps, so it is not "unavailable")."""
     try:
-        envelope, _ = await send_command(producer, codec, command)
+        envelope, _ = await producer.gate.send(
+            send_command(producer.producer, codec, command), extra
+        )
     except MessageSizeTooLargeError as err:
         raise Problem(
             413,
             "Content Too Large",
             "the command is larger than Kafka accepts; send less (smaller params or payload)",
             kind="too-large",
-        ) from err
-    except KafkaError as err:
-        raise Problem(
-            503,
-            "Service Unavailable",
-            f"the command could not be published to Kafka: {err}",
-            kind="publish-failed",
         ) from err
     return envelope.command_id

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from services.adapters import avro
 from services.adapters.cluster import ClusterProbe
+from services.api.publishing import Publisher, PublishGate
 from services.api.validation import DefinitionValidator
 
 
@@ -24,6 +25,8 @@ class ApiDeps:
     codec: avro.Codec
     cluster: ClusterProbe  # read-only questions to Kafka, for /health
     validator: DefinitionValidator = field(default_factory=DefinitionValidator)
+    # What the API has seen of Kafka taking its commands (services/api/publishing.py).
+    gate: PublishGate = field(default_factory=PublishGate)
 
 
 def get_deps(request: Request) -> ApiDeps:
@@ -36,8 +39,9 @@ def get_pool(request: Request) -> asyncpg.Pool:
     return get_deps(request).pool
 
 
-def get_producer(request: Request) -> AIOKafkaProducer:
-    return get_deps(request).producer
+def get_producer(request: Request) -> Publisher:
+    deps = get_deps(request)
+    return Publisher(deps.producer, deps.gate)
 
 
 def get_codec(request: Request) -> avro.Codec:
@@ -53,7 +57,7 @@ def get_cluster(request: Request) -> ClusterProbe:
 
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-Producer = Annotated[AIOKafkaProducer, Depends(get_producer)]
+Producer = Annotated[Publisher, Depends(get_producer)]
 Codec = Annotated[avro.Codec, Depends(get_codec)]
 Validator = Annotated[DefinitionValidator, Depends(get_validator)]
 Cluster = Annotated[ClusterProbe, Depends(get_cluster)]

@@ -374,7 +374,7 @@ class Health(_Out):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
     kafka: Literal["ok", "unavailable"]
-    producer: Literal["ok", "stopped"]
+    producer: Literal["ok", "unavailable", "stopped"]
     processes: dict[str, ProcessHealth]  # engine, worker, projector
     queues: dict[str, int]  # live workers per queue (its group's members)
     projection: ProjectionHealth

@@ -35,9 +35,12 @@ _WRITE_METHODS = frozenset(m.lower() for m in WRITE_METHODS)
 # What each refusal declared in `_declare_refusals` means: the problem types it stands for.
 _ANY_OPERATION = {
     400: "Bad Request: the Host header names no address of this API (host-not-allowed)",
-    503: "Service Unavailable: the database is away (database-unavailable, with Retry-After),"
-    " Kafka did not take the command (publish-failed), the definition was not validated in"
-    " time (validation-busy), or, on /health, the stack is not healthy (unhealthy)",
+    503: "Service Unavailable, with Retry-After: the database is away (database-unavailable),"
+    " Kafka did not take the command (publish-failed), did not acknowledge it within 5 s"
+    " (publish-timeout: it may still be applied), failed to take the previous one so nothing"
+    " was sent (kafka-unavailable), or too many commands wait for it (overloaded); or the"
+    " definition was not validated in time (validation-busy), or, on /health, the stack is"
+    " not healthy (unhealthy)",
 }
 _ANY_WRITE = {
     403: "Forbidden: a write from a web origin that is not allowed (origin-not-allowed)",
@@ -49,7 +52,8 @@ _BOUNDED_BODY = {
 }
 _RETRY_AFTER = {
     "Retry-After": {
-        "description": "seconds after which a retry has a fair chance (database-unavailable)",
+        "description": "seconds after which a retry has a fair chance (database-unavailable,"
+        " publish-failed, publish-timeout, kafka-unavailable, overloaded)",
         "schema": {"type": "integer", "minimum": 0},
     }
 }

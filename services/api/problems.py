@@ -61,6 +61,7 @@ class Problem(Exception):
         kind: str | None = None,
         errors: Sequence[tuple[str, str]] | None = None,
         extra: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -69,6 +70,7 @@ class Problem(Exception):
         self.type = f"{TYPE_PREFIX}{kind}" if kind else "about:blank"
         self.errors = list(errors) if errors is not None else None
         self.extra = dict(extra or {})
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -159,7 +161,8 @@ def title_for(status: int) -> str:
 
 async def _on_problem(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return ProblemResponse(exc)
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return ProblemResponse(exc, headers=headers)
 
 
 async def _on_validation(_: Request, exc: Exception) -> Response:

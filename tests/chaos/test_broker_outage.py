@@ -24,7 +24,7 @@ pytestmark = pytest.mark.chaos
 
 # Long enough for every client's retries to repeat many times over (the outage is the point
 # of the test, not a synchronisation).
-OUTAGE_S = 18.0
+OUTAGE_S = 30.0
 MAX_LINES = 50
 PROCESSES = ("engine", "worker", "projector", "api")
 
@@ -50,6 +50,21 @@ async def test_a_broker_outage_is_a_few_log_lines_and_the_stack_recovers(
             r = await client.get(f"{api_url(settings)}/health")
         assert r.status_code == 503, r.text
         assert "kafka" in [e["path"] for e in r.json()["errors"]], r.text
+        # A start answers within its bound (it used to hang past a 60 s client timeout):
+        # 503, Retry-After, and the instance it tried, which may still start later.
+        start = {"idempotency_key": "during-the-outage"}
+        timed_out = await baton.http.post(f"/workflows/{wid}/instances", json=start, timeout=15)
+        assert timed_out.status_code == 503, timed_out.text
+        assert timed_out.json()["type"] == "urn:baton:problem:publish-timeout"
+        assert int(timed_out.headers["retry-after"]) > 0
+        tried = timed_out.json()["instance_id"]
+        # Right after, nothing is queued behind it: refused at once, and /health says why.
+        refused = await baton.http.post(f"/workflows/{wid}/instances", json={}, timeout=2)
+        assert refused.status_code == 503
+        assert refused.json()["type"] == "urn:baton:problem:kafka-unavailable"
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(f"{api_url(settings)}/health")
+        assert r.json()["health"]["producer"] == "unavailable", r.text
         await asyncio.sleep(OUTAGE_S)
     finally:
         await asyncio.to_thread(infra.start_kafka, settings)
@@ -58,6 +73,11 @@ async def test_a_broker_outage_is_a_few_log_lines_and_the_stack_recovers(
     # The stack works again: every process kind is back in its group, and an instance runs.
     await stack.wait_api(timeout=120)
     await baton.wait_status(await baton.start(wid), "SUCCEEDED", timeout=120)
+    # The start that timed out, sent again with its key, is that one instance: it ran once.
+    assert await baton.start(wid, key="during-the-outage") == tried
+    await baton.wait_status(tried, "SUCCEEDED", timeout=120)
+    instances = await baton.http.get("/instances", params={"workflow_id": wid, "limit": 100})
+    assert [i["instance_id"] for i in instances.json()["items"]].count(tried) == 1
     assert not stack.exited(), stack.exited()
 
     # Each process says when its outage ended, with its length.

@@ -56,6 +56,8 @@ class Observed:
     kafka_error: str | None
     groups: dict[str, GroupMembers] | None
     ends: dict[int, int] | None
+    # Kafka failed to take the API's last command (services/api/publishing.py).
+    publishing_failed: bool = False
 
 
 def assess(seen: Observed, max_lag: int = MAX_LAG) -> tuple[Health, list[tuple[str, str]]]:
@@ -67,6 +69,14 @@ def assess(seen: Observed, max_lag: int = MAX_LAG) -> tuple[Health, list[tuple[s
         faults.append(("kafka", seen.kafka_error))
     if not seen.producer_running:
         faults.append(("producer", "the API's Kafka producer is not running"))
+    elif seen.publishing_failed:
+        faults.append(
+            (
+                "producer",
+                "Kafka did not take the API's last command; commands answer 503 until one is"
+                " acknowledged",
+            )
+        )
 
     groups = seen.groups or {}
     queues = {q: g.members for name, g in groups.items() if (q := worker_queue(name)) is not None}
@@ -99,7 +109,11 @@ def assess(seen: Observed, max_lag: int = MAX_LAG) -> tuple[Health, list[tuple[s
         status="degraded" if faults else "ok",
         database="unavailable" if seen.database_error is not None else "ok",
         kafka="unavailable" if seen.kafka_error is not None else "ok",
-        producer="ok" if seen.producer_running else "stopped",
+        producer="stopped"
+        if not seen.producer_running
+        else "unavailable"
+        if seen.publishing_failed
+        else "ok",
         processes=processes,
         queues=dict(sorted(queues.items())),
         projection=ProjectionHealth(lag=lag, partitions=partitions, max_lag=max_lag),
@@ -158,7 +172,15 @@ async def health(pool: Pool, producer: Producer, cluster: Cluster) -> Health:
     (database_error, stored), (kafka_error, groups, ends) = await asyncio.gather(
         _database(pool), _cluster(cluster)
     )
-    seen = Observed(database_error, stored, producer_running(producer), kafka_error, groups, ends)
+    seen = Observed(
+        database_error,
+        stored,
+        producer_running(producer.producer),
+        kafka_error,
+        groups,
+        ends,
+        publishing_failed=producer.gate.status == "unavailable",
+    )
     report, faults = assess(seen)
     if faults:
         raise Problem(

@@ -284,7 +284,8 @@ async def start_instance(
         idempotency_key=req.idempotency_key,
         admitted=False,  # the workflow's run strategy decides when it runs
     )
-    command_id = await publish(producer, codec, command)
+    # A 503 names the instance it tried: a timed-out start may still happen.
+    command_id = await publish(producer, codec, command, {"instance_id": instance_id})
     return InstanceAccepted(
         instance_id=instance_id,
         workflow_id=workflow_id,
