@@ -1,8 +1,11 @@
 """Liveness of the attempts a shard's instances run on workers: when each was last heard of
 (a report or a heartbeat), and which have been silent longer than the heartbeat timeout.
 
-Not part of the fold: after a recovery every running attempt gets a full timeout of grace
-(see `Shard.load`), as the worker's heartbeats were not logged.
+Not part of the fold (heartbeats are not logged): each snapshot's checkpoint records when
+every running attempt was last heard of, and a recovery counts on from there (see
+`Shard.load`), so a worker that died shortly before an engine restart is noticed within the
+heartbeat timeout plus the snapshot interval, not a whole timeout after the restart. An
+attempt started after the snapshot counts from the recovery.
 """
 
 from __future__ import annotations

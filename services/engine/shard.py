@@ -166,10 +166,11 @@ class Shard:
     async def load(self, bootstrap: str, now: int) -> int:
         """Restore the newest usable snapshot of p, if any, then fold the committed events
         after it (all of them without one; see fold_events: it yields to the loop, and a stop
-        cancels it, having written nothing); then set the timers and give every attempt
-        running on a worker a full heartbeat timeout of grace. Returns the number of events
-        folded."""
+        cancels it, having written nothing); then set the timers, and count each attempt
+        running on a worker as heard of when the snapshot last saw it. Returns the number of
+        events folded."""
         start, covered = 0, None
+        seen: dict[tuple[str, str, int], int] = {}
         if self.snapshot_codec is not None and self.snapshot_interval_s > 0:
             restored = await read_snapshot(bootstrap, self.partition, self.snapshot_codec)
             if restored is not None:
@@ -179,6 +180,7 @@ class Shard:
                 self.definitions.update(restored.definitions)
                 self.archive.restore(restored.segments)
                 covered = restored.checkpoint.commands_offset
+                seen = {(i, s, a): t for i, s, a, t in restored.checkpoint.attempts_seen}
                 self.snapshot_records = restored.records
         self.archive.reader = ArchiveReader(bootstrap, self.partition)
         self.definition_reader = reader = DefinitionReader(bootstrap)
@@ -195,7 +197,11 @@ class Shard:
                 self._schedule(aggregate, key, state)
         for iid, state in self.instances.items():
             for sid, attempt in running_on_workers(state):
-                self.last_seen[(iid, sid, attempt)] = now
+                # Heard of when the snapshot was taken: its timeout counts on from there (a
+                # worker that died before the restart gets no fresh grace). Started since:
+                # from now. Heartbeats waiting in the input are read before any expiry.
+                watched = (iid, sid, attempt)
+                self.last_seen[watched] = min(seen.get(watched, now), now)
         return count
 
     # --- the fold, kept in memory ----------------------------------------------------------
@@ -425,7 +431,8 @@ class Shard:
         states, archived = self.archive.split(self.dirty)
         self.dirty = set()
         offset = next_offset if next_offset is not None else (self.position or 0)
-        return Capture(states, self.events_end, offset, archived)
+        seen = tuple((i, s, a, t) for (i, s, a), t in self.last_seen.items())
+        return Capture(states, self.events_end, offset, archived, seen)
 
     async def commit(
         self, out: Outbox, next_offset: int | None, capture: Capture | None = None

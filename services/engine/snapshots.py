@@ -75,6 +75,8 @@ class Capture:
     commands_offset: int
     # Those that leave memory: written to the archive, and a tombstone here.
     archived: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # When each attempt running on a worker was last heard of (liveness.py), then.
+    attempts_seen: tuple[tuple[str, str, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,12 @@ async def send_snapshot(
         for skey, data in records
     ]
     archived = await _send_archived(producer, partition, codec, archive, segments, sent)
-    checkpoint = Checkpoint(capture.events_from, capture.commands_offset, time.time_ns() // 1000)
+    checkpoint = Checkpoint(
+        capture.events_from,
+        capture.commands_offset,
+        time.time_ns() // 1000,
+        capture.attempts_seen,
+    )
     data = codec.encode_checkpoint(checkpoint)
     sent.append(await producer.send(TOPIC_SNAPSHOTS, data, key=CHECKPOINT_KEY, partition=partition))
     # Known only once the transaction commits; a failed one rebuilds the shard, and this map.

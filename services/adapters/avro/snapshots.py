@@ -47,6 +47,8 @@ class Checkpoint:
     events_from: int
     commands_offset: int
     written_at: int
+    # (instance id, step id, attempt, last heard of, UTC micros) of each attempt on a worker.
+    attempts_seen: tuple[tuple[str, str, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,10 @@ class SnapshotCodec:
             "events_from": checkpoint.events_from,
             "commands_offset": checkpoint.commands_offset,
             "written_at": checkpoint.written_at,
+            "attempts_seen": [
+                {"instance_id": i, "step_id": s, "attempt": a, "seen_at": t}
+                for i, s, a, t in checkpoint.attempts_seen
+            ],
         }
         entry = {"entry": (CHECKPOINT_RECORD, record)}
         return write_frame(self._header, self._parsed, entry, CHECKPOINT_RECORD)
@@ -121,8 +127,12 @@ class SnapshotCodec:
             raise DecodeError(f"expected a named union member, got {type(entry).__name__}")
         name, record = entry
         if name == CHECKPOINT_RECORD:
+            seen = tuple(
+                (x["instance_id"], x["step_id"], x["attempt"], x["seen_at"])
+                for x in record["attempts_seen"]
+            )
             return Checkpoint(
-                record["events_from"], record["commands_offset"], record["written_at"]
+                record["events_from"], record["commands_offset"], record["written_at"], seen
             )
         if name == DEFINITION_RECORD:
             return DefinitionRecord(record["hash"], record["definition"])

@@ -204,6 +204,8 @@ def test_every_published_version_is_read_by_todays_codec(version: int, path: Any
 def test_the_checkpoint_reads_back() -> None:
     checkpoint = Checkpoint(events_from=1234, commands_offset=99, written_at=7)
     assert CODEC.decode(CODEC.encode_checkpoint(checkpoint)) == checkpoint
+    seen = Checkpoint(1, 2, 3, (("wf~1", "a", 2, 1_700_000_000_000_000),))
+    assert CODEC.decode(CODEC.encode_checkpoint(seen)) == seen
 
 
 def test_a_definition_reads_back() -> None:
