@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from services.adapters.avro import Codec
+from services.adapters.definitions import by_reference
 from services.domain.kernel.errors import Rejected
 from services.domain.protocol.commands import Command, CommandEnvelope
+from services.domain.protocol.events import Event
 from services.domain.protocol.routing import command_key
 from services.engine.outbox import Outbox
 
@@ -31,6 +33,22 @@ def encode_bounded(encode: Callable[[Any], bytes], value: Any) -> bytes:
             f"{type(value).__name__} would be {len(data)} bytes; at most {MAX_RECORD_BYTES}"
         )
     return data
+
+
+def encode_events(
+    codec: Codec, events: list[Event], logged: set[str]
+) -> tuple[list[tuple[Event, bytes]], list[tuple[str, str]]]:
+    """Each event with its bytes as the log keeps it (a definition by reference), and the
+    definitions they name that are not `logged` in baton.definitions yet: (hash, text).
+    Rejected when one is too large."""
+    encoded: list[tuple[Event, bytes]] = []
+    definitions: list[tuple[str, str]] = []
+    for e in events:
+        wire, definition = by_reference(e)
+        if definition is not None and definition[0] not in logged and definition not in definitions:
+            definitions.append(definition)
+        encoded.append((e, encode_bounded(codec.encode_event, wire)))
+    return encoded, definitions
 
 
 def envelope(c: Command, now: int, caused_at: int | None) -> CommandEnvelope:

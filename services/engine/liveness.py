@@ -10,6 +10,8 @@ attempt started after the snapshot counts from the recovery.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from services.domain.decider import ENGINE_WORKER
 from services.domain.protocol.commands import ExpireHeartbeat
 from services.domain.protocol.events import Event, StepAttemptStarted
@@ -41,6 +43,16 @@ class Liveness:
             self.last_seen[key] = now
         elif not isinstance(p, StepAttemptStarted):
             self.last_seen.pop(key, None)
+
+    def restore(
+        self, running: Iterable[AttemptKey], seen: Mapping[AttemptKey, int], now: int
+    ) -> None:
+        """After a recovery: watch the `running` attempts, each as heard of when the snapshot
+        saw it (`seen`: its timeout counts on from there, so a worker that died before the
+        restart gets no fresh grace), or from now when it started since. Heartbeats waiting
+        in the unread input are read before any expiry (see Shard._due_commands)."""
+        for key in running:
+            self.last_seen[key] = min(seen.get(key, now), now)
 
     def expired(self, now: int) -> list[ExpireHeartbeat]:
         """The attempts silent longer than the timeout, each returned once (it is no longer

@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.adapters.avro import Codec, DecodeError
 from services.adapters.avro.snapshots import SnapshotCodec
-from services.adapters.definitions import DefinitionReader, by_reference
+from services.adapters.definitions import DefinitionReader
 from services.adapters.kafka import (
     TOPIC_COMMANDS,
     TOPIC_EVENTS,
@@ -50,7 +50,12 @@ from services.domain.protocol.commands import (
 )
 from services.domain.protocol.events import Event
 from services.domain.protocol.routing import command_key
-from services.engine.encoding import dead_letter_derived, encode_bounded, envelope
+from services.engine.encoding import (
+    dead_letter_derived,
+    encode_bounded,
+    encode_events,
+    envelope,
+)
 from services.engine.fold import fold_events
 from services.engine.liveness import Liveness
 from services.engine.outbox import Outbox
@@ -195,13 +200,12 @@ class Shard:
         for aggregate in AGGREGATES:
             for key, state in self.states[aggregate.name].items():
                 self._schedule(aggregate, key, state)
-        for iid, state in self.instances.items():
-            for sid, attempt in running_on_workers(state):
-                # Heard of when the snapshot was taken: its timeout counts on from there (a
-                # worker that died before the restart gets no fresh grace). Started since:
-                # from now. Heartbeats waiting in the input are read before any expiry.
-                watched = (iid, sid, attempt)
-                self.last_seen[watched] = min(seen.get(watched, now), now)
+        running = (
+            (iid, sid, attempt)
+            for iid, state in self.instances.items()
+            for sid, attempt in running_on_workers(state)
+        )
+        self.liveness.restore(running, seen, now)
         return count
 
     # --- the fold, kept in memory ----------------------------------------------------------
@@ -326,20 +330,10 @@ class Shard:
         list[Command],
         list[tuple[int, bytes, bytes]],
     ]:
-        """A decision's events encoded as the log keeps them (a definition by reference), the
-        definitions they name that baton.definitions lacks, and its commands routed: all
-        that may fail, done before memory moves."""
-        encoded: list[tuple[Event, bytes]] = []
-        definitions: list[tuple[str, str]] = []
-        for e in events:
-            wire, definition = by_reference(e)
-            if (
-                definition is not None
-                and definition[0] not in self.logged_definitions
-                and definition not in definitions
-            ):
-                definitions.append(definition)
-            encoded.append((e, self._encode(self.codec.encode_event, wire)))
+        """A decision's events encoded as the log keeps them, the definitions they name that
+        baton.definitions lacks (encoding.encode_events), and its commands routed: all that
+        may fail, done before memory moves."""
+        encoded, definitions = encode_events(self.codec, events, self.logged_definitions)
         return (encoded, definitions, *self._route(sent, now, caused_at))
 
     def _route(
