@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from projections import attempts, history, instances, signals, steps, workflows
+from projections import attempts, definitions, history, instances, signals, steps, workflows
 from projections.tables import Batch, Conn, Handler, Table, load, write
 from services.domain.protocol.events import EVENT_TYPES, Event, EventPayload
 
 # history first: its table is the idempotence guard for all the others.
-MODULES = (history, workflows, instances, steps, attempts, signals)
+MODULES = (history, workflows, instances, steps, attempts, signals, definitions)
 _STATE_MODULES = MODULES[1:]
 
 ALL_TABLES: tuple[Table, ...] = tuple(t for m in MODULES for t in m.TABLES)

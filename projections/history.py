@@ -32,8 +32,12 @@ TABLES = (EVENTS,)
 
 
 def payload_json(payload: EventPayload) -> str:
-    """The payload's fields as a JSON object: enums as their values, tuples as lists."""
-    return json.dumps(dataclasses.asdict(payload), sort_keys=True, separators=(",", ":"))
+    """The payload's fields as a JSON object: enums as their values, tuples as lists. A
+    definition the event names by hash is not repeated: its text is in `definitions`."""
+    fields = dataclasses.asdict(payload)
+    if fields.get("definition_hash"):
+        fields["definition"] = ""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def aggregate_id(e: Event) -> str:

@@ -74,3 +74,20 @@ def test_history_handler_writes_one_row_keyed_by_aggregate_and_seq() -> None:
         3,
         "InstanceFailed",
     )
+
+
+def test_a_start_naming_its_definition_keeps_the_text_once_in_definitions() -> None:
+    from projections import definitions
+    from services.domain.protocol.events import InstanceStarted
+
+    text = '{"id":"wf","steps":[]}'
+    batch = Batch()
+    for n in (1, 2):  # two instances of one definition, each event resolved by the projector
+        p = InstanceStarted(1, text, "{}", "t", None, 0, definition_hash="ab" * 32)
+        e = Event(f"wf~{n}:1", f"wf~{n}", "wf", 1, 1_000_000, p)
+        assert '"definition":""' in history.payload_json(p)  # the row keeps the hash only
+        assert '"definition_hash":"' + "ab" * 32 in history.payload_json(p)
+        definitions.HANDLERS[InstanceStarted](batch, e, p)
+    assert batch.changed()[definitions.DEFINITIONS] == [{"hash": "ab" * 32, "definition": text}]
+    embedded = InstanceStarted(1, text, "{}", "t", None, 0)  # an older event: kept in its row
+    assert '"definition":"{' in history.payload_json(embedded)

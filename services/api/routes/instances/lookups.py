@@ -37,9 +37,11 @@ async def instance_workflow(pool: Pool, instance_id: str) -> Workflow:
     iteration runs the loop's body, not its workflow's version. A start still queued has no
     such event yet: then the version it will run."""
     row = await instance_row(pool, instance_id)
+    # The text is in the event's row, or, when the event names it by hash, in `definitions`.
     definition = await pool.fetchval(
-        "SELECT payload->>'definition' FROM events"
-        " WHERE aggregate_id = $1 AND type = 'InstanceStarted'",
+        "SELECT coalesce(nullif(e.payload->>'definition', ''), d.definition) FROM events e"
+        " LEFT JOIN definitions d ON d.hash = e.payload->>'definition_hash'"
+        " WHERE e.aggregate_id = $1 AND e.type = 'InstanceStarted'",
         instance_id,
     )
     if definition is not None:
