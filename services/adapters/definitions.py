@@ -69,10 +69,6 @@ class DefinitionReader:
         self.known: dict[str, str] = {}
         self._position = 0
 
-    def remember(self, digest: str, text: str) -> None:
-        """A text this process holds anyway (it wrote it, or an event embeds it)."""
-        self.known.setdefault(digest, text)
-
     async def resolve(self, event: Event) -> Event:
         """`event` with its definition's text in place (any other event as it is); CorruptLog
         when the topic holds no such definition (deleted, or a log from elsewhere)."""

@@ -27,7 +27,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
@@ -152,4 +152,4 @@ class Publisher:
     """The producer a route publishes with, behind the API's one gate."""
 
     producer: AIOKafkaProducer
-    gate: PublishGate = field(default_factory=PublishGate)
+    gate: PublishGate

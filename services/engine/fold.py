@@ -36,7 +36,9 @@ async def fold_events(
 
     An undecodable event raises CorruptLog: skipping it would put memory one event behind the
     log. An event that names its definition by hash gets its text from `resolve` first
-    (services/adapters/definitions.py); CorruptLog without one. The fold is CPU-bound and a partition's history can take seconds: it yields to the
+    (services/adapters/definitions.py); CorruptLog without one.
+
+    The fold is CPU-bound and a partition's history can take seconds: it yields to the
     loop every FOLD_SLICE_S, so the consumer keeps heartbeating, a stop is served at once
     (cancelling this, which has written nothing) and the other shards keep deciding."""
     count = 0

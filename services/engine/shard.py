@@ -147,9 +147,8 @@ class Shard:
         self.snapshot_interval_s = snapshot_interval_s if snapshot_codec is not None else 0.0
         self.dirty: set[tuple[str, str]] = set()
         self.definitions: dict[str, str] = {}  # the definitions the snapshot holds, by hash
-        # baton.definitions, as this shard has read it (its fold) and written it (the hashes
-        # its transactions sent: a failed one rebuilds the shard, and this with it).
-        self.definition_reader: DefinitionReader | None = None
+        # The hashes baton.definitions holds, as this shard has read it (its fold) and written
+        # it (its transactions sent them: a failed one rebuilds the shard, and this with it).
         self.logged_definitions: set[str] = set()
         # Finished aggregates out of memory (see archive.py, recall.py).
         self.archive = Archive(
@@ -188,7 +187,7 @@ class Shard:
                 seen = {(i, s, a): t for i, s, a, t in restored.checkpoint.attempts_seen}
                 self.snapshot_records = restored.records
         self.archive.reader = ArchiveReader(bootstrap, self.partition)
-        self.definition_reader = reader = DefinitionReader(bootstrap)
+        reader = DefinitionReader(bootstrap)
         count, logged, self.events_end = await fold_events(
             bootstrap, self.events_tp, self.codec, self._apply_recovered, start, reader.resolve
         )

@@ -15,7 +15,6 @@ and the shard folds its partition from the log's start instead.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from services.adapters.avro.snapshots import (
     SnapshotCodec,
     StateRecord,
 )
+from services.adapters.definitions import definition_hash
 from services.adapters.kafka import TOPIC_ARCHIVE, TOPIC_SNAPSHOTS, started_consumer
 from services.domain.decider import AGGREGATES
 from services.engine.archive import chunks, segment
@@ -314,7 +314,7 @@ def _by_reference(
     record: dict[str, Any], definitions: dict[str, str], new_definitions: dict[str, str]
 ) -> dict[str, Any]:
     text = record["definition"]
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    digest = definition_hash(text)
     if digest not in definitions:
         new_definitions[digest] = text
     return {**record, "definition": "", "definition_hash": digest}

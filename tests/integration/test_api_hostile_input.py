@@ -14,7 +14,7 @@ from services.adapters.kafka import new_producer
 from services.api import problems
 from services.api.common import publish
 from services.api.problems import MEDIA_TYPE, Problem
-from services.api.publishing import Publisher
+from services.api.publishing import Publisher, PublishGate
 from services.domain.protocol.commands import SendSignal
 from tests.integration.api_harness import (
     V1,
@@ -160,7 +160,7 @@ async def test_a_command_kafka_refuses_for_its_size_is_413_not_a_retryable_503(a
             sender="api:test",
         )
         with pytest.raises(Problem) as caught:
-            await publish(Publisher(producer), api.codec, command)
+            await publish(Publisher(producer, PublishGate()), api.codec, command)
     finally:
         await producer.stop()
 

@@ -42,7 +42,7 @@ def test_an_instance_start_goes_on_the_log_naming_its_definition() -> None:
     # Resolved from what the reader holds, the event is the one the decider made (plus the
     # hash it is known by).
     reader = DefinitionReader("unused:0")
-    reader.remember(*definition)
+    reader.known[definition[0]] = definition[1]
     resolved = asyncio.run(reader.resolve(read))
     payload = event.payload
     assert isinstance(payload, InstanceStarted)

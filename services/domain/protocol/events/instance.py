@@ -23,7 +23,7 @@ class InstanceStarted:
     # An iteration of a loop step: `{index, item}` (foreach) or `{index, outputs}` (while),
     # JSON; its expressions read it as `iteration`.
     loop: str | None = None
-    # On the log (events v-next), `definition` is empty and this names it: the SHA-256 of its
+    # On the log (events v8), `definition` is empty and this names it: the SHA-256 of its
     # text, stored once in baton.definitions (services/adapters/definitions.py). Readers put
     # the text back before folding; the domain always sees it.
     definition_hash: str = ""
