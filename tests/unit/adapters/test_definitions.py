@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 
 from services.adapters.avro import Codec
 from services.adapters.definitions import (
+    MAX_DEFINITION_BYTES,
     DefinitionReader,
     by_reference,
     definition_hash,
@@ -67,6 +69,8 @@ def test_only_a_value_that_hashes_to_its_key_is_taken() -> None:
     reader._take(digest.encode(), b'{"id":"evil"}', 0)  # the wrong text under the key
     reader._take(None, TEXT.encode(), 1)
     reader._take(digest.encode(), b"\xff\xfe", 2)
+    huge = b'"' + b"x" * MAX_DEFINITION_BYTES + b'"'  # hashes to its key, but is no definition
+    reader._take(hashlib.sha256(huge).hexdigest().encode(), huge, 4)
     assert reader.known == {}
     reader._take(digest.encode(), TEXT.encode(), 3)
     assert reader.known == {digest: TEXT}
